@@ -1,0 +1,37 @@
+# cnnscope's commands. `make run` and `make test` set everything up on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: setup run test check lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first and pinned: the CPU build lies on disk; letting another package resolve
+# torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+run: setup  ## the web app on the shipped deep_mnist weights
+	$(VENV)/bin/cnnscope serve --host $(HOST) --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+test: lint  ## lint, type-check, then every test (browser tests included)
+	$(PY) -m pytest
+
+check: test
+
+bench: setup
+	$(PY) bench/train_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""cnnscope: train a CNN on MNIST and see what it learned."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .checkpoints import (
+    CheckpointError,
+    bundled_models,
+    bundled_path,
+    load_weights,
+    save_weights,
+)
+from .data import MNIST, DataError, load_mnist
+from .models import MODELS, build_model, get_spec
+
+__all__ = [
+    "MNIST",
+    "MODELS",
+    "CheckpointError",
+    "DataError",
+    "__version__",
+    "build_model",
+    "bundled_models",
+    "get_spec",
+    "load_mnist",
+    "load_model",
+    "load_weights",
+    "save_weights",
+]
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] = "deep_mnist",
+) -> tuple[Any, dict[str, Any]]:
+    """Load trained weights: a registered name (the shipped weights) or a file path.
+
+    Returns
+    -------
+    (model, metadata)
+        The model in eval mode (float32, CPU) and its JSON metadata.
+
+    Examples
+    --------
+    >>> model, meta = cnnscope.load_model()  # the shipped deep_mnist
+    >>> model, meta = cnnscope.load_model("runs/deep_mnist/model.safetensors")
+    """
+    text = os.fspath(name_or_path)
+    if text in MODELS:
+        return load_weights(bundled_path(text), expect=text)
+    path = Path(text)
+    if path.suffix != ".safetensors" and not path.exists():
+        raise ValueError(
+            f"{text!r} is neither a model name ({', '.join(MODELS)}) nor a weights file."
+        )
+    return load_weights(path)

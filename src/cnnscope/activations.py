@@ -1,0 +1,106 @@
+"""One forward pass → every named stage's output.
+
+Forward hooks are owned by :class:`StageRecorder`, a context manager that removes them on
+exit, also when the forward pass raises, so a model is never left with stray hooks.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import INPUT_SHAPE, StagedModel, count_parameters, get_spec, resolve_stage
+
+__all__ = ["StageRecorder", "describe", "record", "stage_shapes"]
+
+
+class StageRecorder:
+    """Record the outputs of named stages during forward passes.
+
+    Parameters
+    ----------
+    model
+        A :class:`~cnnscope.models.StagedModel`.
+    stages
+        Stage names to record; ``None`` records all of ``model.stage_names``. An unknown
+        name raises ``ValueError`` listing the valid ones.
+    detach
+        Store detached tensors (the default). ``False`` keeps them in the autograd graph,
+        for objectives that differentiate a stage (feature visualization, Grad-CAM).
+
+    Examples
+    --------
+    >>> with StageRecorder(model, ["conv1", "fc1"]) as rec:
+    ...     logits = model(x)
+    >>> rec.outputs["conv1"].shape  # (N, 32, 28, 28)
+    """
+
+    def __init__(
+        self, model: StagedModel, stages: list[str] | None = None, *, detach: bool = True
+    ) -> None:
+        names = list(model.stage_names if stages is None else stages)
+        self._modules = {name: resolve_stage(model, name) for name in names}
+        self._detach = detach
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> StageRecorder:
+        for name, module in self._modules.items():
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self.outputs[name] = output.detach() if self._detach else output
+
+        return hook
+
+
+@torch.no_grad()
+def record(
+    model: StagedModel, images: torch.Tensor, stages: list[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Run ``images`` (N, 1, 28, 28) through ``model`` in eval mode; return every stage.
+
+    The result maps stage names to tensors in forward order; ``"logits"`` is always there.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with StageRecorder(model, stages) as rec:
+            logits = model(images)
+    finally:
+        model.train(was_training)
+    return {**rec.outputs, "logits": logits}
+
+
+def stage_shapes(model: StagedModel) -> dict[str, tuple[int, ...]]:
+    """Each stage's output shape for one image, without the batch dimension."""
+    outputs = record(model, torch.zeros(1, *INPUT_SHAPE))
+    return {name: tuple(outputs[name].shape[1:]) for name in model.stage_names}
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Name, description, options, parameter count and stage shapes of an architecture."""
+    spec = get_spec(name)
+    model = spec.build()
+    return {
+        "name": name,
+        "description": spec.description,
+        "config": dict(spec.defaults),
+        "parameters": count_parameters(model),
+        "stages": {k: list(v) for k, v in stage_shapes(model).items()},
+    }

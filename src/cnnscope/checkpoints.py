@@ -1,0 +1,306 @@
+"""Weights on disk: safetensors for tensors, JSON for what they are. Never pickle.
+
+Two kinds of file:
+
+* **Weights** (``NAME.safetensors`` + ``NAME.json``): what a user loads. The safetensors
+  header names the architecture and its options, so the file alone can be rebuilt; the
+  JSON beside it holds the rest (metrics, data checksum, cnnscope version, creation time,
+  the training config) and the SHA-256 of the weights it describes.
+* **Training state** (``state.safetensors``): model, optimizer and RNG tensors plus the
+  scheduler and loop position as JSON in the header, everything ``--resume`` needs in one
+  file.
+
+Every write goes to a temporary file in the same folder and is renamed over the target,
+so a crash mid-write leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .models import MODELS, StagedModel, get_spec
+
+__all__ = [
+    "CheckpointError",
+    "bundled_models",
+    "bundled_path",
+    "load_training_state",
+    "load_weights",
+    "read_metadata",
+    "save_training_state",
+    "save_weights",
+]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+_HEADER_KEY = "cnnscope"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or for another architecture; the message says why."""
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` over ``path``; remove ``tmp`` on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def save_weights(
+    model: StagedModel,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``model``'s weights to ``path`` (``.safetensors``) and metadata beside it.
+
+    Parameters
+    ----------
+    model
+        A model built by :func:`cnnscope.models.build_model`.
+    path
+        Target file; the JSON metadata goes to the same name with ``.json``.
+    metadata
+        Extra fields for the JSON (metrics, training config, data checksum…).
+    dtype
+        Store tensors in this dtype (``torch.float16`` halves the size); loading always
+        returns float32.
+
+    Returns
+    -------
+    Path
+        The safetensors file.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: weights files end in .safetensors")
+    tensors = {
+        k: (v.detach().to(dtype) if dtype is not None else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    header = {"model": model.arch, "config": model.config(), "version": __version__}
+    _atomic_write(
+        path,
+        lambda tmp: save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header)}),
+    )
+    meta = {
+        **header,
+        "created_at": _now(),
+        "dtype": str(next(iter(tensors.values())).dtype).removeprefix("torch."),
+        **(metadata or {}),
+        "weights_file": path.name,
+        "weights_sha256": _sha256(path),
+    }
+    _atomic_write(_sidecar(path), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2) + "\n"))
+    return path
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(_HEADER_KEY)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({e}). It is corrupt or truncated; "
+            "re-run `cnnscope train` or restore the file."
+        ) from e
+    if header is None:
+        raise CheckpointError(
+            f"{path}: a safetensors file without cnnscope metadata; it was not written by "
+            "cnnscope, so its architecture is unknown."
+        )
+    return dict(json.loads(header))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a weights file (or just its header if the JSON is missing)."""
+    path = Path(path)
+    sidecar = _sidecar(path)
+    if sidecar.exists():
+        try:
+            return dict(json.loads(sidecar.read_text()))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(
+                f"{sidecar}: invalid JSON ({e}). Delete it to fall back on the metadata "
+                f"inside {path.name}, or restore it."
+            ) from e
+    return _read_header(path)
+
+
+def load_weights(
+    path: str | os.PathLike[str], *, expect: str | None = None
+) -> tuple[StagedModel, dict[str, Any]]:
+    """Rebuild the model a weights file was made for and load its weights (float32, eval).
+
+    Parameters
+    ----------
+    path
+        A ``.safetensors`` file written by :func:`save_weights`.
+    expect
+        If given, the architecture the caller wants; weights made for another one raise
+        :class:`CheckpointError` naming both.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file.")
+    header = _read_header(path)
+    arch = header.get("model")
+    if arch not in MODELS:
+        raise CheckpointError(
+            f"{path}: made for architecture {arch!r}, which this cnnscope "
+            f"({__version__}) does not know; known: {', '.join(MODELS)}."
+        )
+    if expect is not None and arch != expect:
+        raise CheckpointError(f"{path}: weights are for {arch!r}, not for {expect!r}.")
+    meta = read_metadata(path)
+    if meta.get("weights_sha256") not in (None, _sha256(path)):
+        raise CheckpointError(
+            f"{path}: its SHA-256 does not match {_sidecar(path).name}; the two files come "
+            "from different saves (an interrupted copy?). Restore both from the same run."
+        )
+    model = get_spec(arch).build(**header.get("config", {}))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt safetensors data ({e}).") from e
+    _load_state(model, {k: v.float() for k, v in state.items()}, path)
+    model.eval()
+    return model, meta
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or extra or wrong:
+        arch = getattr(model, "arch", type(model).__name__)
+        details = "; ".join(
+            part
+            for part in (
+                missing and f"missing {', '.join(missing)}",
+                extra and f"unexpected {', '.join(extra)}",
+                wrong and f"shape mismatch {', '.join(wrong)}",
+            )
+            if part
+        )
+        raise CheckpointError(f"{path}: tensors do not fit architecture {arch!r}: {details}.")
+    model.load_state_dict(state)
+
+
+def save_training_state(
+    path: str | os.PathLike[str],
+    model: StagedModel,
+    optimizer: torch.optim.Optimizer,
+    info: dict[str, Any],
+) -> Path:
+    """Write everything needed to resume: model, optimizer, torch RNG, and ``info`` (JSON).
+
+    ``info`` holds the loop position, the scheduler's state and the training config.
+    """
+    path = Path(path)
+    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, slots in opt["state"].items():
+        for slot, value in slots.items():
+            tensors[f"optim/{idx}/{slot}"] = torch.as_tensor(value).contiguous()
+    tensors["rng/torch"] = torch.get_rng_state()
+    header = {
+        "model": model.arch,
+        "config": model.config(),
+        "version": __version__,
+        "param_groups": opt["param_groups"],
+        "info": info,
+    }
+    _atomic_write(
+        path, lambda tmp: save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header)})
+    )
+    return path
+
+
+def load_training_state(
+    path: str | os.PathLike[str], model: StagedModel, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore model, optimizer and RNG from ``path``; return the saved ``info``."""
+    path = Path(path)
+    header = _read_header(path)
+    if header.get("model") != model.arch:
+        raise CheckpointError(
+            f"{path}: training state is for {header.get('model')!r}, not for {model.arch!r}."
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt training state ({e}).") from e
+    _load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, path)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, slot = key.split("/", 2)
+            state.setdefault(int(idx), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+    torch.set_rng_state(tensors["rng/torch"])
+    return dict(header["info"])
+
+
+def bundled_path(name: str) -> Path:
+    """The shipped weights file of architecture ``name``."""
+    get_spec(name)  # unknown names list the valid ones
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(
+            f"no weights for {name!r} ship with cnnscope (shipped: "
+            f"{', '.join(bundled_models()) or 'none'}). Train them with "
+            f"`cnnscope train --model {name}` and pass --weights runs/.../model.safetensors."
+        )
+    return path
+
+
+def bundled_models() -> list[str]:
+    """Names of the architectures whose trained weights ship in the package."""
+    return [n for n in MODELS if (WEIGHTS_DIR / f"{n}.safetensors").is_file()]

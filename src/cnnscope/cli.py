@@ -1,0 +1,269 @@
+"""The ``cnnscope`` command: a thin layer of flags over the Python API.
+
+Every subcommand calls public functions and prints what they return; errors that a user
+can fix (missing data, a corrupt checkpoint, an unknown name) end with one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .train import Callback
+
+# Help for each TrainConfig field that the train command exposes as a flag.
+_TRAIN_FLAGS: dict[str, str] = {
+    "model": "architecture (deep_mnist, hvass, single_conv, lenet5)",
+    "epochs": "passes over the training set (ignored when --steps > 0)",
+    "steps": "total optimizer steps; 0 = epochs × steps per epoch",
+    "batch_size": "images per step",
+    "optimizer": "adam, adamw or sgd",
+    "lr": "peak learning rate",
+    "schedule": "onecycle or constant",
+    "weight_decay": "weight decay (decoupled for adamw)",
+    "label_smoothing": "label smoothing of the cross-entropy, 0–1",
+    "dropout": "dropout before the last layer; default: the architecture's",
+    "seed": "random seed for weights, shuffling and dropout",
+    "train_limit": "train on the first N images only; 0 = all 55,000",
+    "run_dir": "folder for weights, state, metrics, TensorBoard and snapshots",
+    "log_every": "steps between metric lines",
+    "snapshot_size": "test images in the embedding snapshots; 0 = none",
+}
+
+
+class _Failure(Exception):
+    """A user-fixable error: printed as one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from .checkpoints import CheckpointError
+    from .data import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, CheckpointError, ValueError, FileNotFoundError, _Failure) as e:
+        print(f"cnnscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cnnscope",
+        description="Train a CNN on MNIST and see what it learned.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"cnnscope {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+
+    m = command("models", "list the architectures with parameter counts and stage shapes")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=_cmd_models)
+
+    d = command("data", "find the data, verify its checksums and show the splits")
+    d.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    d.add_argument("--json", action="store_true", help="print JSON")
+    d.set_defaults(func=_cmd_data)
+
+    t = command("train", "train a model (progress bar, checkpoints, metrics, snapshots)")
+    t.add_argument("--recipe", default="fast", choices=["fast", "seed"],
+                   help="fast: tuned for CPU; seed: the TensorFlow tutorial's")  # fmt: skip
+    _add_config_flags(t)
+    t.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/state.safetensors")  # fmt: skip
+    t.add_argument("--dry-run", action="store_true",
+                   help="a seconds-long smoke run: 20 steps on 1,000 images")  # fmt: skip
+    t.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    t.set_defaults(func=_cmd_train)
+
+    e = command("evaluate", "test accuracy and per-class accuracy on the 10,000 test images")
+    _add_model_flags(e)
+    e.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--model", default="deep_mnist", help="shipped weights of this architecture")
+    g.add_argument("--weights", help="a .safetensors file written by cnnscope train")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from .train import RECIPES, TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in _TRAIN_FLAGS:
+            continue
+        default = f.default
+        kind: Any = {"float | None": float}.get(str(f.type), type(default))
+        if f.name in RECIPES["fast"]:
+            shown = ", ".join(f"{r}: {v.get(f.name, default)}" for r, v in RECIPES.items())
+        else:
+            shown = f"{default}"
+        choices = {"optimizer": ["adam", "adamw", "sgd"], "schedule": ["onecycle", "constant"]}
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            choices=choices.get(f.name),
+            default=argparse.SUPPRESS,
+            help=f"{_TRAIN_FLAGS[f.name]} ({shown})",
+        )
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .activations import describe
+    from .checkpoints import bundled_models, bundled_path, read_metadata
+    from .models import MODELS
+
+    shipped = set(bundled_models())
+    rows = []
+    for name in MODELS:
+        info = describe(name)
+        if name in shipped:
+            metrics = read_metadata(bundled_path(name)).get("metrics", {})
+            info["shipped_test_accuracy"] = metrics.get("test_accuracy")
+        rows.append(info)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for info in rows:
+        acc = info.get("shipped_test_accuracy")
+        shipped_note = f"shipped weights: {acc:.2%} test accuracy" if acc else "no shipped weights"
+        print(f"{info['name']:<12} {info['parameters']:>10,} parameters   {shipped_note}")
+        print(f"  {info['description']}")
+        print("  " + "  ".join(f"{k} {'×'.join(map(str, v))}" for k, v in info["stages"].items()))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import load_mnist
+
+    data = load_mnist(args.data_dir, download=True)
+    info = {
+        "source": str(data.source),
+        "sha256": data.checksum,
+        "train": len(data.train_images),
+        "validation": len(data.validation_images),
+        "test": len(data.test_images),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"data: {info['source']} (checksums verified)")
+        sizes = "  ".join(f"{k} {info[k]:,}" for k in ("train", "validation", "test"))
+        print(f"splits: {sizes}")
+        print(f"content sha256: {info['sha256']}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, fit
+
+    overrides = {name: getattr(args, name) for name in _TRAIN_FLAGS if hasattr(args, name)}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.dry_run:
+        overrides = {"steps": 20, "train_limit": 1000, "snapshot_size": 100, "log_every": 5,
+                     **overrides}  # fmt: skip
+    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    progress = _ProgressBar()
+    try:
+        result = fit(config, [progress], resume=args.resume)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"\ninterrupted at step {progress.step}; the state is saved. Continue with:\n"
+            f"  cnnscope train --resume --run-dir {config.run_dir} (and the same settings)",
+            file=sys.stderr,
+        )
+        return 130
+    progress.close()
+    if args.json:
+        print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))
+    else:
+        m = result.metrics
+        print(
+            f"{config.model}: test accuracy {m['test_accuracy']:.2%}, validation "
+            f"{m['validation_accuracy']:.2%}, {result.steps} steps in {result.seconds:.0f} s"
+        )
+        print(f"weights: {result.weights}")
+    return 0
+
+
+class _ProgressBar(Callback):
+    """A tqdm bar over optimizer steps: loss, batch accuracy, last validation accuracy."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self.step = 0
+
+    def on_train_begin(self, state: Any) -> None:
+        from tqdm import tqdm
+
+        self.step = state.step
+        self._bar = tqdm(
+            total=state.total_steps, initial=state.step, unit="step", mininterval=0.5,
+            desc=state.config.model, dynamic_ncols=True,
+        )  # fmt: skip
+
+    def on_step_end(self, state: Any) -> None:
+        self._bar.update(state.step - self.step)
+        self.step = state.step
+        if "accuracy" in state.logs:
+            postfix = {"loss": f"{state.logs['loss']:.3f}", "acc": f"{state.logs['accuracy']:.3f}"}
+            if "val_accuracy" in state.logs:
+                postfix["val"] = f"{state.logs['val_accuracy']:.4f}"
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .data import load_mnist
+    from .evaluation import evaluate
+
+    model, meta = load_model(args.weights or args.model)
+    data = load_mnist(args.data_dir)
+    result = evaluate(model, data.test_images, data.test_labels)
+    out = {"model": meta.get("model"), "weights": args.weights or f"shipped:{args.model}",
+           **result.as_dict()}  # fmt: skip
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{out['model']} ({out['weights']}): test accuracy {result.accuracy:.2%} "
+          f"on {result.count:,} images, cross-entropy {result.cross_entropy:.4f}")  # fmt: skip
+    for digit, acc in enumerate(result.per_class_accuracy):
+        print(f"  {digit}: {acc:.2%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

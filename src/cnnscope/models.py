@@ -1,0 +1,219 @@
+"""The architectures, each a module whose stages are named submodules.
+
+Every stage a person may look at is a submodule whose *output* is that stage, so a forward
+hook on ``model.get_submodule(name)`` records it; ``model.stage_names`` lists them in
+forward order. Models take float32 images (N, 1, 28, 28) in [0, 1] (white ink on black,
+as MNIST) and return logits (N, 10).
+
+``conv*`` stages are pre-activation; ``relu*`` follow them; ``fc*`` stages are the fully
+connected layers *after* their ReLU (the "firing" of the units), before dropout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "StagedModel",
+    "build_model",
+    "count_parameters",
+    "get_spec",
+    "resolve_stage",
+]
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (1, 28, 28)
+
+
+class LinearReLU(nn.Linear):
+    """A fully connected layer whose output is after its ReLU: one stage, one hook."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x))
+
+
+class StagedModel(nn.Module):
+    """Base class: ``stage_names`` in forward order, each the name of a submodule."""
+
+    stage_names: tuple[str, ...] = ()
+    arch: str = ""
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, enough to rebuild this architecture."""
+        return dict(self._config)
+
+    def _remember(self, **config: Any) -> None:
+        self._config = config
+
+
+class DeepMNIST(StagedModel):
+    """TensorFlow's "Deep MNIST for Experts" and its smaller sibling (``hvass``).
+
+    conv 5×5 SAME → ReLU → maxpool 2 → conv 5×5 SAME → ReLU → maxpool 2 → fc → ReLU →
+    dropout → fc 10.
+    """
+
+    stage_names = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "logits")
+
+    def __init__(
+        self, conv1: int = 32, conv2: int = 64, hidden: int = 1024, dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        self._remember(conv1=conv1, conv2=conv2, hidden=hidden, dropout=dropout)
+        self.conv1 = nn.Conv2d(1, conv1, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(conv1, conv2, 5, padding=2)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.fc1 = LinearReLU(7 * 7 * conv2, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.logits = nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
+        x = self.pool2(self.relu2(self.conv2(x)))  # (N, C2, 7, 7)
+        x = self.fc1(x.flatten(1))  # (N, hidden)
+        return self.logits(self.dropout(x))  # (N, 10)
+
+
+class SingleConv(StagedModel):
+    """One conv layer: conv 5×5×32 SAME → ReLU → maxpool 2 → fc 1000 → ReLU → fc 10."""
+
+    stage_names = ("conv1", "relu1", "pool1", "fc1", "logits")
+
+    def __init__(self, conv1: int = 32, hidden: int = 1000, dropout: float = 0.0) -> None:
+        super().__init__()
+        self._remember(conv1=conv1, hidden=hidden, dropout=dropout)
+        self.conv1 = nn.Conv2d(1, conv1, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.fc1 = LinearReLU(14 * 14 * conv1, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.logits = nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
+        x = self.fc1(x.flatten(1))  # (N, hidden)
+        return self.logits(self.dropout(x))
+
+
+class LeNet5(StagedModel):
+    """LeNet-5 (LeCun et al. 1998) for 28×28 input.
+
+    C1: conv 5×5×6 with padding 2 (the paper padded its digits to 32×32) → S2: pool 2 →
+    C3: conv 5×5×16 VALID → S4: pool 2 → C5: fc 120 → F6: fc 84 → 10. ReLU and max pooling
+    stand in for the paper's scaled tanh and trainable subsampling, as modern renderings do;
+    C3 is fully connected to S2 rather than the paper's sparse table.
+    """
+
+    stage_names = (
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "fc2", "logits",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remember()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.fc1 = LinearReLU(16 * 5 * 5, 120)
+        self.fc2 = LinearReLU(120, 84)
+        self.logits = nn.Linear(84, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))  # (N, 6, 14, 14)
+        x = self.pool2(self.relu2(self.conv2(x)))  # (N, 16, 5, 5)
+        return self.logits(self.fc2(self.fc1(x.flatten(1))))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: how to build an architecture and what it is."""
+
+    name: str
+    factory: Callable[..., StagedModel]
+    defaults: dict[str, Any]
+    description: str
+
+    def build(self, **overrides: Any) -> StagedModel:
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"{self.name} takes no option {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(self.defaults) or '(none)'}"
+            )
+        model = self.factory(**{**self.defaults, **overrides})
+        model.arch = self.name
+        return model
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            "deep_mnist",
+            DeepMNIST,
+            {"conv1": 32, "conv2": 64, "hidden": 1024, "dropout": 0.5},
+            'TensorFlow "Deep MNIST for Experts": conv32 → pool → conv64 → pool → fc1024 → fc10',
+        ),
+        ModelSpec(
+            "hvass",
+            DeepMNIST,
+            {"conv1": 16, "conv2": 36, "hidden": 128, "dropout": 0.0},
+            "Hvass-Labs tutorial 02: conv16 → pool → conv36 → pool → fc128 → fc10",
+        ),
+        ModelSpec(
+            "single_conv",
+            SingleConv,
+            {"conv1": 32, "hidden": 1000, "dropout": 0.0},
+            "one conv layer: conv32 → pool → fc1000 → fc10",
+        ),
+        ModelSpec(
+            "lenet5",
+            LeNet5,
+            {},
+            "LeNet-5 for 28×28: conv6 → pool → conv16 → pool → fc120 → fc84 → fc10",
+        ),
+    ]
+}
+DEFAULT_MODEL = "deep_mnist"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``; an unknown name lists the valid ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}") from None
+
+
+def build_model(name: str = DEFAULT_MODEL, **overrides: Any) -> StagedModel:
+    """A freshly initialised model of architecture ``name``."""
+    return get_spec(name).build(**overrides)
+
+
+def resolve_stage(model: StagedModel, name: str) -> nn.Module:
+    """The submodule whose output is stage ``name``; an unknown name lists the valid ones."""
+    if name not in model.stage_names:
+        raise ValueError(
+            f"unknown stage {name!r} for {model.arch or type(model).__name__}; "
+            f"valid: {', '.join(model.stage_names)}"
+        )
+    return model.get_submodule(name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable numbers in ``model``."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnscope import data as data_mod
+from cnnscope.data import FILES, DataError, load_mnist, read_idx, to_float
+
+from .conftest import make_idx_dir, write_idx, write_sums
+
+
+def test_reads_synthetic_idx_and_splits(idx_dir: Path) -> None:
+    d = load_mnist(idx_dir, validation_size=20)
+    assert d.train_images.shape == (100, 28, 28) and d.train_images.dtype == torch.uint8
+    assert d.validation_images.shape == (20, 28, 28)
+    assert d.test_images.shape == (40, 28, 28)
+    assert d.train_labels.dtype == torch.int64
+    # Validation is the *first* images of the training file, as TensorFlow split it.
+    full = read_idx(idx_dir / FILES["train_images"])
+    assert torch.equal(d.validation_images, torch.from_numpy(full[:20].copy()))
+    assert torch.equal(d.train_images, torch.from_numpy(full[20:].copy()))
+    # Each synthetic image has its label's row lit.
+    row = 2 + 2 * int(d.test_labels[0])
+    assert int(d.test_images[0, row, 10]) == 255
+
+
+def test_to_float_range_and_shape(idx_dir: Path) -> None:
+    x = to_float(load_mnist(idx_dir, validation_size=20).test_images)
+    assert x.shape == (40, 1, 28, 28) and x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) == 1.0
+
+
+def test_real_mnist_classic_splits(mnist) -> None:
+    assert len(mnist.train_images) == 55_000
+    assert len(mnist.validation_images) == 5_000
+    assert len(mnist.test_images) == 10_000
+    assert mnist.test_labels.bincount().tolist()[:3] == [980, 1135, 1032]
+    assert len(mnist.checksum) == 64
+
+
+def test_truncated_gz_names_file(idx_dir: Path) -> None:
+    target = idx_dir / FILES["test_images"]
+    target.write_bytes(target.read_bytes()[:500])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz") as e:
+        load_mnist(idx_dir, validation_size=20)
+    assert "truncated or corrupt" in str(e.value)
+
+
+def test_checksum_mismatch_names_file_and_expected(idx_dir: Path) -> None:
+    write_sums(idx_dir)
+    sums = dict(line.split()[::-1] for line in (idx_dir / "SHA256SUMS").read_text().splitlines())
+    expected = sums[FILES["test_images"]]
+    write_idx(idx_dir / FILES["test_images"], np.zeros((40, 28, 28), np.uint8))
+    with pytest.raises(DataError) as e:
+        load_mnist(idx_dir, validation_size=20)
+    assert FILES["test_images"] in str(e.value) and expected in str(e.value)
+
+
+def test_wrong_magic_number(idx_dir: Path) -> None:
+    write_idx(idx_dir / FILES["train_labels"], np.zeros(120, np.uint8), magic=2051)
+    with pytest.raises(DataError, match=r"magic number 2051, expected 2049"):
+        load_mnist(idx_dir, validation_size=20)
+
+
+def test_header_length_mismatch(idx_dir: Path) -> None:
+    path = idx_dir / FILES["train_labels"]
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-3]))
+    with pytest.raises(DataError, match="bytes follow"):
+        load_mnist(idx_dir, validation_size=20)
+
+
+def test_count_mismatch_between_images_and_labels(tmp_path: Path) -> None:
+    folder = make_idx_dir(tmp_path / "a")
+    write_idx(folder / FILES["test_labels"], np.zeros(39, np.uint8))
+    with pytest.raises(DataError, match="40 test images but 39 test labels"):
+        load_mnist(folder, validation_size=20)
+
+
+def test_explicit_dir_missing_file_is_an_error(idx_dir: Path) -> None:
+    (idx_dir / FILES["train_labels"]).unlink()
+    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\.gz"):
+        load_mnist(idx_dir)
+
+
+def test_lookup_order_env_then_repo(monkeypatch, tmp_path: Path) -> None:
+    env_dir = make_idx_dir(tmp_path / "env")
+    monkeypatch.setenv("CNNSCOPE_DATA", str(env_dir))
+    assert data_mod.find_data_dir() == env_dir
+    monkeypatch.delenv("CNNSCOPE_DATA")
+    assert data_mod.find_data_dir() == data_mod._REPO_DATA
+
+
+def test_missing_everywhere_lists_places(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CNNSCOPE_DATA", raising=False)
+    monkeypatch.setattr(data_mod, "_REPO_DATA", tmp_path / "repo")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataError) as e:
+        data_mod.find_data_dir(download=False)
+    text = str(e.value)
+    assert str(tmp_path / "repo") in text and str(tmp_path / "cache") in text
+    assert "--data-dir" in text
+
+
+def test_download_verifies_content(monkeypatch, tmp_path: Path) -> None:
+    """The mirror's bytes are checked against the known content SHA-256 before use."""
+    served = {n: (data_mod._REPO_DATA / n).read_bytes() for n in FILES.values()}
+    served[FILES["test_labels"]] = gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 8)
+
+    class Response:
+        def __init__(self, payload: bytes) -> None:
+            self.payload = payload
+
+        def read(self) -> bytes:
+            return self.payload
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a) -> None: ...
+
+    monkeypatch.setattr(
+        data_mod.urllib.request,
+        "urlopen",
+        lambda url, timeout: Response(served[url.rsplit("/", 1)[1]]),
+    )
+    with pytest.raises(DataError, match="content SHA-256"):
+        data_mod._download(tmp_path / "cache", None)
+    assert not (tmp_path / "cache" / FILES["test_labels"]).exists()
+    served[FILES["test_labels"]] = (data_mod._REPO_DATA / FILES["test_labels"]).read_bytes()
+    folder = data_mod._download(tmp_path / "cache", None)
+    assert (folder / "SHA256SUMS").exists()
+    assert load_mnist(folder).checksum == load_mnist().checksum

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnscope.activations import describe, stage_shapes
+from cnnscope.models import MODELS, build_model, count_parameters, resolve_stage
+
+EXPECTED = {
+    "deep_mnist": {
+        "conv1": (32, 28, 28), "relu1": (32, 28, 28), "pool1": (32, 14, 14),
+        "conv2": (64, 14, 14), "relu2": (64, 14, 14), "pool2": (64, 7, 7),
+        "fc1": (1024,), "logits": (10,),
+    },
+    "hvass": {
+        "conv1": (16, 28, 28), "relu1": (16, 28, 28), "pool1": (16, 14, 14),
+        "conv2": (36, 14, 14), "relu2": (36, 14, 14), "pool2": (36, 7, 7),
+        "fc1": (128,), "logits": (10,),
+    },
+    "single_conv": {
+        "conv1": (32, 28, 28), "relu1": (32, 28, 28), "pool1": (32, 14, 14),
+        "fc1": (1000,), "logits": (10,),
+    },
+    "lenet5": {
+        "conv1": (6, 28, 28), "relu1": (6, 28, 28), "pool1": (6, 14, 14),
+        "conv2": (16, 10, 10), "relu2": (16, 10, 10), "pool2": (16, 5, 5),
+        "fc1": (120,), "fc2": (84,), "logits": (10,),
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_stage_names_and_shapes(name: str) -> None:
+    model = build_model(name)
+    assert stage_shapes(model) == EXPECTED[name]
+    assert list(model.stage_names) == list(EXPECTED[name])
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_parameter_counts() -> None:
+    # conv1 5·5·32+32, conv2 5·5·32·64+64, fc1 3136·1024+1024, logits 1024·10+10
+    assert count_parameters(build_model("deep_mnist")) == 832 + 51_264 + 3_212_288 + 10_250
+    assert describe("lenet5")["parameters"] == 61_706
+
+
+def test_unknown_model_lists_valid() -> None:
+    with pytest.raises(ValueError, match="deep_mnist, hvass, single_conv, lenet5"):
+        build_model("resnet")
+
+
+def test_unknown_stage_lists_valid() -> None:
+    with pytest.raises(ValueError, match="valid: conv1, relu1, pool1, fc1, logits"):
+        resolve_stage(build_model("single_conv"), "conv2")
+
+
+def test_unknown_option() -> None:
+    with pytest.raises(ValueError, match="takes no option width"):
+        build_model("deep_mnist", width=3)
+
+
+def test_dropout_only_in_training() -> None:
+    model = build_model("deep_mnist")
+    x = torch.rand(4, 1, 28, 28)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))

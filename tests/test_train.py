@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnscope.checkpoints import CheckpointError, load_weights
+from cnnscope.snapshots import load_snapshots
+from cnnscope.train import Callback, TrainConfig, TrainState, fit
+
+
+def _config(tmp_path: Path, **overrides) -> TrainConfig:
+    base = {
+        "model": "hvass",
+        "epochs": 2,
+        "batch_size": 50,
+        "train_limit": 500,
+        "run_dir": str(tmp_path / "run"),
+        "log_every": 5,
+        "snapshot_steps": (0, 3),
+        "snapshot_size": 64,
+    }
+    return TrainConfig.from_recipe("fast", **{**base, **overrides})
+
+
+def test_learns_on_a_small_subset(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path, model="deep_mnist", epochs=1, train_limit=3000, batch_size=64)
+    result = fit(config, data=mnist)
+    # Chance is 10 %; one short epoch on 3,000 digits gets well past 85 %.
+    assert result.metrics["test_accuracy"] > 0.85
+    _, meta = load_weights(result.weights)
+    assert meta["complete"] and meta["metrics"]["test_accuracy"] == result.metrics["test_accuracy"]
+    assert meta["train_config"]["model"] == "deep_mnist"
+    assert meta["data"]["sha256"] == mnist.checksum
+
+
+def _metrics(config: TrainConfig) -> list[dict]:
+    text = (Path(config.run_dir) / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class _InterruptAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("interrupt_at", [10, 13])  # an epoch boundary (10) and mid-epoch
+def test_resume_ends_where_uninterrupted_run_ends(tmp_path: Path, mnist, interrupt_at) -> None:
+    whole = fit(_config(tmp_path / "a"), data=mnist)
+    config = _config(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(interrupt_at)], data=mnist)
+    resumed = fit(config, resume=True, data=mnist)
+    assert resumed.steps == whole.steps == 20
+    for (k, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    lines = _metrics(config)
+    assert [m["step"] for m in lines if m["split"] == "train"] == [5, 10, 15, 20]  # no repeats
+    assert [m["step"] for m in lines if m["split"] == "validation"] == [10, 20]
+
+
+def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(4)], data=mnist)
+    other = _config(tmp_path, lr=0.1)
+    with pytest.raises(CheckpointError, match="other settings \\(lr\\)"):
+        fit(other, resume=True, data=mnist)
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, mnist) -> None:
+    a = fit(_config(tmp_path / "a", epochs=1), data=mnist).model
+    b = fit(_config(tmp_path / "b", epochs=1), data=mnist).model
+    c = fit(_config(tmp_path / "c", epochs=1, seed=1), data=mnist).model
+    assert torch.equal(a.fc1.weight, b.fc1.weight)
+    assert not torch.equal(a.fc1.weight, c.fc1.weight)
+
+
+def test_run_folder_contents(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path)
+    fit(config, data=mnist)
+    run = Path(config.run_dir)
+    lines = _metrics(config)
+    splits = [line["split"] for line in lines]
+    assert splits.count("validation") == 2 and splits[-1] == "test"
+    assert all({"step", "accuracy", "cross_entropy"} <= set(line) for line in lines)
+
+    snaps = load_snapshots(run / "snapshots")
+    # steps 0 and 3, epoch ends 10 and 20 (steps_per_epoch = 500 // 50)
+    assert snaps.steps == [0, 3, 10, 20]
+    assert snaps.stages["fc1"][0].shape == (64, 128)
+    assert snaps.stages["logits"][-1].shape == (64, 10)
+    assert (
+        len(snaps.indices) == 64
+        and (snaps.labels == mnist.test_labels[snaps.indices].numpy()).all()
+    )
+
+
+def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tmp_path, epochs=1)
+    fit(config, data=mnist)
+    acc = EventAccumulator(str(Path(config.run_dir) / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"accuracy", "cross_entropy", "validation/accuracy"} <= set(tags["scalars"])
+    assert tags["graph"]
+    assert [e.step for e in acc.Scalars("accuracy")] == [5, 10]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_size", 0, "batch_size"),
+        ("optimizer", "rmsprop", "optimizer"),
+        ("model", "x", "valid"),
+    ],
+)
+def test_invalid_config(tmp_path: Path, field, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        fit(_config(tmp_path, **{field: value}))
+
+
+def test_unknown_recipe() -> None:
+    with pytest.raises(ValueError, match="valid: fast, seed"):
+        TrainConfig.from_recipe("slow")
