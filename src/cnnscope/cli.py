@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="folder with the four IDX .gz files")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_cmd_evaluate)
+    s = command("serve", "the web app: draw a digit and watch every layer respond")
+    _add_model_flags(s)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind; anything but loopback exposes the app")  # fmt: skip
+    s.add_argument("--port", type=int, default=8000, help="TCP port")
+    s.add_argument("--open", action="store_true", help="open the page in a browser")
+    s.add_argument("--data-dir", help="MNIST folder for the random test digits")
+    s.set_defaults(func=_cmd_serve)
     return p
 
 
@@ -262,6 +270,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           f"on {result.count:,} images, cross-entropy {result.cross_entropy:.4f}")  # fmt: skip
     for digit, acc in enumerate(result.per_class_accuracy):
         print(f"  {digit}: {acc:.2%}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .checkpoints import bundled_models
+    from .server.app import create_app, served_models
+
+    shipped = bundled_models()
+    if args.weights:
+        names = shipped
+    else:
+        if args.model not in shipped:
+            from .checkpoints import bundled_path
+
+            bundled_path(args.model)  # raises the error that says how to get weights
+        names = [args.model] + [n for n in shipped if n != args.model]
+    models = served_models(names, [args.weights] if args.weights else [])
+    app = create_app(models, data_dir=args.data_dir)
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: binding {args.host} makes the app reachable from other machines; "
+            "it has no authentication.",
+            file=sys.stderr,
+        )
+    print(f"cnnscope {__version__}: serving {', '.join(m.id for m in models)} at {url}", flush=True)
+    if args.open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

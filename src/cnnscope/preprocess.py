@@ -81,6 +81,8 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     """
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise PreprocessError(f"image exceeds the limit of {max_pixels:,} pixels ({e})") from e
     except (UnidentifiedImageError, OSError) as e:
         raise PreprocessError(f"not a readable image ({e})") from e
     if img.format != "PNG":

@@ -1,0 +1,71 @@
+"""Package trained runs as the weights shipped in src/cnnscope/weights/.
+
+    python scripts/ship_weights.py runs/deep_mnist runs/hvass ...
+
+For each run: the weights in float16 (refused if that changes test accuracy by more than
+0.05 points), their metadata, the training curves (metrics.jsonl) and, where asked, the
+representation snapshots compacted to the leading principal components of fc1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from cnnscope.checkpoints import WEIGHTS_DIR, load_weights, save_weights
+from cnnscope.data import load_mnist
+from cnnscope.evaluation import evaluate
+from cnnscope.snapshots import compact
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("runs", nargs="+", type=Path, help="run folders made by cnnscope train")
+    p.add_argument("--snapshots", nargs="*", default=["deep_mnist"],
+                   help="architectures whose snapshots ship")  # fmt: skip
+    p.add_argument("--components", type=int, default=50, help="fc1 principal components kept")
+    args = p.parse_args()
+    data = load_mnist()
+    for run in args.runs:
+        model, meta = load_weights(run / "model.safetensors")
+        if not meta.get("complete"):
+            raise SystemExit(f"{run}: training did not finish; resume it first")
+        full = evaluate(model, data.test_images, data.test_labels)
+        model.half().float()  # round-trip through float16, as the shipped file stores it
+        half = evaluate(model, data.test_images, data.test_labels)
+        if abs(half.accuracy - full.accuracy) > 5e-4:
+            raise SystemExit(f"{run}: float16 changes accuracy {full.accuracy} → {half.accuracy}")
+        name = meta["model"]
+        metrics = {
+            **meta["metrics"],
+            "test_accuracy": half.accuracy,
+            "test_accuracy_float32": full.accuracy,
+            "test_per_class_accuracy": half.per_class_accuracy,
+        }
+        extra = {k: v for k, v in meta.items() if k in ("train_config", "data", "threads")}
+        save_weights(
+            model,
+            WEIGHTS_DIR / f"{name}.safetensors",
+            {**extra, "metrics": metrics, "complete": True, "created_from": str(run)},
+            dtype=torch.float16,
+        )
+        shutil.copyfile(run / "metrics.jsonl", WEIGHTS_DIR / f"{name}.metrics.jsonl")
+        if name in args.snapshots:
+            compact(
+                run / "snapshots", WEIGHTS_DIR / f"{name}.snapshots.safetensors", args.components
+            )
+        sizes = {f.name: f.stat().st_size for f in WEIGHTS_DIR.glob(f"{name}.*")}
+        print(json.dumps({"model": name, "test_accuracy": half.accuracy,
+                          "test_accuracy_float32": full.accuracy, "bytes": sizes}))  # fmt: skip
+    total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
+    print(f"weights/ now holds {total / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

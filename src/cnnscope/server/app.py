@@ -1,0 +1,356 @@
+"""``create_app(models)`` → the FastAPI app. Routes stay thin: they call the Python API.
+
+Responses are compact: each activation map travels as uint8 between its own min and max
+(base64), and stages the page can compute (a ReLU of a sent conv, a 2×2 max-pool of that
+ReLU) are named in ``derived`` instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+
+from .. import __version__
+from ..activations import StageRecorder, stage_shapes
+from ..data import MNIST, DataError, load_mnist
+from ..models import StagedModel, count_parameters, get_spec
+from ..preprocess import PreprocessError, decode_png, to_mnist
+from .schemas import (
+    DerivedStage,
+    EncodedStage,
+    FilterWeights,
+    Health,
+    ModelInfo,
+    Pixel255,
+    PredictRequest,
+    PredictResponse,
+    StageInfo,
+    TestDigit,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 2 * 1024 * 1024
+_DATA_URL = re.compile(r"^data:image/[a-z.+-]+;base64,")
+
+
+@dataclass
+class ServedModel:
+    """A loaded model and what the server precomputes about it."""
+
+    id: str
+    model: StagedModel
+    meta: dict[str, Any]
+    source: str  # "shipped" or the weights file
+    sent: list[str] = field(init=False)
+    derived: list[DerivedStage] = field(init=False)
+    shapes: dict[str, tuple[int, ...]] = field(init=False)
+    # Hooks live on the shared modules: one forward at a time per model, or a concurrent
+    # request's hook would record into another's outputs.
+    lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.shapes = stage_shapes(self.model)
+        self.sent, self.derived = [], []
+        names = list(self.model.stage_names)
+        for i, name in enumerate(names):
+            module = self.model.get_submodule(name)
+            op: Literal["relu", "maxpool2"] | None = None
+            if i > 0 and isinstance(module, torch.nn.ReLU):
+                op = "relu"
+            elif (
+                i > 0
+                and isinstance(module, torch.nn.MaxPool2d)
+                and module.kernel_size in (2, (2, 2))
+                and module.stride in (2, (2, 2))
+            ):
+                op = "maxpool2"
+            if op is not None:
+                self.derived.append(
+                    DerivedStage(
+                        name=name, source=names[i - 1], op=op, shape=list(self.shapes[name])
+                    )
+                )
+            elif name != "logits":  # logits travel as floats at the top of the response
+                self.sent.append(name)
+
+
+def _encode(values: np.ndarray, per_map: bool) -> EncodedStage:
+    """uint8-quantise ``values`` (C, H, W) per map, or a vector as one map."""
+    maps = values.reshape(values.shape[0], -1) if per_map else values.reshape(1, -1)
+    lo = maps.min(axis=1, keepdims=True)
+    hi = maps.max(axis=1, keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
+    return EncodedStage(
+        shape=list(values.shape),
+        min=[round(float(v), 6) for v in lo[:, 0]],
+        max=[round(float(v), 6) for v in hi[:, 0]],
+        data=base64.b64encode(q.tobytes()).decode("ascii"),
+    )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is parsed.
+
+    Checks the declared Content-Length first, then counts the bytes actually received
+    (a chunked upload declares none).
+    """
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_big = JSONResponse(
+            {"detail": f"request body over the limit of {self.limit:,} bytes"}, status_code=413
+        )
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await too_big(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> MutableMapping[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await too_big(scope, receive, send)
+
+
+def create_app(
+    models: list[ServedModel],
+    *,
+    data: MNIST | None = None,
+    data_dir: str | None = None,
+    seed: int | None = None,
+) -> FastAPI:
+    """Build the app serving ``models`` (the first is the default).
+
+    Parameters
+    ----------
+    models
+        Loaded models; build each with ``ServedModel(id, model, meta, source)``.
+    data, data_dir
+        MNIST for the "random test digit" button; loaded on first use when not given.
+    seed
+        Seed of the random test digits (tests); ``None`` draws a fresh sequence.
+    """
+    if not models:
+        raise ValueError("create_app needs at least one model")
+    by_id = {m.id: m for m in models}
+    default = models[0].id
+    app = FastAPI(
+        title="cnnscope",
+        version=__version__,
+        description="Draw a digit; see every layer of a CNN respond.",
+        debug=False,
+    )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, which fails to render when it is
+        # NaN or Infinity (a 500); say where and what instead.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:5]
+        )
+        return JSONResponse({"detail": summary, "errors": errors[:20]}, status_code=422)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    cache: dict[str, MNIST] = {} if data is None else {"data": data}
+    rng = random.Random(seed)
+
+    def served(model_id: str | None) -> ServedModel:
+        key = model_id or default
+        if key not in by_id:
+            raise HTTPException(404, f"unknown model {key!r}; available: {', '.join(by_id)}")
+        return by_id[key]
+
+    def mnist() -> MNIST:
+        if "data" not in cache:
+            try:
+                cache["data"] = load_mnist(data_dir, download=False)
+            except DataError as e:
+                raise HTTPException(503, f"test digits unavailable: {e}") from e
+        return cache["data"]
+
+    @app.get("/api/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", version=__version__, models=list(by_id), default_model=default)
+
+    def info(m: ServedModel) -> ModelInfo:
+        return ModelInfo(
+            id=m.id,
+            arch=m.model.arch,
+            description=get_spec(m.model.arch).description,
+            parameters=count_parameters(m.model),
+            stages=[StageInfo(name=k, shape=list(v)) for k, v in m.shapes.items()],
+            metrics=dict(m.meta.get("metrics", {})),
+            source=m.source,
+        )
+
+    @app.get("/api/models", response_model=list[ModelInfo])
+    def list_models() -> list[ModelInfo]:
+        return [info(m) for m in models]
+
+    @app.get("/api/models/{model_id}", response_model=ModelInfo)
+    def get_model(model_id: str) -> ModelInfo:
+        return info(served(model_id))
+
+    @app.get("/api/models/{model_id}/filters/{stage}", response_model=FilterWeights)
+    def filters(model_id: str, stage: str) -> FilterWeights:
+        m = served(model_id)
+        if stage not in m.model.stage_names:
+            raise HTTPException(
+                404, f"unknown stage {stage!r}; valid: {', '.join(m.model.stage_names)}"
+            )
+        module = m.model.get_submodule(stage)
+        if not isinstance(module, torch.nn.Conv2d):
+            convs = [n for n in m.model.stage_names if n.startswith("conv")]
+            raise HTTPException(
+                404, f"{stage} has no filters; stages with filters: {', '.join(convs)}"
+            )
+        w = module.weight.detach().numpy()  # (out, in, kH, kW)
+        scale = float(np.abs(w).max()) or 1.0
+        q = np.rint(w / scale * 127.5 + 127.5).clip(0, 255).astype(np.uint8)
+        return FilterWeights(
+            stage=stage,
+            shape=list(w.shape),
+            scale=scale,
+            data=base64.b64encode(q.tobytes()).decode("ascii"),
+        )
+
+    @app.get("/api/test-digits/random", response_model=TestDigit)
+    def random_digit() -> TestDigit:
+        return test_digit(rng.randrange(len(mnist().test_images)))
+
+    @app.get("/api/test-digits/{index}", response_model=TestDigit)
+    def test_digit(index: int) -> TestDigit:
+        d = mnist()
+        if not 0 <= index < len(d.test_images):
+            raise HTTPException(404, f"test index {index} outside 0–{len(d.test_images) - 1}")
+        pixels = d.test_images[index].numpy().tobytes()
+        return TestDigit(
+            index=index,
+            label=int(d.test_labels[index]),
+            pixels=base64.b64encode(pixels).decode("ascii"),
+        )
+
+    @app.post("/api/predict", response_model=PredictResponse)
+    def predict(req: PredictRequest) -> PredictResponse:
+        t0 = time.perf_counter()
+        m = served(req.model)
+        if req.png is not None:
+            try:
+                raw = base64.b64decode(_DATA_URL.sub("", req.png, count=1), validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise HTTPException(400, f"png: not valid base64 ({e})") from e
+            try:
+                image = to_mnist(decode_png(raw))
+            except PreprocessError as e:
+                raise HTTPException(400, f"png: {e}") from e
+        else:
+            image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
+            if req.preprocess:
+                image = to_mnist(image)
+        x = torch.from_numpy(image).view(1, 1, 28, 28)
+        stages = m.sent if req.stages == "all" else []
+        with m.lock, torch.no_grad(), StageRecorder(m.model, stages) as rec:
+            logits = m.model(x)[0]
+        probs = torch.softmax(logits, 0)
+        encoded = {
+            name: _encode(rec.outputs[name][0].numpy(), per_map=rec.outputs[name].dim() == 4)
+            for name in stages
+        }
+        return PredictResponse(
+            model=m.id,
+            predicted=int(probs.argmax()),
+            probabilities=[round(float(p), 6) for p in probs],
+            logits=[round(float(v), 5) for v in logits],
+            input=_encode(image, per_map=False),
+            stages=encoded,
+            derived=m.derived if req.stages == "all" else [],
+            order=list(m.model.stage_names),
+            server_ms=round((time.perf_counter() - t0) * 1000, 3),
+        )
+
+    # The 2017 TensorFlow demo's client posts 784 numbers (0–255) and paints the answer.
+    @app.post("/predict")
+    def predict_compat(
+        pixels: Annotated[list[Pixel255], Body(min_length=784, max_length=784)],
+    ) -> dict[str, list[Any]]:
+        m = by_id[default]
+        needed = ["relu1", "pool1", "relu2", "pool2"]
+        if any(n not in m.model.stage_names for n in needed):
+            raise HTTPException(
+                400, f"/predict needs a model with stages {', '.join(needed)}; {m.id} lacks them"
+            )
+        x = torch.tensor(pixels, dtype=torch.float32).view(1, 1, 28, 28) / 255.0
+        with m.lock, torch.no_grad(), StageRecorder(m.model, needed) as rec:
+            logits = m.model(x)[0]
+        out: dict[str, list[Any]] = {}
+        for old, name in zip(("h_conv1", "h_pool1", "h_conv2", "h_pool2"), needed, strict=True):
+            v = rec.outputs[name][0]  # (C, H, W), ≥ 0 after ReLU
+            peak = float(v.max())
+            out[old] = (v * (255.0 / peak) if peak > 0 else v).tolist()
+        out["y_conv"] = logits.tolist()
+        return out
+
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app
+
+
+def served_models(names: list[str], weights: list[str]) -> list[ServedModel]:
+    """Load shipped weights by architecture name and weights files by path."""
+    from .. import load_model
+
+    out = []
+    for path in weights:
+        model, meta = load_model(path)
+        out.append(ServedModel(f"{model.arch}:{Path(path).stem}", model, meta, str(path)))
+    for name in names:
+        model, meta = load_model(name)
+        out.append(ServedModel(name, model, meta, "shipped"))
+    return out
+
+
+__all__ = ["BodyLimit", "ServedModel", "create_app", "served_models"]

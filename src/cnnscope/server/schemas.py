@@ -1,0 +1,111 @@
+"""Request and response models: the API's contract (they become the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A pixel of an MNIST-style image: white ink on black, 0 (black) … 1 (white), finite.
+Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# The 2017 TensorFlow demo's pixels: 0 (black) … 255 (white).
+Pixel255 = Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]
+
+
+class PredictRequest(BaseModel):
+    """One drawing. Give exactly one of ``pixels`` and ``png``.
+
+    * ``pixels``: 784 numbers, a 28×28 image row by row, white ink on black, 0–1. Used as
+      is unless ``preprocess`` is true (an MNIST test digit needs no preprocessing).
+    * ``png``: the drawing canvas as a PNG, base64 (a ``data:image/png;base64,`` URL is
+      fine), white ink on a black or transparent background, any size up to 4096×4096.
+      Always preprocessed MNIST-style: ink cropped, fitted in 20×20, centre of mass
+      centred in 28×28.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: list[Pixel] | None = Field(default=None, min_length=784, max_length=784)
+    png: str | None = Field(default=None, max_length=2_000_000)
+    preprocess: bool | None = Field(
+        default=None, description="default: false for pixels, true for png"
+    )
+    model: str | None = Field(default=None, description="model id; default: the server's")
+    stages: Literal["all", "none"] = Field(
+        default="all", description="'none' returns only the probabilities (faster)"
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        if (self.pixels is None) == (self.png is None):
+            raise ValueError("give exactly one of 'pixels' (784 numbers) and 'png' (base64)")
+        return self
+
+
+class EncodedStage(BaseModel):
+    """A stage's values, each map quantised to uint8 between its own min and max.
+
+    ``data`` is base64 of ``prod(shape)`` bytes in C order; map ``i`` (the first axis for
+    conv stages, the whole vector otherwise) has value ``min[i] + q / 255 · (max[i] − min[i])``.
+    """
+
+    shape: list[int]
+    min: list[float]
+    max: list[float]
+    data: str
+
+
+class DerivedStage(BaseModel):
+    """A stage the page computes from another instead of receiving it twice."""
+
+    name: str
+    source: str
+    op: Literal["relu", "maxpool2"]
+    shape: list[int]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    predicted: int
+    probabilities: list[float]
+    logits: list[float]
+    input: EncodedStage = Field(description="the 28×28 image the network saw")
+    stages: dict[str, EncodedStage] = Field(description="sent stages, in forward order")
+    derived: list[DerivedStage] = Field(description="stages to compute from the sent ones")
+    order: list[str] = Field(description="every stage name in forward order")
+    server_ms: float
+
+
+class StageInfo(BaseModel):
+    name: str
+    shape: list[int]
+
+
+class ModelInfo(BaseModel):
+    id: str
+    arch: str
+    description: str
+    parameters: int
+    stages: list[StageInfo]
+    metrics: dict[str, object]
+    source: str
+
+
+class TestDigit(BaseModel):
+    index: int
+    label: int
+    pixels: str = Field(description="base64 of 784 uint8 values, row-major")
+
+
+class FilterWeights(BaseModel):
+    stage: str
+    shape: list[int] = Field(description="(out channels, in channels, kH, kW)")
+    scale: float = Field(description="values are (q − 127.5) / 127.5 · scale")
+    data: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    models: list[str]
+    default_model: str

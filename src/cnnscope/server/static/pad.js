@@ -1,0 +1,89 @@
+// The drawing pad: pointer events (mouse, touch, pen), round thick strokes, undo.
+
+export class Pad {
+  constructor(canvas, onChange, { brush = 22 } = {}) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.onChange = onChange;
+    this.brush = brush;
+    this.strokes = []; // each a list of [x, y] in canvas pixels
+    this.background = null; // an ImageData under the strokes (a loaded test digit)
+    this.drawing = false;
+    canvas.addEventListener("pointerdown", (e) => this._down(e));
+    canvas.addEventListener("pointermove", (e) => this._move(e));
+    for (const t of ["pointerup", "pointercancel", "pointerleave"]) canvas.addEventListener(t, () => this._up());
+    this.redraw();
+  }
+
+  _pos(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [((e.clientX - r.left) * this.canvas.width) / r.width, ((e.clientY - r.top) * this.canvas.height) / r.height];
+  }
+
+  _down(e) {
+    this.canvas.setPointerCapture?.(e.pointerId);
+    this.drawing = true;
+    this.strokes.push([this._pos(e)]);
+    this.redraw();
+    this.onChange("draw");
+  }
+
+  _move(e) {
+    if (!this.drawing) return;
+    const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+    const stroke = this.strokes[this.strokes.length - 1];
+    for (const ev of events.length ? events : [e]) stroke.push(this._pos(ev));
+    this.redraw();
+    this.onChange("draw");
+  }
+
+  _up() {
+    if (!this.drawing) return;
+    this.drawing = false;
+    this.onChange("draw");
+  }
+
+  clear() { this.strokes = []; this.background = null; this.redraw(); this.onChange("clear"); }
+
+  undo() {
+    if (this.strokes.length) this.strokes.pop();
+    else this.background = null;
+    this.redraw();
+    this.onChange("draw");
+  }
+
+  isEmpty() { return !this.strokes.length && !this.background; }
+
+  /** Show a 28×28 uint8 digit, scaled up, as the background. */
+  setDigit(pixels) {
+    const small = new ImageData(28, 28);
+    for (let i = 0; i < 784; i++) { small.data[i * 4] = small.data[i * 4 + 1] = small.data[i * 4 + 2] = pixels[i]; small.data[i * 4 + 3] = 255; }
+    const tmp = document.createElement("canvas");
+    tmp.width = tmp.height = 28;
+    tmp.getContext("2d").putImageData(small, 0, 0);
+    this.strokes = [];
+    this.ctx.fillStyle = "#000";
+    this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    this.ctx.imageSmoothingEnabled = true;
+    this.ctx.drawImage(tmp, 0, 0, this.canvas.width, this.canvas.height);
+    this.background = this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
+  }
+
+  redraw() {
+    const { ctx, canvas } = this;
+    if (this.background) ctx.putImageData(this.background, 0, 0);
+    else { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height); }
+    ctx.strokeStyle = ctx.fillStyle = "#fff";
+    ctx.lineWidth = this.brush;
+    ctx.lineCap = ctx.lineJoin = "round";
+    for (const s of this.strokes) {
+      ctx.beginPath();
+      ctx.moveTo(s[0][0], s[0][1]);
+      if (s.length === 1) { ctx.arc(s[0][0], s[0][1], this.brush / 2, 0, 2 * Math.PI); ctx.fill(); continue; }
+      for (const [x, y] of s.slice(1)) ctx.lineTo(x, y);
+      ctx.stroke();
+    }
+  }
+
+  toPNG() { return this.canvas.toDataURL("image/png"); }
+}

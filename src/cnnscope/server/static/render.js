@@ -1,0 +1,156 @@
+// Pure drawing functions: values in, pixels out. Every scale is an explicit argument.
+
+/** base64 → Uint8Array */
+export function b64bytes(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Decode an EncodedStage into {shape, maps: Float32Array[]}: one array per map
+ * (a channel of a conv stage, or the whole vector of an fc stage).
+ */
+export function decodeStage(enc) {
+  const q = b64bytes(enc.data);
+  const n = enc.min.length;
+  const size = q.length / n;
+  const maps = [];
+  for (let m = 0; m < n; m++) {
+    const lo = enc.min[m], span = (enc.max[m] - enc.min[m]) / 255;
+    const arr = new Float32Array(size);
+    for (let i = 0; i < size; i++) arr[i] = lo + q[m * size + i] * span;
+    maps.push(arr);
+  }
+  return { shape: enc.shape, maps };
+}
+
+/** ReLU of every map. */
+export function relu(stage) {
+  return { shape: stage.shape, maps: stage.maps.map((m) => m.map((v) => (v > 0 ? v : 0))) };
+}
+
+/** 2×2 max-pool, stride 2, of every (H, W) map. */
+export function maxpool2(stage) {
+  const [c, h, w] = stage.shape;
+  const oh = Math.floor(h / 2), ow = Math.floor(w / 2);
+  const maps = stage.maps.map((m) => {
+    const out = new Float32Array(oh * ow);
+    for (let y = 0; y < oh; y++)
+      for (let x = 0; x < ow; x++) {
+        const i = 2 * y * w + 2 * x;
+        out[y * ow + x] = Math.max(m[i], m[i + 1], m[i + w], m[i + w + 1]);
+      }
+    return out;
+  });
+  return { shape: [c, oh, ow], maps };
+}
+
+export const DERIVE = { relu, maxpool2 };
+
+/** min and max over a list of arrays */
+export function range(arrays) {
+  let lo = Infinity, hi = -Infinity;
+  for (const a of arrays) for (let i = 0; i < a.length; i++) { const v = a[i]; if (v < lo) lo = v; if (v > hi) hi = v; }
+  return lo === Infinity ? [0, 0] : [lo, hi];
+}
+
+// Colour maps as control points, linearly interpolated into 256-entry tables.
+function table(stops) {
+  const t = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = (i / 255) * (stops.length - 1);
+    const k = Math.min(Math.floor(x), stops.length - 2), f = x - k;
+    for (let c = 0; c < 3; c++) t[i * 3 + c] = stops[k][c] + (stops[k + 1][c] - stops[k][c]) * f;
+  }
+  return t;
+}
+// Sequential (magma-like) for values ≥ 0; diverging blue–black–red for signed values,
+// black at zero so silent units read as background in both.
+export const SEQUENTIAL = table([[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]]);
+export const DIVERGING = table([[103, 169, 207], [33, 102, 172], [0, 0, 0], [178, 24, 43], [239, 138, 98]]);
+
+/**
+ * A scale turns a value into a table index. Signed data (lo < 0) uses a symmetric
+ * diverging scale centred on zero; otherwise [0, hi] on the sequential map.
+ */
+export function makeScale(lo, hi) {
+  if (lo < 0) {
+    const m = Math.max(-lo, hi) || 1;
+    return { signed: true, lo: -m, hi: m, lut: DIVERGING, index: (v) => Math.round(((v / m) + 1) * 127.5) };
+  }
+  const m = hi || 1;
+  return { signed: false, lo: 0, hi: m, lut: SEQUENTIAL, index: (v) => Math.round((v / m) * 255) };
+}
+
+/** Layout of a stage's maps as tiles: {cols, rows, tw, th, gap, width, height}. */
+export function tileLayout(shape, maxCols = 16) {
+  const gap = 1;
+  if (shape.length === 3) {
+    const [c, h, w] = shape;
+    const cols = Math.min(c, maxCols), rows = Math.ceil(c / cols);
+    return { count: c, cols, rows, tw: w, th: h, gap, width: cols * (w + gap) - gap, height: rows * (h + gap) - gap };
+  }
+  // A vector: one tile, as square as possible (1,024 units → 32×32).
+  const n = shape[0];
+  const tw = n <= 16 ? n : Math.ceil(Math.sqrt(n));
+  const th = Math.ceil(n / tw);
+  return { count: 1, cols: 1, rows: 1, tw, th, gap, width: tw, height: th };
+}
+
+/**
+ * Draw every map of a stage, tiled, into `ctx` at native resolution.
+ * `scales[i]` is the scale of map i (shared or per map).
+ */
+export function drawStage(ctx, stage, layout, scales) {
+  const img = ctx.createImageData(layout.width, layout.height);
+  const px = img.data;
+  for (let i = 3; i < px.length; i += 4) px[i] = 255;
+  // gaps a dim grey so tiles stay apart
+  for (let i = 0; i < px.length; i += 4) { px[i] = px[i + 1] = px[i + 2] = 40; }
+  stage.maps.forEach((map, m) => {
+    const s = scales[m];
+    const ox = (m % layout.cols) * (layout.tw + layout.gap);
+    const oy = Math.floor(m / layout.cols) * (layout.th + layout.gap);
+    for (let y = 0; y < layout.th; y++)
+      for (let x = 0; x < layout.tw; x++) {
+        const k = y * layout.tw + x;
+        const o = ((oy + y) * layout.width + ox + x) * 4;
+        if (k >= map.length) { px[o] = px[o + 1] = px[o + 2] = 40; continue; }
+        const t = Math.max(0, Math.min(255, s.index(map[k]))) * 3;
+        px[o] = s.lut[t]; px[o + 1] = s.lut[t + 1]; px[o + 2] = s.lut[t + 2];
+      }
+  });
+  ctx.putImageData(img, 0, 0);
+}
+
+/** A legend bar for `scale` into a 120×10 canvas. */
+export function drawLegend(ctx, scale) {
+  const w = ctx.canvas.width, h = ctx.canvas.height;
+  const img = ctx.createImageData(w, h);
+  for (let x = 0; x < w; x++) {
+    const t = Math.round((x / (w - 1)) * 255) * 3;
+    for (let y = 0; y < h; y++) {
+      const o = (y * w + x) * 4;
+      img.data[o] = scale.lut[t]; img.data[o + 1] = scale.lut[t + 1]; img.data[o + 2] = scale.lut[t + 2]; img.data[o + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+/** A grayscale 28×28 (or any) image in [0, 1] into ctx. */
+export function drawGray(ctx, values, w, h) {
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < w * h; i++) {
+    const g = Math.round(Math.max(0, Math.min(1, values[i])) * 255);
+    img.data[i * 4] = img.data[i * 4 + 1] = img.data[i * 4 + 2] = g;
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+export function fmt(v) {
+  const a = Math.abs(v);
+  return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(1) : v.toFixed(2);
+}

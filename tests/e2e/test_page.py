@@ -1,0 +1,169 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright, against uvicorn."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+import cnnscope
+from cnnscope.server.app import ServedModel, create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_url(mnist) -> Iterator[str]:
+    models = [ServedModel(n, *cnnscope.load_model(n), "shipped") for n in cnnscope.bundled_models()]
+    models.sort(key=lambda m: m.id != "deep_mnist")
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+_ANSWERED = """() => window.cnnscope.renders > 0
+    && !document.querySelector('#status').textContent.startsWith('draw')"""
+# How many pixels of a canvas are brighter than dark grey.
+_LIT_PIXELS = """(selector) => {
+    const c = document.querySelector(selector);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 120) n++;
+    return n;
+}"""
+
+
+def _draw(page, points: list[tuple[float, float]]) -> None:
+    box = page.locator("#pad").bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    page.mouse.down()
+    for (ax, ay), (bx, by) in itertools.pairwise(points):
+        for t in range(1, 11):
+            page.mouse.move(x0 + ax + (bx - ax) * t / 10, y0 + ay + (by - ay) * t / 10)
+    page.mouse.up()
+
+
+def _predicted(page) -> str:
+    return page.locator(".bar.top span").first.inner_text()
+
+
+def test_draw_a_seven_and_watch(page) -> None:
+    _draw(page, [(70, 60), (210, 60), (150, 160), (120, 240)])  # a 7: bar, then diagonal
+    page.wait_for_function(_ANSWERED)
+    page.wait_for_timeout(400)  # the last throttled request after mouse-up
+    assert _predicted(page) == "7"
+    # Every stage of the compact view is painted (non-black pixels in its canvas).
+    for stage in ("conv1", "pool1", "conv2", "pool2", "fc1", "logits"):
+        assert page.evaluate(_LIT_PIXELS, f'canvas.grid[data-stage="{stage}"]') > 0, stage
+    assert page.evaluate(_LIT_PIXELS, "#seen") > 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "draw-seven.png"), full_page=True)
+    render_ms = page.evaluate("window.cnnscope.lastRenderMs")
+    (ARTIFACTS / "render-ms.txt").write_text(f"{render_ms:.2f}\n")
+
+
+def test_pipeline_view_scales_hover_and_detail(page) -> None:
+    _draw(page, [(140, 40), (140, 250)])  # a 1
+    page.wait_for_function("window.cnnscope.renders > 0")
+    page.wait_for_timeout(300)
+    assert _predicted(page) == "1"
+    page.select_option("#view", "pipeline")
+    for stage in ("relu1", "relu2"):
+        assert page.locator(f'figure[data-stage="{stage}"]').count() == 1
+    page.select_option("#scale", "global")
+    assert page.locator('figure[data-stage="conv1"] .legend .lo').inner_text().startswith("-")
+    grid = page.locator('canvas.grid[data-stage="conv1"]')
+    box = grid.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    assert "conv1 channel 0" in page.locator("#tooltip").inner_text()
+    page.mouse.click(box["x"] + 5, box["y"] + 5)
+    page.wait_for_selector("#detail-filter-fig:not([hidden])")
+    assert "conv1 filter 0" in page.locator("#detail-filter-caption").inner_text()
+
+
+def test_random_digit_clear_and_model_switch(page) -> None:
+    page.click("#random")
+    page.wait_for_function("document.querySelector('#digit-note').textContent.includes('label')")
+    page.wait_for_function("window.cnnscope.renders > 0")
+    page.wait_for_timeout(200)
+    label = page.locator("#digit-note").inner_text().rsplit(" ", 1)[1]
+    assert _predicted(page) == label  # the app's seeded picks are digits the model gets right
+    options = page.locator("#model option").all_inner_texts()
+    if len(options) > 1:
+        page.select_option("#model", index=1)
+        page.wait_for_function(
+            "document.querySelector('#status').textContent.startsWith(document.querySelector('#model').value)"
+        )
+    page.click("#clear")
+    assert page.locator(".bar").count() == 0
+    assert page.locator("#status").inner_text() == "draw a digit"

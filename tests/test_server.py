@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import cnnscope
+from cnnscope.activations import record
+from cnnscope.data import to_float
+from cnnscope.models import build_model
+from cnnscope.server.app import MAX_BODY_BYTES, ServedModel, create_app
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return cnnscope.load_model("deep_mnist")
+
+
+@pytest.fixture(scope="module")
+def client(shipped, mnist) -> TestClient:
+    model, meta = shipped
+    other = build_model("lenet5").eval()
+    app = create_app(
+        [ServedModel("deep_mnist", model, meta, "shipped"), ServedModel("tiny", other, {}, "test")],
+        data=mnist,
+    )
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _decode(enc: dict) -> np.ndarray:
+    q = np.frombuffer(base64.b64decode(enc["data"]), np.uint8).astype(np.float32)
+    maps = q.reshape(len(enc["min"]), -1)
+    lo, hi = np.array(enc["min"])[:, None], np.array(enc["max"])[:, None]
+    return (lo + maps / 255.0 * (hi - lo)).reshape(enc["shape"])
+
+
+def _png(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).astype(np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_health_and_models(client) -> None:
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and h["default_model"] == "deep_mnist"
+    models = client.get("/api/models").json()
+    assert [m["id"] for m in models] == ["deep_mnist", "tiny"]
+    info = client.get("/api/models/deep_mnist").json()
+    assert info["parameters"] == 3_274_634 and info["metrics"]["test_accuracy"] >= 0.992
+    assert [s["name"] for s in info["stages"]][:3] == ["conv1", "relu1", "pool1"]
+    r = client.get("/api/models/nope")
+    assert r.status_code == 404 and "deep_mnist, tiny" in r.json()["detail"]
+
+
+def test_predict_pixels_matches_model(client, shipped, mnist) -> None:
+    model, _ = shipped
+    x = mnist.test_images[0]
+    body = {"pixels": (x.flatten().float() / 255).tolist()}
+    res = client.post("/api/predict", json=body).json()
+    assert res["predicted"] == int(mnist.test_labels[0])
+    outputs = record(model, to_float(x[None]))
+    assert np.allclose(res["logits"], outputs["logits"][0].numpy(), atol=1e-4)
+    assert math.isclose(sum(res["probabilities"]), 1.0, abs_tol=1e-4)
+    # Sent: conv1, conv2, fc1; derived: relu/pool. Quantisation error ≤ half a step.
+    assert set(res["stages"]) == {"conv1", "conv2", "fc1"}
+    assert [(d["name"], d["source"], d["op"]) for d in res["derived"]] == [
+        ("relu1", "conv1", "relu"), ("pool1", "relu1", "maxpool2"),
+        ("relu2", "conv2", "relu"), ("pool2", "relu2", "maxpool2"),
+    ]  # fmt: skip
+    for name in ("conv1", "conv2", "fc1"):
+        got, want = _decode(res["stages"][name]), outputs[name][0].numpy()
+        span = (
+            np.ptp(want.reshape(want.shape[0], -1), axis=1).max()
+            if want.ndim == 3
+            else np.ptp(want)
+        )
+        assert np.abs(got - want).max() <= span / 255 * 0.5 + 1e-5, name
+    assert res["order"] == list(model.stage_names)
+
+
+def test_predict_png_is_preprocessed(client, mnist) -> None:
+    digit = mnist.test_images[1].numpy() / 255.0  # a 2
+    big = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize((180, 180)))
+    canvas = np.zeros((280, 280), np.float32)
+    canvas[90:270, 10:190] = np.clip(big, 0, 1)
+    res = client.post("/api/predict", json={"png": _png(canvas)}).json()
+    assert res["predicted"] == int(mnist.test_labels[1])
+    seen = _decode(res["input"])
+    assert seen.shape == (28,) * 2 or seen.shape == (28, 28)
+
+
+def test_response_is_compact(client, mnist) -> None:
+    body = {"pixels": (mnist.test_images[3].flatten().float() / 255).tolist()}
+    r = client.post("/api/predict", json=body, headers={"Accept-Encoding": "identity"})
+    assert len(r.content) <= 70_000
+
+
+def test_other_model_and_no_stages(client, mnist) -> None:
+    body = {"pixels": [0.0] * 784, "model": "tiny", "stages": "none"}
+    res = client.post("/api/predict", json=body).json()
+    assert res["model"] == "tiny" and res["stages"] == {} and len(res["probabilities"]) == 10
+
+
+def test_filters(client, shipped) -> None:
+    f = client.get("/api/models/deep_mnist/filters/conv2").json()
+    assert f["shape"] == [64, 32, 5, 5]
+    q = np.frombuffer(base64.b64decode(f["data"]), np.uint8).reshape(f["shape"])
+    w = shipped[0].conv2.weight.detach().numpy()
+    assert np.abs((q - 127.5) / 127.5 * f["scale"] - w).max() <= f["scale"] / 127.5
+    assert client.get("/api/models/deep_mnist/filters/fc1").status_code == 404
+
+
+def test_test_digits(client, mnist) -> None:
+    d = client.get("/api/test-digits/7").json()
+    assert d["label"] == int(mnist.test_labels[7])
+    assert base64.b64decode(d["pixels"]) == mnist.test_images[7].numpy().tobytes()
+    assert client.get("/api/test-digits/random").status_code == 200
+    assert client.get("/api/test-digits/10000").status_code == 404
+
+
+def test_compat_endpoint_like_2017_demo(client, shipped, mnist) -> None:
+    model, _ = shipped
+    x = mnist.test_images[0]
+    res = client.post("/predict", json=x.flatten().tolist()).json()
+    assert set(res) == {"h_conv1", "h_pool1", "h_conv2", "h_pool2", "y_conv"}
+    conv1 = np.array(res["h_conv1"])
+    assert (
+        conv1.shape == (32, 28, 28)
+        and conv1.min() >= 0
+        and math.isclose(conv1.max(), 255, rel_tol=1e-5)
+    )
+    assert np.array(res["h_pool2"]).shape == (64, 7, 7)
+    want = model(to_float(x[None]))[0].detach().numpy()
+    assert np.allclose(res["y_conv"], want, atol=1e-4)
+
+
+BAD_REQUESTS = [
+    ("short pixels", {"pixels": [0.0] * 783}),
+    ("long pixels", {"pixels": [0.0] * 785}),
+    ("strings", {"pixels": ["a"] * 784}),
+    ("out of range", {"pixels": [2.0] * 784}),
+    ("both inputs", {"pixels": [0.0] * 784, "png": "AAAA"}),
+    ("neither input", {}),
+    ("unknown field", {"pixels": [0.0] * 784, "colour": 1}),
+    ("not base64", {"png": "!!!not base64!!!"}),
+    ("not an image", {"png": base64.b64encode(b"hello world").decode()}),
+    ("unknown model", {"pixels": [0.0] * 784, "model": "nope"}),
+    ("bad stages", {"pixels": [0.0] * 784, "stages": "some"}),
+]
+
+
+@pytest.mark.parametrize(("why", "body"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_4xx_with_message(client, why, body) -> None:
+    r = client.post("/api/predict", json=body)
+    assert 400 <= r.status_code < 500, (why, r.status_code, r.text)
+    assert r.json()["detail"]
+
+
+def test_nan_and_inf_rejected(client) -> None:
+    for token in ("NaN", "Infinity", "-Infinity"):
+        text = '{"pixels": [' + ", ".join([token] + ["0"] * 783) + "]}"
+        r = client.post("/api/predict", content=text, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, token
+
+
+def test_malformed_json_and_wrong_content_type(client) -> None:
+    r = client.post("/api/predict", content="{", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/api/predict", content="pixels=1", headers={"Content-Type": "text/plain"})
+    assert 400 <= r.status_code < 500
+
+
+def test_decompression_bomb_rejected(client) -> None:
+    buf = io.BytesIO()
+    Image.new("L", (20_000, 20_000)).save(buf, format="PNG")  # ~20 kB, 400 M pixels
+    r = client.post("/api/predict", json={"png": base64.b64encode(buf.getvalue()).decode()})
+    assert r.status_code == 400 and "exceeds the limit" in r.json()["detail"]
+
+
+def test_jpeg_rejected(client) -> None:
+    buf = io.BytesIO()
+    Image.new("L", (28, 28)).save(buf, format="JPEG")
+    r = client.post("/api/predict", json={"png": base64.b64encode(buf.getvalue()).decode()})
+    assert r.status_code == 400 and "PNG" in r.json()["detail"]
+
+
+def test_body_over_limit_413(client) -> None:
+    big = json.dumps({"png": "A" * (MAX_BODY_BYTES + 10)})
+    r = client.post("/api/predict", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    # and the server keeps serving
+    assert client.get("/api/health").status_code == 200
+
+
+def test_compat_rejects_bad_input(client) -> None:
+    assert client.post("/predict", json=[0] * 10).status_code == 422
+    assert client.post("/predict", json=[300] * 784).status_code == 422
+
+
+def test_static_page_served_offline(client) -> None:
+    html = client.get("/").text
+    assert '<script type="module" src="app.js">' in html
+    for asset in ("app.js", "api.js", "pad.js", "render.js", "style.css"):
+        r = client.get(f"/{asset}")
+        assert r.status_code == 200, asset
+        assert "http://" not in r.text and "https://" not in r.text, asset  # no CDN
+
+
+def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:
+    """Hooks are shared per model; concurrent requests must each get their own maps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, meta = shipped
+    client = TestClient(create_app([ServedModel("m", model, meta, "shipped")], data=mnist))
+    bodies = [
+        {"pixels": (mnist.test_images[i].flatten().float() / 255).tolist()} for i in range(16)
+    ]
+
+    def call(i: int) -> tuple[int, dict]:
+        return i, client.post("/api/predict", json=bodies[i]).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, res in results:
+        want = record(model, to_float(mnist.test_images[i][None]), ["fc1"])["fc1"][0].numpy()
+        assert np.abs(_decode(res["stages"]["fc1"]) - want).max() < np.ptp(want) / 255 + 1e-5
+        assert res["predicted"] == int(torch.tensor(res["logits"]).argmax())
