@@ -87,14 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_data)
 
     t = command("train", "train a model (progress bar, checkpoints, metrics, snapshots)")
-    t.add_argument("--recipe", default="fast", choices=["fast", "seed"],
-                   help="fast: tuned for CPU; seed: the TensorFlow tutorial's")  # fmt: skip
+    t.add_argument(
+        "--recipe",
+        default="fast",
+        choices=["fast", "seed"],
+        help="fast: tuned for CPU; seed: the TensorFlow tutorial's",
+    )
     _add_config_flags(t)
     t.add_argument("--data-dir", help="folder with the four IDX .gz files")
-    t.add_argument("--resume", action="store_true",
-                   help="continue from RUN_DIR/state.safetensors")  # fmt: skip
-    t.add_argument("--dry-run", action="store_true",
-                   help="a seconds-long smoke run: 20 steps on 1,000 images")  # fmt: skip
+    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.safetensors")
+    t.add_argument(
+        "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
+    )
     t.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     t.set_defaults(func=_cmd_train)
 
@@ -105,11 +109,20 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_evaluate)
     s = command("serve", "the web app: draw a digit and watch every layer respond")
     _add_model_flags(s)
-    s.add_argument("--host", default="127.0.0.1",
-                   help="interface to bind; anything but loopback exposes the app")  # fmt: skip
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind; anything but loopback exposes the app",
+    )
     s.add_argument("--port", type=int, default=8000, help="TCP port")
     s.add_argument("--open", action="store_true", help="open the page in a browser")
     s.add_argument("--data-dir", help="MNIST folder for the random test digits")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per forward pass; one image gains nothing from more",
+    )
     s.set_defaults(func=_cmd_serve)
     return p
 
@@ -195,8 +208,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.dry_run:
-        overrides = {"steps": 20, "train_limit": 1000, "snapshot_size": 100, "log_every": 5,
-                     **overrides}  # fmt: skip
+        overrides = {
+            "steps": 20,
+            "train_limit": 1000,
+            "snapshot_size": 100,
+            "log_every": 5,
+            **overrides,
+        }
     config = TrainConfig.from_recipe(args.recipe, **overrides)
     progress = _ProgressBar()
     try:
@@ -234,9 +252,13 @@ class _ProgressBar(Callback):
 
         self.step = state.step
         self._bar = tqdm(
-            total=state.total_steps, initial=state.step, unit="step", mininterval=0.5,
-            desc=state.config.model, dynamic_ncols=True,
-        )  # fmt: skip
+            total=state.total_steps,
+            initial=state.step,
+            unit="step",
+            mininterval=0.5,
+            desc=state.config.model,
+            dynamic_ncols=True,
+        )
 
     def on_step_end(self, state: Any) -> None:
         self._bar.update(state.step - self.step)
@@ -261,13 +283,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model, meta = load_model(args.weights or args.model)
     data = load_mnist(args.data_dir)
     result = evaluate(model, data.test_images, data.test_labels)
-    out = {"model": meta.get("model"), "weights": args.weights or f"shipped:{args.model}",
-           **result.as_dict()}  # fmt: skip
+    out = {
+        "model": meta.get("model"),
+        "weights": args.weights or f"shipped:{args.model}",
+        **result.as_dict(),
+    }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{out['model']} ({out['weights']}): test accuracy {result.accuracy:.2%} "
-          f"on {result.count:,} images, cross-entropy {result.cross_entropy:.4f}")  # fmt: skip
+    print(
+        f"{out['model']} ({out['weights']}): test accuracy {result.accuracy:.2%} "
+        f"on {result.count:,} images, cross-entropy {result.cross_entropy:.4f}"
+    )
     for digit, acc in enumerate(result.per_class_accuracy):
         print(f"  {digit}: {acc:.2%}")
     return 0
@@ -277,11 +304,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import threading
     import webbrowser
 
+    import torch
     import uvicorn
 
     from .checkpoints import bundled_models
     from .server.app import create_app, served_models
 
+    torch.set_num_threads(max(1, args.threads))
     shipped = bundled_models()
     if args.weights:
         names = shipped

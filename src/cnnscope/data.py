@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -245,14 +244,12 @@ def _download(folder: Path, progress: Callable[[str], None] | None) -> Path:
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .checkpoints import _atomic_write  # one atomic writer for the whole package
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(payload)
+
+    _atomic_write(path, write)
 
 
 def verify_checksums(folder: Path) -> dict[str, str]:

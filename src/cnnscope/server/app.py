@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from fastapi import Body, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -106,6 +106,39 @@ def _encode(values: np.ndarray, per_map: bool) -> EncodedStage:
     )
 
 
+class ServerTiming:
+    """ASGI middleware: a ``Server-Timing: app;dur=MS`` header on every response.
+
+    Outermost, so the time covers validation, the handler, JSON rendering and gzip: all
+    the server does before the first byte leaves. Browsers show it in their dev tools.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+
+        async def timed_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - t0) * 1000
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.3f}".encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -180,7 +213,8 @@ def create_app(
         description="Draw a digit; see every layer of a CNN respond.",
         debug=False,
     )
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Level 1: 27.6 kB for a typical 55 kB answer in 0.8 ms; level 9 saves 5 % for 2× time.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -196,6 +230,7 @@ def create_app(
         return JSONResponse({"detail": summary, "errors": errors[:20]}, status_code=422)
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(ServerTiming)  # added last = outermost: times everything
     cache: dict[str, MNIST] = {} if data is None else {"data": data}
     rng = random.Random(seed)
 
@@ -275,8 +310,10 @@ def create_app(
             pixels=base64.b64encode(pixels).decode("ascii"),
         )
 
+    # async: a ~1 ms forward pass costs less on the event loop than the hop to a worker
+    # thread, and the per-model lock serialises forwards anyway.
     @app.post("/api/predict", response_model=PredictResponse)
-    def predict(req: PredictRequest) -> PredictResponse:
+    async def predict(req: PredictRequest) -> Response:
         t0 = time.perf_counter()
         m = served(req.model)
         if req.png is not None:
@@ -301,7 +338,7 @@ def create_app(
             name: _encode(rec.outputs[name][0].numpy(), per_map=rec.outputs[name].dim() == 4)
             for name in stages
         }
-        return PredictResponse(
+        response = PredictResponse(
             model=m.id,
             predicted=int(probs.argmax()),
             probabilities=[round(float(p), 6) for p in probs],
@@ -312,6 +349,8 @@ def create_app(
             order=list(m.model.stage_names),
             server_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
+        # Rendered here, once: FastAPI would validate the model again before rendering.
+        return Response(response.model_dump_json(), media_type="application/json")
 
     # The 2017 TensorFlow demo's client posts 784 numbers (0–255) and paints the answer.
     @app.post("/predict")
@@ -331,7 +370,10 @@ def create_app(
         for old, name in zip(("h_conv1", "h_pool1", "h_conv2", "h_pool2"), needed, strict=True):
             v = rec.outputs[name][0]  # (C, H, W), ≥ 0 after ReLU
             peak = float(v.max())
-            out[old] = (v * (255.0 / peak) if peak > 0 else v).tolist()
+            # Whole numbers: the old page paints Math.round(value), so nothing is lost,
+            # and the answer is a third of the size of float text.
+            scaled = v * (255.0 / peak) if peak > 0 else v
+            out[old] = scaled.round().to(torch.uint8).tolist()
         out["y_conv"] = logits.tolist()
         return out
 

@@ -18,7 +18,7 @@ const state = {
   filters: {}, // `${model}/${stage}` → FilterWeights
 };
 // Exposed for tests and benchmarks: the time the last full repaint took.
-window.cnnscope = { state, lastRenderMs: null, renders: 0 };
+window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render() };
 
 
 // ---- predictions ------------------------------------------------------------

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnscope.checkpoints import load_weights
+from cnnscope.cli import main
+
+
+def test_models_json(capsys) -> None:
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["deep_mnist", "hvass", "single_conv", "lenet5"]
+    deep = rows[0]
+    assert deep["stages"]["pool2"] == [64, 7, 7] and deep["parameters"] == 3_274_634
+    assert deep["shipped_test_accuracy"] >= 0.992
+
+
+def test_data_command(capsys) -> None:
+    assert main(["data", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["train"], info["validation"], info["test"]) == (55_000, 5_000, 10_000)
+
+
+def test_train_dry_run_then_resume(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 20 and 0 <= out["test_accuracy"] <= 1
+    _, meta = load_weights(run / "model.safetensors", expect="lenet5")
+    assert meta["train_config"]["steps"] == 20
+    assert (run / "state.safetensors").exists() and (run / "metrics.jsonl").exists()
+    # Resuming a finished run does no more steps and ends at the same place.
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 20
+
+
+def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--dry-run", "--model", "hvass", "--lr", "0.01", "--optimizer", "sgd",
+            "--steps", "3", "--run-dir", str(run), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((run / "model.json").read_text())
+    cfg = meta["train_config"]
+    assert (cfg["lr"], cfg["optimizer"], cfg["steps"], cfg["model"]) == (0.01, "sgd", 3, "hvass")
+
+
+def test_evaluate_weights_file(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    main(["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"])
+    trained = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--weights", str(run / "model.safetensors"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "lenet5" and out["count"] == 10_000
+    assert out["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-6)
+    assert len(out["per_class_accuracy"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "resnet", "--dry-run"], "valid: deep_mnist, hvass"),
+        (["evaluate", "--weights", "nope.safetensors"], "no such weights file"),
+        (["train", "--dry-run", "--data-dir", "/nonexistent"], "lacks train-images"),
+        (["evaluate", "--model", "nonesuch"], "neither a model name"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_corrupt_weights_named(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["evaluate", "--weights", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err

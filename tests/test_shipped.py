@@ -1,0 +1,47 @@
+"""The weights that ship in the package: they load, score, and carry their history."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cnnscope
+from cnnscope.checkpoints import WEIGHTS_DIR
+from cnnscope.evaluation import evaluate
+from cnnscope.snapshots import load_snapshots
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_model_scores_at_least_99_2(mnist) -> None:
+    model, meta = cnnscope.load_model()
+    result = evaluate(model, mnist.test_images, mnist.test_labels)
+    assert result.accuracy >= 0.992
+    assert result.accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-6)
+    assert meta["train_config"]["recipe"] == "fast"
+    assert meta["data"]["sha256"] == mnist.checksum
+
+
+@pytest.mark.parametrize("name", cnnscope.bundled_models())
+def test_every_shipped_model_matches_its_metadata(name, mnist) -> None:
+    model, meta = cnnscope.load_model(name)
+    result = evaluate(model, mnist.test_images, mnist.test_labels)
+    assert result.accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-6)
+    assert result.accuracy >= 0.99
+    curves = (WEIGHTS_DIR / f"{name}.metrics.jsonl").read_text().splitlines()
+    assert json.loads(curves[-1])["split"] == "test"
+
+
+def test_default_snapshots_ship_small_and_show_learning() -> None:
+    path = WEIGHTS_DIR / "deep_mnist.snapshots.safetensors"
+    assert path.stat().st_size < 4_000_000
+    snaps = load_snapshots(path)
+    assert snaps.steps[0] == 0 and len(snaps.steps) >= 8
+    assert snaps.subset_accuracy[0] < 0.3 < 0.98 < snaps.subset_accuracy[-1]
+    assert snaps.stages["fc1"][0].shape == (2000, 50)
+
+
+def test_package_weights_stay_small() -> None:
+    total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
+    assert total <= 25_000_000
