@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -208,6 +209,17 @@ def test_static_page_served_offline(client) -> None:
         r = client.get(f"/{asset}")
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset  # no CDN
+
+
+def test_openapi_docs_work_offline(client) -> None:
+    html = client.get("/docs").text
+    assert "swagger-ui-bundle.js" in html
+    urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html)
+    assert urls and not [u for u in urls if u.startswith(("http://", "https://", "//"))], urls
+    for u in urls:
+        assert client.get(u).status_code == 200, u
+    schema = client.get("/openapi.json").json()
+    assert "/api/predict" in schema["paths"] and "PredictRequest" in schema["components"]["schemas"]
 
 
 def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:

@@ -24,6 +24,7 @@ from fastapi import Body, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.gzip import GZipMiddleware
 
 from .. import __version__
@@ -207,7 +208,8 @@ def create_app(
         raise ValueError("create_app needs at least one model")
     by_id = {m.id: m for m in models}
     default = models[0].id
-    app = FastAPI(
+    # FastAPIOffline serves /docs' Swagger UI from package files, not a CDN.
+    app = FastAPIOffline(
         title="cnnscope",
         version=__version__,
         description="Draw a digit; see every layer of a CNN respond.",

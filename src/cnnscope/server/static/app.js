@@ -138,8 +138,10 @@ function renderStages(order) {
     if (canvas.width !== layout.width || canvas.height !== layout.height) {
       canvas.width = layout.width;
       canvas.height = layout.height;
-      // As large as the panel allows, up to 8 screen pixels per value.
-      canvas.style.width = `${Math.round(layout.width * Math.min(8, 860 / layout.width))}px`;
+      // As large as the panel allows: up to 8 screen pixels per value, 28 for a short
+      // vector such as the 10 logits.
+      const perValue = Math.min(layout.width <= 16 ? 28 : 8, 860 / layout.width);
+      canvas.style.width = `${Math.round(layout.width * perValue)}px`;
     }
     canvas._layout = layout;
     drawStage(canvas.getContext("2d"), stage, layout, scales[name].maps);

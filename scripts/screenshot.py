@@ -1,0 +1,65 @@
+"""Screenshots of the page for the README: docs/screenshot.png (desktop), docs/phone.png.
+
+    python scripts/screenshot.py      # needs Debian's chromium
+
+Starts `cnnscope serve` on a free port, draws a 7 with the mouse, waits for the answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
+
+
+def main() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("cnnscope")
+    server = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync"],
+            )  # fmt: skip
+            for name, viewport, scale in (
+                ("screenshot.png", {"width": 1280, "height": 900}, 1),
+                ("phone.png", {"width": 390, "height": 844}, 2),
+            ):
+                page = browser.new_page(viewport=viewport, device_scale_factor=scale)
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector("body[data-ready='1']")
+                box = page.locator("#pad").bounding_box()
+                page.mouse.move(box["x"] + SEVEN[0][0], box["y"] + SEVEN[0][1])
+                page.mouse.down()
+                for x, y in SEVEN[1:]:
+                    page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
+                page.mouse.up()
+                page.wait_for_function("window.cnnscope.renders > 0")
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(DOCS / name), full_page=name == "phone.png")
+                page.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
