@@ -80,3 +80,25 @@ def test_corrupt_weights_named(tmp_path: Path, capsys) -> None:
     bad.write_bytes(b"\x00" * 64)
     assert main(["evaluate", "--weights", str(bad)]) == 2
     assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_serve_binds_loopback_and_warns_otherwise(monkeypatch, capsys) -> None:
+    import uvicorn
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    assert main(["serve", "--port", "8123"]) == 0
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8123
+    out = capsys.readouterr()
+    assert "http://127.0.0.1:8123/" in out.out and "warning" not in out.err
+    assert main(["serve", "--host", "0.0.0.0", "--model", "lenet5"]) == 0
+    err = capsys.readouterr().err
+    assert calls[-1]["host"] == "0.0.0.0" and "warning: binding 0.0.0.0" in err
+
+
+def test_serve_without_shipped_weights_says_how(monkeypatch, capsys, tmp_path) -> None:
+    from cnnscope import checkpoints
+
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
+    assert main(["serve", "--model", "hvass"]) == 2
+    assert "cnnscope train --model hvass" in capsys.readouterr().err
