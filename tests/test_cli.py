@@ -102,3 +102,52 @@ def test_serve_without_shipped_weights_says_how(monkeypatch, capsys, tmp_path) -
     monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
     assert main(["serve", "--model", "hvass"]) == 2
     assert "cnnscope train --model hvass" in capsys.readouterr().err
+
+
+def test_evaluate_out_writes_figures_and_json(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", "lenet5", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "precision" in text and "untrained" in text
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["count"] == 10_000 and len(report["confusion"]) == 10
+    assert report["errors"] == len(report["most_confident_mistakes"])
+    assert sum(map(sum, report["confusion"])) == 10_000
+    for png in ("confusion.png", "mistakes.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["evaluate", "--model", "lenet5", "--json"]) == 0
+    assert "from cache" not in capsys.readouterr().out  # --json prints only JSON
+
+
+def test_explain_test_index_and_image_file(tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "x"
+    assert main(["explain", "--test-index", "0", "--method", "saliency", "--out", str(out)]) == 0
+    payload = json.loads((out / "attribution.json").read_text())
+    assert payload["attributions"][0]["method"] == "saliency"
+    assert np.array(payload["attributions"][0]["map"]).shape == (28, 28)
+    # A scan: dark ink on white paper, large. It is inverted and preprocessed.
+    paper = np.full((200, 150), 255, np.uint8)
+    paper[30:170, 70:80] = 0  # a 1
+    Image.fromarray(paper).save(tmp_path / "one.png")
+    assert main(["explain", "--image", str(tmp_path / "one.png"), "--method", "gradcam",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "predicted 1" in capsys.readouterr().out
+    assert (out / "attribution.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "--test-index", "5", "--target", "10"], "outside 0–9"),
+        (["explain", "--test-index", "10000"], "outside 0–9999"),
+        (["explain", "--image", "missing.png"], "not a readable image"),
+    ],
+)
+def test_explain_errors(argv, message, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--out", "o"]) == 2
+    assert message in capsys.readouterr().err

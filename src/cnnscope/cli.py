@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -106,7 +107,23 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_flags(e)
     e.add_argument("--data-dir", help="folder with the four IDX .gz files")
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--out", help="write confusion.png, mistakes.png and evaluation.json here")
+    e.add_argument("--no-cache", action="store_true", help="recompute the predictions")
     e.set_defaults(func=_cmd_evaluate)
+
+    x = command("explain", "attribution maps: which pixels made the network decide")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="an image file (a drawing, a scan: preprocessed MNIST-style)")
+    src.add_argument("--test-index", type=int, help="an MNIST test image, 0–9999")
+    from .attribution import METHODS
+
+    x.add_argument("--method", default="all", choices=[*METHODS, "all"], help="attribution method")
+    x.add_argument("--target", type=int, help="class to explain, 0–9; default: the predicted one")
+    x.add_argument("--layer", default="conv2", help="stage for gradcam")
+    _add_model_flags(x)
+    x.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    x.add_argument("--out", required=True, help="folder for attribution.png and attribution.json")
+    x.set_defaults(func=_cmd_explain)
     s = command("serve", "the web app: draw a digit and watch every layer respond")
     _add_model_flags(s)
     s.add_argument(
@@ -276,28 +293,117 @@ class _ProgressBar(Callback):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from . import load_model
     from .data import load_mnist
-    from .evaluation import evaluate
+    from .evaluation import report, untrained_accuracy
 
     model, meta = load_model(args.weights or args.model)
     data = load_mnist(args.data_dir)
-    result = evaluate(model, data.test_images, data.test_labels)
-    out = {
+    rep = report(model, data.test_images, data.test_labels, cache=not args.no_cache)
+    seed = int(meta.get("train_config", {}).get("seed", 0))
+    rep.extra = {
         "model": meta.get("model"),
         "weights": args.weights or f"shipped:{args.model}",
-        **result.as_dict(),
+        "untrained_accuracy": untrained_accuracy(model, data.test_images, data.test_labels, seed),
     }
+    summary = rep.as_dict()
+    if args.out:
+        from .plots import confusion_figure, mistakes_figure
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        confusion_figure(rep).savefig(out / "confusion.png", dpi=120)
+        mistakes = rep.mistakes()
+        mistakes_figure(
+            mistakes[:64], data.test_images.numpy(),
+            title=f"{len(mistakes)} misclassified test digits; the 64 most confident",
+        ).savefig(out / "mistakes.png", dpi=120)  # fmt: skip
+        full = rep.as_dict(mistakes=len(mistakes))
+        (out / "evaluation.json").write_text(json.dumps(full, indent=1) + "\n")
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(summary, indent=2))
         return 0
     print(
-        f"{out['model']} ({out['weights']}): test accuracy {result.accuracy:.2%} "
-        f"on {result.count:,} images, cross-entropy {result.cross_entropy:.4f}"
+        f"{summary['model']} ({summary['weights']}): test accuracy {rep.accuracy:.2%} on "
+        f"{len(rep.labels):,} images ({summary['errors']} errors), cross-entropy "
+        f"{rep.cross_entropy:.4f}; untrained {summary['untrained_accuracy']:.2%}"
     )
-    for digit, acc in enumerate(result.per_class_accuracy):
-        print(f"  {digit}: {acc:.2%}")
+    print("digit  precision  recall     F1  support")
+    m = rep.metrics
+    for k in range(len(m["recall"])):
+        print(
+            f"  {k}    {m['precision'][k]:8.2%} {m['recall'][k]:8.2%} {m['f1'][k]:8.2%} "
+            f"{m['support'][k]:7d}"
+        )
+    took = "from cache" if rep.cached else f"in {rep.seconds:.2f} s"
+    print(f"predictions {took}" + (f"; wrote {args.out}" if args.out else ""))
     return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import load_model
+    from .attribution import METHODS, Explainer
+    from .plots import attribution_figure
+
+    model, _ = load_model(args.weights or args.model)
+    if args.image:
+        image = _read_image(Path(args.image))
+        source = args.image
+    else:
+        from .data import load_mnist
+
+        data = load_mnist(args.data_dir)
+        if not 0 <= args.test_index < len(data.test_images):
+            raise _Failure(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
+        image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0
+        source = f"test image {args.test_index} (label {int(data.test_labels[args.test_index])})"
+    if args.target is not None and not 0 <= args.target <= 9:
+        raise _Failure(f"--target {args.target} outside 0–9")
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    attribution_figure(image, results).savefig(out / "attribution.png", dpi=120)
+    payload = {
+        "source": source,
+        "input": image.round(4).tolist(),
+        "probabilities": results[0].probabilities,
+        "attributions": [
+            {"method": r.method, "target": r.target, "details": r.details,
+             "map": r.map.round(6).tolist()}
+            for r in results
+        ],
+    }  # fmt: skip
+    (out / "attribution.json").write_text(json.dumps(payload) + "\n")
+    probs = results[0].probabilities
+    print(
+        f"{source}: predicted {int(np.argmax(probs))} (p={max(probs):.3f}); "
+        f"explained class {results[0].target} with {', '.join(methods)}; wrote {out}"
+    )
+    return 0
+
+
+def _read_image(path: Path) -> Any:
+    """An image file → (28, 28) float in [0, 1], white ink on black, MNIST-style."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .preprocess import to_mnist
+
+    try:
+        with Image.open(path) as img:
+            gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as e:
+        raise _Failure(f"{path}: not a readable image ({e})") from e
+    if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
+        gray = 1.0 - gray
+    return gray if gray.shape == (28, 28) else to_mnist(gray)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

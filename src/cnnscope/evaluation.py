@@ -1,16 +1,37 @@
-"""Predictions and scores on a labelled split."""
+"""Where does the network fail? Predictions, scores, the confusion matrix, the mistakes.
+
+:func:`report` runs the whole test set once (batched) and derives everything else from
+the logits; the logits are cached on disk per weights fingerprint, so a second report of
+the same weights costs milliseconds.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from .data import to_float
 from .models import NUM_CLASSES, StagedModel
 
-__all__ = ["Evaluation", "evaluate", "predict"]
+__all__ = [
+    "Evaluation",
+    "Mistake",
+    "Report",
+    "confusion_matrix",
+    "evaluate",
+    "fingerprint",
+    "per_class_metrics",
+    "predict",
+    "report",
+]
 
 
 @torch.no_grad()
@@ -29,7 +50,7 @@ def predict(model: StagedModel, images: torch.Tensor, batch_size: int = 1000) ->
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores of a model on one split."""
+    """Scores of a model on one split (what training reports every epoch)."""
 
     accuracy: float  # fraction correct, 0–1
     cross_entropy: float  # mean, nats
@@ -61,3 +82,187 @@ def evaluate(
         per_class_accuracy=per_class,
         count=len(labels),
     )
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
+    """Counts (n, n): row = true class, column = predicted class."""
+    true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    return np.bincount(true * n + pred, minlength=n * n).reshape(n, n)
+
+
+def per_class_metrics(confusion: np.ndarray) -> dict[str, list[float]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix.
+
+    A class never predicted has precision 0 (as scikit-learn's ``zero_division=0``).
+    """
+    c = confusion.astype(np.float64)
+    tp = np.diag(c)
+    predicted, support = c.sum(axis=0), c.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.astype(int).tolist(),
+    }
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One misclassified image."""
+
+    index: int  # position in the evaluated split
+    true: int
+    pred: int
+    confidence: float  # probability of the (wrong) predicted class
+    p_true: float  # probability given to the true class
+
+
+@dataclass
+class Report:
+    """Everything :func:`report` measures; ``probabilities`` is (N, 10)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    confusion: np.ndarray
+    metrics: dict[str, list[float]]
+    accuracy: float
+    cross_entropy: float
+    seconds: float  # time to compute the predictions (0 when they came from the cache)
+    cached: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.probabilities.argmax(1))
+
+    @property
+    def confusion_normalized(self) -> np.ndarray:
+        """Rows sum to 1: the share of each true class predicted as each class."""
+        rows = self.confusion.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion, rows, out=np.zeros(self.confusion.shape), where=rows > 0)
+
+    def mistakes(self) -> list[Mistake]:
+        """All misclassified images, most confident first."""
+        pred = self.predictions
+        wrong = np.flatnonzero(pred != self.labels)
+        out = [
+            Mistake(
+                index=int(i),
+                true=int(self.labels[i]),
+                pred=int(pred[i]),
+                confidence=float(self.probabilities[i, pred[i]]),
+                p_true=float(self.probabilities[i, self.labels[i]]),
+            )
+            for i in wrong
+        ]
+        return sorted(out, key=lambda m: -m.confidence)
+
+    def cell(self, true: int, pred: int) -> np.ndarray:
+        """Indices of the images in confusion cell (true, pred), least confident first."""
+        idx = np.flatnonzero((self.labels == true) & (self.predictions == pred))
+        return idx[np.argsort(self.probabilities[idx, pred], kind="stable")]
+
+    def as_dict(self, mistakes: int = 100) -> dict[str, Any]:
+        """A JSON-ready summary: scores, matrices, the most confident mistakes."""
+        return {
+            "accuracy": self.accuracy,
+            "cross_entropy": self.cross_entropy,
+            "count": len(self.labels),
+            "errors": int((self.predictions != self.labels).sum()),
+            "confusion": self.confusion.tolist(),
+            "confusion_normalized": np.round(self.confusion_normalized, 6).tolist(),
+            **self.metrics,
+            "per_class_accuracy": self.metrics["recall"],  # the same figure, its usual name
+            "most_confident_mistakes": [m.__dict__ for m in self.mistakes()[:mistakes]],
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def fingerprint(model: StagedModel) -> str:
+    """SHA-256 over the architecture and every weight: the cache key of its predictions."""
+    h = hashlib.sha256(model.arch.encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnscope" / "predictions"
+
+
+def report(
+    model: StagedModel,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Report:
+    """Evaluate ``model`` on a labelled split: accuracy, per-class metrics, confusion.
+
+    Parameters
+    ----------
+    model
+        Any cnnscope model; its predictions are cached under its :func:`fingerprint`
+        together with a hash of ``images``.
+    images, labels
+        uint8 (N, 28, 28) and int (N,), e.g. ``data.test_images, data.test_labels``.
+    cache
+        Read and write the prediction cache (``~/.cache/cnnscope/predictions``).
+    """
+    import time
+
+    from .checkpoints import _atomic_write
+
+    key = hashlib.sha256(
+        (fingerprint(model) + hashlib.sha256(images.numpy().tobytes()).hexdigest()).encode()
+    ).hexdigest()[:32]
+    path = Path(cache_dir or _cache_dir()) / f"{key}.safetensors"
+    logits: torch.Tensor | None = None
+    seconds = 0.0
+    if cache and path.exists():
+        try:
+            logits = load_file(str(path))["logits"]
+        except Exception:
+            logits = None
+    cached = logits is not None
+    if logits is None or len(logits) != len(images):
+        t0 = time.perf_counter()
+        logits = predict(model, images)
+        seconds = time.perf_counter() - t0
+        cached = False
+        if cache:
+            tensors = {"logits": logits.contiguous()}
+            _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    y = labels.numpy()
+    probs = torch.softmax(logits, 1).numpy()
+    confusion = confusion_matrix(y, probs.argmax(1))
+    return Report(
+        labels=y,
+        probabilities=probs,
+        confusion=confusion,
+        metrics=per_class_metrics(confusion),
+        accuracy=float((probs.argmax(1) == y).mean()) if len(y) else float("nan"),
+        cross_entropy=float(F.cross_entropy(logits, labels)) if len(y) else float("nan"),
+        seconds=seconds,
+        cached=cached,
+    )
+
+
+def untrained_accuracy(
+    model: StagedModel, images: torch.Tensor, labels: torch.Tensor, seed: int = 0
+) -> float:
+    """Accuracy of the same architecture freshly initialised with ``seed``: the baseline."""
+    from .models import build_model
+
+    with torch.random.fork_rng():  # leave the caller's RNG stream untouched
+        torch.manual_seed(seed)
+        fresh = build_model(model.arch, **model.config())
+    return evaluate(fresh, images, labels).accuracy

@@ -1,0 +1,92 @@
+"""Matplotlib figures for the CLI's PNG exports. Each takes an optional ``ax`` or builds its
+own figure and returns the ``Figure``; nothing here shows or saves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .attribution import Attribution
+from .evaluation import Mistake, Report
+
+__all__ = ["attribution_figure", "confusion_figure", "mistakes_figure"]
+
+
+def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig, new_ax = plt.subplots(figsize=size, layout="constrained")
+    return fig, new_ax
+
+
+def confusion_figure(report: Report, ax: Axes | None = None, title: str = "") -> Figure:
+    """The confusion matrix: counts in the cells, colour = share of the true class."""
+    fig, ax = _figure(ax, (7, 6))
+    shares = report.confusion_normalized
+    # Off-diagonal cells hold at most a few %: a log-like scale keeps them visible.
+    image = ax.imshow(np.sqrt(shares), cmap="Blues", vmin=0, vmax=1)
+    n = len(report.confusion)
+    for t in range(n):
+        for p in range(n):
+            count = int(report.confusion[t, p])
+            if count:
+                colour = "white" if shares[t, p] > 0.5 else "black"
+                ax.text(p, t, str(count), ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {report.accuracy:.2%} on {len(report.labels):,} images")
+    bar = fig.colorbar(image, ax=ax, shrink=0.8)
+    ticks = np.array([0, 0.01, 0.05, 0.25, 1.0])
+    bar.set_ticks(np.sqrt(ticks), labels=[f"{t:.0%}" for t in ticks])
+    bar.set_label("share of the true class")
+    return fig
+
+
+def mistakes_figure(
+    mistakes: Sequence[Mistake], images: np.ndarray, columns: int = 8, title: str = ""
+) -> Figure:
+    """A gallery of misclassified digits, each titled "True: x, Pred: y (p)"."""
+    count = max(1, len(mistakes))
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(columns * 1.3, rows * 1.5), layout="constrained", squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, mistakes, strict=False):
+        ax.imshow(images[m.index], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"True: {m.true}, Pred: {m.pred}\np={m.confidence:.2f}", fontsize=7)
+    fig.suptitle(title or f"{len(mistakes)} misclassified, most confident first", fontsize=10)
+    return fig
+
+
+def attribution_figure(image: np.ndarray, attributions: Sequence[Attribution]) -> Figure:
+    """The input beside each attribution map (diverging colours, zero white)."""
+    fig, axes = plt.subplots(
+        1, len(attributions) + 1, figsize=(2.2 * (len(attributions) + 1), 2.6),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
+    if attributions:
+        probs = attributions[0].probabilities
+        axes[0, 0].set_title(
+            f"input (pred {int(np.argmax(probs))}, p={max(probs):.2f})", fontsize=8
+        )
+    for ax, a in zip(axes[0, 1:], attributions, strict=True):
+        m = float(np.abs(a.map).max()) or 1.0
+        ax.imshow(a.map, cmap="RdBu_r", vmin=-m, vmax=m)
+        ax.set_title(f"{a.method} → {a.target}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import precision_recall_fscore_support
+
+from cnnscope.evaluation import (
+    confusion_matrix,
+    fingerprint,
+    per_class_metrics,
+    report,
+    untrained_accuracy,
+)
+from cnnscope.models import build_model
+
+
+def test_confusion_matrix_equals_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    true, pred = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    assert (confusion_matrix(true, pred) == sk_confusion(true, pred, labels=range(10))).all()
+
+
+def test_per_class_metrics_hand_example() -> None:
+    true = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 0])
+    m = per_class_metrics(confusion_matrix(true, pred, n=4))
+    # class 0: tp 2, predicted 3, actual 3; class 1: tp 1, predicted 2, actual 2;
+    # class 2: tp 0; class 3: absent and never predicted.
+    assert m["precision"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert m["recall"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert m["f1"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert m["support"] == [3, 2, 1, 0]
+    p, _, f, _ = precision_recall_fscore_support(true, pred, labels=range(4), zero_division=0)
+    assert m["precision"] == pytest.approx(p) and m["f1"] == pytest.approx(f)
+
+
+def test_report_on_a_small_split(mnist, tmp_path: Path) -> None:
+    model = build_model("lenet5")
+    images, labels = mnist.test_images[:300], mnist.test_labels[:300]
+    rep = report(model, images, labels, cache_dir=tmp_path)
+    assert not rep.cached and rep.seconds > 0
+    assert rep.confusion.sum() == 300
+    assert rep.accuracy == pytest.approx(np.trace(rep.confusion) / 300)
+    assert np.allclose(rep.confusion_normalized.sum(1)[rep.confusion.sum(1) > 0], 1)
+    mistakes = rep.mistakes()
+    assert len(mistakes) == 300 - np.trace(rep.confusion)
+    assert [m.confidence for m in mistakes] == sorted(
+        (m.confidence for m in mistakes), reverse=True
+    )
+    assert all(m.true != m.pred and labels[m.index] == m.true for m in mistakes)
+    t, p = mistakes[0].true, mistakes[0].pred
+    cell = rep.cell(t, p)
+    assert mistakes[0].index in cell and len(cell) == rep.confusion[t, p]
+    summary = rep.as_dict(mistakes=5)
+    assert len(summary["most_confident_mistakes"]) == min(5, len(mistakes))
+
+    again = report(model, images, labels, cache_dir=tmp_path)
+    assert again.cached and np.array_equal(again.probabilities, rep.probabilities)
+    # A damaged cache entry is recomputed rather than trusted or fatal.
+    for f in tmp_path.iterdir():
+        f.write_bytes(b"junk")
+    assert not report(model, images, labels, cache_dir=tmp_path).cached
+
+
+def test_fingerprint_changes_with_weights() -> None:
+    a = build_model("lenet5")
+    before = fingerprint(a)
+    with torch.no_grad():
+        a.logits.bias[0] += 1
+    assert fingerprint(a) != before
+
+
+def test_untrained_baseline_near_chance_and_rng_untouched(mnist) -> None:
+    model = build_model("hvass")
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    acc = untrained_accuracy(model, mnist.test_images[:1000], mnist.test_labels[:1000])
+    assert torch.equal(torch.rand(1), expected)
+    assert 0.0 <= acc < 0.3
