@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,11 @@ def write_sums(folder: Path) -> None:
         f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in FILES.values()
     ]
     (folder / "SHA256SUMS").write_text("".join(lines))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep caches (predictions, downloads) out of the user's home: tests are hermetic.
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cnnscope-test-cache-")
 
 
 @pytest.fixture

@@ -241,3 +241,78 @@ def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:
         want = record(model, to_float(mnist.test_images[i][None]), ["fc1"])["fc1"][0].numpy()
         assert np.abs(_decode(res["stages"]["fc1"]) - want).max() < np.ptp(want) / 255 + 1e-5
         assert res["predicted"] == int(torch.tensor(res["logits"]).argmax())
+
+
+def test_predict_with_live_attribution(client, mnist) -> None:
+    body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist(), "explain": "gradcam"}
+    res = client.post("/api/predict", json=body).json()
+    a = res["attribution"]
+    assert a["method"] == "gradcam" and a["target"] == res["predicted"]
+    assert a["map"]["shape"] == [28, 28] and a["details"]["layer"] == "relu2"
+    res = client.post("/api/predict", json={**body, "explain": "saliency", "target": 3}).json()
+    assert res["attribution"]["target"] == 3
+    # slow methods are not offered live
+    assert client.post("/api/predict", json={**body, "explain": "ig"}).status_code == 422
+
+
+def test_explain_endpoint(client, mnist) -> None:
+    body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
+    res = client.post("/api/explain", json={**body, "method": "ig", "target": 7}).json()
+    a = res["attribution"]
+    assert a["method"] == "ig" and a["details"]["baseline"].startswith("black image")
+    assert np.abs(_decode(a["map"])).max() > 0
+    res = client.post("/api/explain", json={**body, "method": "occlusion"}).json()
+    assert res["attribution"]["details"]["window"] == 4
+    for bad, code in (
+        ({"method": "lime"}, 422),
+        ({"method": "ig", "target": 10}, 422),
+        ({"method": "gradcam", "layer": "fc1"}, 400),
+        ({"method": "gradcam", "layer": "nope"}, 400),
+    ):
+        r = client.post("/api/explain", json={**body, **bad})
+        assert r.status_code == code, (bad, r.text)
+        assert r.json()["detail"]
+
+
+def test_evaluation_and_cells(client, mnist) -> None:
+    ev = client.get("/api/evaluation/deep_mnist").json()
+    assert ev["accuracy"] >= 0.992 and ev["count"] == 10_000
+    assert sum(map(sum, ev["confusion"])) == 10_000
+    assert ev["untrained_accuracy"] < 0.3
+    assert ev["errors"] == 10_000 - sum(ev["confusion"][k][k] for k in range(10))
+    true, pred = max(
+        ((t, p) for t in range(10) for p in range(10) if t != p), key=lambda c: ev["confusion"][c[0]][c[1]]
+    )
+    cell = client.get(f"/api/evaluation/deep_mnist/cell?true={true}&pred={pred}").json()
+    assert cell["count"] == ev["confusion"][true][pred] == len(cell["digits"])
+    confidences = [d["probabilities"][pred] for d in cell["digits"]]
+    assert confidences == sorted(confidences)
+    for d in cell["digits"]:
+        assert d["label"] == true and d["pred"] == pred == int(np.argmax(d["probabilities"]))
+        assert base64.b64decode(d["pixels"]) == mnist.test_images[d["index"]].numpy().tobytes()
+    diag = client.get("/api/evaluation/deep_mnist/cell?true=1&pred=1&limit=5").json()
+    assert diag["count"] > 1000 and len(diag["digits"]) == 5
+    assert client.get("/api/evaluation/deep_mnist/cell?true=10&pred=1").status_code == 422
+    assert client.get("/api/evaluation/nope").status_code == 404
+
+
+def test_slow_work_does_not_block_predict(shipped, mnist) -> None:
+    """An evaluation (seconds) running in a worker thread leaves /api/predict responsive."""
+    import threading
+    import time
+
+    model, meta = shipped
+    app = create_app([ServedModel("m", model, meta, "shipped")], data=mnist)
+    with TestClient(app) as c:
+        body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
+        worker = threading.Thread(target=lambda: c.get("/api/evaluation/m"))
+        worker.start()
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            assert c.post("/api/predict", json=body).status_code == 200
+        during = time.perf_counter() - t0
+        overlapped = worker.is_alive()  # the evaluation was still running meanwhile
+        worker.join()
+    assert overlapped
+    assert during < 2.0  # five predictions, not one evaluation (~5 s) long

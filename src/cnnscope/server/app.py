@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import random
 import re
 import threading
@@ -20,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,12 +30,20 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from .. import __version__
 from ..activations import StageRecorder, stage_shapes
+from ..attribution import Attribution, Explainer
 from ..data import MNIST, DataError, load_mnist
+from ..evaluation import Report, report, untrained_accuracy
 from ..models import StagedModel, count_parameters, get_spec
 from ..preprocess import PreprocessError, decode_png, to_mnist
 from .schemas import (
+    AttributionMap,
+    Cell,
+    CellDigit,
     DerivedStage,
     EncodedStage,
+    EvaluationSummary,
+    ExplainRequest,
+    ExplainResponse,
     FilterWeights,
     Health,
     ModelInfo,
@@ -64,6 +73,27 @@ class ServedModel:
     # Hooks live on the shared modules: one forward at a time per model, or a concurrent
     # request's hook would record into another's outputs.
     lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Attribution and evaluation hook and differentiate their own copies, so neither can
+    # disturb or wait on /api/predict's model: "fast" serves live maps on the event loop,
+    # "slow" serves on-demand methods in worker threads.
+    _copies: dict[str, tuple[StagedModel, threading.Lock]] = field(init=False, default_factory=dict)
+    _explainers: dict[tuple[str, str, str], Explainer] = field(init=False, default_factory=dict)
+    evaluation_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    evaluation: EvaluationSummary | None = field(init=False, default=None)
+    report: Report | None = field(init=False, default=None)
+
+    def explain(
+        self, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
+    ) -> Attribution:
+        """An attribution map from the ``kind`` ("fast" or "slow") copy of the model."""
+        if kind not in self._copies:
+            self._copies[kind] = (copy.deepcopy(self.model).eval(), threading.Lock())
+        model, lock = self._copies[kind]
+        with lock:
+            key = (kind, method, layer)
+            if key not in self._explainers:
+                self._explainers[key] = Explainer(model, method, layer=layer)
+            return self._explainers[key](image, target)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -314,23 +344,37 @@ def create_app(
 
     # async: a ~1 ms forward pass costs less on the event loop than the hop to a worker
     # thread, and the per-model lock serialises forwards anyway.
-    @app.post("/api/predict", response_model=PredictResponse)
-    async def predict(req: PredictRequest) -> Response:
-        t0 = time.perf_counter()
-        m = served(req.model)
+    def input_image(req: PredictRequest) -> np.ndarray:
+        """The request's drawing as the (28, 28) image the network sees."""
         if req.png is not None:
             try:
                 raw = base64.b64decode(_DATA_URL.sub("", req.png, count=1), validate=True)
             except (binascii.Error, ValueError) as e:
                 raise HTTPException(400, f"png: not valid base64 ({e})") from e
             try:
-                image = to_mnist(decode_png(raw))
+                return to_mnist(decode_png(raw))
             except PreprocessError as e:
                 raise HTTPException(400, f"png: {e}") from e
-        else:
-            image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
-            if req.preprocess:
-                image = to_mnist(image)
+        image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
+        return to_mnist(image) if req.preprocess else image
+
+    def attribute(
+        m: ServedModel, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
+    ) -> tuple[AttributionMap, Attribution]:
+        try:
+            a = m.explain(kind, method, layer, image, target)
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from e
+        encoded = AttributionMap(
+            method=a.method, target=a.target, map=_encode(a.map, per_map=False), details=a.details
+        )
+        return encoded, a
+
+    @app.post("/api/predict", response_model=PredictResponse)
+    async def predict(req: PredictRequest) -> Response:
+        t0 = time.perf_counter()
+        m = served(req.model)
+        image = input_image(req)
         x = torch.from_numpy(image).view(1, 1, 28, 28)
         stages = m.sent if req.stages == "all" else []
         with m.lock, torch.no_grad(), StageRecorder(m.model, stages) as rec:
@@ -349,10 +393,83 @@ def create_app(
             stages=encoded,
             derived=m.derived if req.stages == "all" else [],
             order=list(m.model.stage_names),
+            attribution=(
+                attribute(m, "fast", req.explain, "conv2", image, req.target)[0]
+                if req.explain
+                else None
+            ),
             server_ms=round((time.perf_counter() - t0) * 1000, 3),
         )
         # Rendered here, once: FastAPI would validate the model again before rendering.
         return Response(response.model_dump_json(), media_type="application/json")
+
+    # Sync: slow methods (occlusion ~0.1 s) run in a worker thread, off the event loop.
+    @app.post("/api/explain", response_model=ExplainResponse)
+    def explain(req: ExplainRequest) -> ExplainResponse:
+        t0 = time.perf_counter()
+        m = served(req.model)
+        image = input_image(req)
+        attribution, raw = attribute(m, "slow", req.method, req.layer, image, req.target)
+        probs = raw.probabilities
+        return ExplainResponse(
+            model=m.id,
+            probabilities=[round(p, 6) for p in probs],
+            input=_encode(image, per_map=False),
+            attribution=attribution,
+            server_ms=round((time.perf_counter() - t0) * 1000, 3),
+        )
+
+    def evaluated(m: ServedModel) -> tuple[EvaluationSummary, Report]:
+        # One evaluation per model, in a worker thread, on its own copy of the model.
+        with m.evaluation_lock:
+            if m.evaluation is None or m.report is None:
+                d = mnist()
+                model = copy.deepcopy(m.model).eval()
+                rep = report(model, d.test_images, d.test_labels)
+                seed = int(m.meta.get("train_config", {}).get("seed", 0))
+                m.report = rep
+                m.evaluation = EvaluationSummary(
+                    model=m.id,
+                    accuracy=rep.accuracy,
+                    untrained_accuracy=untrained_accuracy(
+                        model, d.test_images, d.test_labels, seed
+                    ),
+                    count=len(rep.labels),
+                    errors=int((rep.predictions != rep.labels).sum()),
+                    confusion=rep.confusion.tolist(),
+                    seconds=round(rep.seconds, 3),
+                    precision=rep.metrics["precision"],
+                    recall=rep.metrics["recall"],
+                    f1=rep.metrics["f1"],
+                    support=[int(v) for v in rep.metrics["support"]],
+                )
+            return m.evaluation, m.report
+
+    @app.get("/api/evaluation/{model_id}", response_model=EvaluationSummary)
+    def evaluation(model_id: str) -> EvaluationSummary:
+        return evaluated(served(model_id))[0]
+
+    @app.get("/api/evaluation/{model_id}/cell", response_model=Cell)
+    def evaluation_cell(
+        model_id: str,
+        true: Annotated[int, Query(ge=0, le=9)],
+        pred: Annotated[int, Query(ge=0, le=9)],
+        limit: Annotated[int, Query(ge=1, le=500)] = 60,
+    ) -> Cell:
+        _, rep = evaluated(served(model_id))
+        idx = rep.cell(true, pred)
+        images = mnist().test_images
+        digits = [
+            CellDigit(
+                index=int(i),
+                label=int(rep.labels[i]),
+                pred=int(rep.predictions[i]),
+                probabilities=[round(float(p), 5) for p in rep.probabilities[i]],
+                pixels=base64.b64encode(images[int(i)].numpy().tobytes()).decode("ascii"),
+            )
+            for i in idx[:limit]
+        ]
+        return Cell(true=true, pred=pred, count=len(idx), digits=digits)
 
     # The 2017 TensorFlow demo's client posts 784 numbers (0–255) and paints the answer.
     @app.post("/predict")

@@ -12,6 +12,11 @@ Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Pixel255 = Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]
 
 
+Method = Literal["saliency", "gradxinput", "gradcam", "ig", "smoothgrad", "occlusion"]
+FastMethod = Literal["saliency", "gradxinput", "gradcam"]
+Digit = Annotated[int, Field(ge=0, le=9)]
+
+
 class PredictRequest(BaseModel):
     """One drawing. Give exactly one of ``pixels`` and ``png``.
 
@@ -34,12 +39,23 @@ class PredictRequest(BaseModel):
     stages: Literal["all", "none"] = Field(
         default="all", description="'none' returns only the probabilities (faster)"
     )
+    explain: FastMethod | None = Field(
+        default=None, description="add this attribution map (fast methods only: ≤ 30 ms)"
+    )
+    target: Digit | None = Field(default=None, description="class to explain; default: top")
 
     @model_validator(mode="after")
     def _one_input(self) -> PredictRequest:
         if (self.pixels is None) == (self.png is None):
             raise ValueError("give exactly one of 'pixels' (784 numbers) and 'png' (base64)")
         return self
+
+
+class ExplainRequest(PredictRequest):
+    """An attribution map on demand, any method. Same input fields as a prediction."""
+
+    method: Method = "ig"
+    layer: str = Field(default="conv2", description="stage for gradcam")
 
 
 class EncodedStage(BaseModel):
@@ -64,6 +80,21 @@ class DerivedStage(BaseModel):
     shape: list[int]
 
 
+class AttributionMap(BaseModel):
+    method: str
+    target: int
+    map: EncodedStage = Field(description="(28, 28); positive pushes the target's logit up")
+    details: dict[str, object]
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    probabilities: list[float]
+    input: EncodedStage
+    attribution: AttributionMap
+    server_ms: float
+
+
 class PredictResponse(BaseModel):
     model: str
     predicted: int
@@ -73,7 +104,37 @@ class PredictResponse(BaseModel):
     stages: dict[str, EncodedStage] = Field(description="sent stages, in forward order")
     derived: list[DerivedStage] = Field(description="stages to compute from the sent ones")
     order: list[str] = Field(description="every stage name in forward order")
+    attribution: AttributionMap | None = None
     server_ms: float
+
+
+class EvaluationSummary(BaseModel):
+    model: str
+    accuracy: float
+    untrained_accuracy: float
+    count: int
+    errors: int
+    confusion: list[list[int]] = Field(description="rows: true class, columns: predicted")
+    precision: list[float]
+    recall: list[float]
+    f1: list[float]
+    support: list[int]
+    seconds: float = Field(description="time to predict the test set (0 if cached)")
+
+
+class CellDigit(BaseModel):
+    index: int
+    label: int
+    pred: int
+    probabilities: list[float]
+    pixels: str = Field(description="base64 of 784 uint8 values")
+
+
+class Cell(BaseModel):
+    true: int
+    pred: int
+    count: int
+    digits: list[CellDigit] = Field(description="least confident first, up to limit")
 
 
 class StageInfo(BaseModel):
