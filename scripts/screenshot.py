@@ -1,4 +1,4 @@
-"""Screenshots of the page for the README: docs/screenshot.png (desktop), docs/phone.png.
+"""Screenshots for the README: docs/screenshot.png, docs/evaluation.png, docs/phone.png.
 
     python scripts/screenshot.py      # needs Debian's chromium
 
@@ -54,6 +54,16 @@ def main() -> None:
                 page.wait_for_function("window.cnnscope.renders > 0")
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(DOCS / name), full_page=name == "phone.png")
+                if name == "screenshot.png":
+                    page.select_option("#attr-method", "gradcam")
+                    page.wait_for_function(
+                        "document.querySelector('#attr-note').textContent.startsWith('gradcam')"
+                    )
+                    page.click("button.tab[data-view='eval-view']")
+                    page.wait_for_selector("#confusion td", timeout=60_000)
+                    page.click("#confusion td[data-true='9'][data-pred='4']")
+                    page.wait_for_selector("#cell-gallery figure")
+                    page.screenshot(path=str(DOCS / "evaluation.png"))
                 page.close()
             browser.close()
     finally:

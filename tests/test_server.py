@@ -205,7 +205,7 @@ def test_compat_rejects_bad_input(client) -> None:
 def test_static_page_served_offline(client) -> None:
     html = client.get("/").text
     assert '<script type="module" src="app.js">' in html
-    for asset in ("app.js", "api.js", "pad.js", "render.js", "style.css"):
+    for asset in ("app.js", "api.js", "eval.js", "pad.js", "render.js", "style.css"):
         r = client.get(f"/{asset}")
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset  # no CDN
@@ -281,7 +281,8 @@ def test_evaluation_and_cells(client, mnist) -> None:
     assert ev["untrained_accuracy"] < 0.3
     assert ev["errors"] == 10_000 - sum(ev["confusion"][k][k] for k in range(10))
     true, pred = max(
-        ((t, p) for t in range(10) for p in range(10) if t != p), key=lambda c: ev["confusion"][c[0]][c[1]]
+        ((t, p) for t in range(10) for p in range(10) if t != p),
+        key=lambda c: ev["confusion"][c[0]][c[1]],
     )
     cell = client.get(f"/api/evaluation/deep_mnist/cell?true={true}&pred={pred}").json()
     assert cell["count"] == ev["confusion"][true][pred] == len(cell["digits"])

@@ -167,3 +167,45 @@ def test_random_digit_clear_and_model_switch(page) -> None:
     page.click("#clear")
     assert page.locator(".bar").count() == 0
     assert page.locator("#status").inner_text() == "draw a digit"
+
+
+def test_confusion_cell_opens_digits_then_draw_view(page) -> None:
+    page.click("button.tab[data-view='eval-view']")
+    page.wait_for_selector("#confusion td", timeout=60_000)  # first evaluation: seconds
+    assert "test accuracy 99.28" in page.locator("#eval-summary").inner_text()
+    assert page.locator("#per-class tr").count() == 11
+    # The most populated off-diagonal cell.
+    cell = page.evaluate(
+        """() => [...document.querySelectorAll('#confusion td')]
+            .filter((td) => td.dataset.true !== td.dataset.pred)
+            .map((td) => [Number(td.textContent || 0), td.dataset.true, td.dataset.pred])
+            .sort((a, b) => b[0] - a[0])[0]"""
+    )
+    count, true, pred = cell
+    page.click(f"#confusion td[data-true='{true}'][data-pred='{pred}']")
+    page.wait_for_function(f"document.querySelectorAll('#cell-gallery figure').length === {count}")
+    assert f"predicted as {pred}" in page.locator("#cell-title").inner_text()
+    page.locator("#cell-gallery figure").first.click()
+    page.wait_for_selector("#draw-view:not([hidden])")
+    page.wait_for_function(_ANSWERED)
+    page.wait_for_timeout(200)
+    assert f"label {true}" in page.locator("#digit-note").inner_text()
+    assert _predicted(page) == str(pred)  # the same mistake, now with its activations
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "mistake-in-draw-view.png"), full_page=True)
+
+
+def test_attribution_live_and_on_demand(page) -> None:
+    page.select_option("#attr-method", "gradcam")
+    _draw(page, [(140, 40), (140, 250)])  # a 1
+    page.wait_for_function("document.querySelector('#attr-note').textContent.startsWith('gradcam')")
+    assert page.evaluate(_LIT_PIXELS, "#attr") > 0
+    assert "class 1" in page.locator("#attr-note").inner_text()
+    page.select_option("#attr-target", "7")
+    page.wait_for_function("document.querySelector('#attr-note').textContent.includes('class 7')")
+    page.select_option("#attr-method", "ig")  # slow: computed on demand, right away once
+    page.wait_for_function(
+        "document.querySelector('#attr-note').textContent.startsWith('ig for class 7')"
+    )
+    assert "baseline: black image" in page.locator("#attr-note").inner_text()
+    assert page.locator("#attr-compute").is_visible()

@@ -1,10 +1,14 @@
 // State and wiring: the pad produces drawings, the Predictor answers, the render
 // functions paint. Nothing here computes pixels itself.
 import { Predictor, getJSON } from "./api.js";
+import { EvaluationView } from "./eval.js";
 import { Pad } from "./pad.js";
 import {
-  DERIVE, b64bytes, decodeStage, drawGray, drawLegend, drawStage, fmt, makeScale, range, tileLayout,
+  DERIVE, b64bytes, decodeStage, drawGray, drawLegend, drawOverlay, drawStage, fmt, makeScale, range,
+  tileLayout,
 } from "./render.js";
+
+const FAST = new Set(["saliency", "gradxinput", "gradcam"]);
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -16,6 +20,7 @@ const state = {
   stages: {}, // name → {shape, maps} (sent and derived)
   source: null, // {kind: "png"} or {kind: "pixels", pixels, label, index}
   filters: {}, // `${model}/${stage}` → FilterWeights
+  attr: { method: "", target: "" }, // attribution shown in the draw view
 };
 // Exposed for tests and benchmarks: the time the last full repaint took.
 window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render() };
@@ -24,11 +29,20 @@ window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render(
 // ---- predictions ------------------------------------------------------------
 const predictor = new Predictor(onResult, (e) => setStatus(`error: ${e.message}`));
 
-function requestPrediction() {
-  if (pad.isEmpty()) return clearOutputs();
-  const body = state.source?.kind === "pixels"
+function inputBody() {
+  return state.source?.kind === "pixels"
     ? { pixels: Array.from(state.source.pixels, (v) => v / 255), model: state.model }
     : { png: pad.toPNG(), model: state.model };
+}
+
+function requestPrediction() {
+  if (pad.isEmpty()) return clearOutputs();
+  const body = inputBody();
+  const { method, target } = state.attr;
+  if (FAST.has(method)) {
+    body.explain = method;
+    if (target !== "") body.target = Number(target);
+  }
   predictor.request(body);
 }
 
@@ -46,6 +60,8 @@ function onResult(res, ms) {
   for (const d of res.derived) state.stages[d.name] = DERIVE[d.op](state.stages[d.source]);
   state.stages.logits = { shape: [res.logits.length], maps: [Float32Array.from(res.logits)] };
   render();
+  if (res.attribution) showAttribution(res.input, res.attribution);
+  else if (state.attr.method && !FAST.has(state.attr.method)) staleAttribution();
   setStatus(`${res.model}: ${res.predicted} · server ${res.server_ms.toFixed(1)} ms · round trip ${ms.toFixed(0)} ms`);
 }
 
@@ -249,6 +265,47 @@ function drawFilter(f, channel, conv) {
   $("detail-filter-fig").hidden = false;
 }
 
+// ---- attribution ------------------------------------------------------------
+function showAttribution(input, a) {
+  const x = decodeStage(input).maps[0];
+  const m = decodeStage(a.map).maps[0];
+  drawOverlay($("attr").getContext("2d"), x, m);
+  const extra = a.details.baseline ? `; baseline: ${a.details.baseline}` : "";
+  const empty = m.every((v) => v === 0) ? " — empty map: nothing here raises this class" : "";
+  $("attr-note").textContent = `${a.method} for class ${a.target}: red raises it, blue lowers it${extra}${empty}`;
+}
+
+function staleAttribution() {
+  $("attr").getContext("2d").clearRect(0, 0, 28, 28);
+  $("attr-note").textContent = "press Compute for this drawing";
+}
+
+async function computeSlowAttribution() {
+  if (pad.isEmpty()) return;
+  const body = { ...inputBody(), method: state.attr.method };
+  if (state.attr.target !== "") body.target = Number(state.attr.target);
+  $("attr-note").textContent = `computing ${state.attr.method}…`;
+  try {
+    const r = await fetch("api/explain", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const json = await r.json();
+    if (!r.ok) throw new Error(json.detail);
+    showAttribution(json.input, json.attribution);
+    $("attr-note").textContent += ` (${json.server_ms.toFixed(0)} ms)`;
+  } catch (e) { $("attr-note").textContent = `error: ${e.message}`; }
+}
+
+function onAttrChange() {
+  state.attr = { method: $("attr-method").value, target: $("attr-target").value };
+  const slow = state.attr.method && !FAST.has(state.attr.method);
+  $("attr-compute").hidden = !slow;
+  $("attr").hidden = !state.attr.method;
+  if (!state.attr.method) { $("attr").getContext("2d").clearRect(0, 0, 28, 28); $("attr-note").textContent = ""; }
+  else if (slow) { staleAttribution(); if (!pad.isEmpty()) computeSlowAttribution(); }
+  else if (!pad.isEmpty()) requestPrediction();
+}
+
 // ---- wiring -----------------------------------------------------------------
 const pad = new Pad($("pad"), (why) => {
   if (why === "draw" && state.source?.kind === "pixels") state.source = { kind: "png" };
@@ -258,17 +315,39 @@ const pad = new Pad($("pad"), (why) => {
 });
 $("clear").onclick = () => pad.clear();
 $("undo").onclick = () => pad.undo();
+/** Put a test digit ({index, label, pixels: Uint8Array}) on the pad and predict it. */
+function showDigit(d) {
+  pad.setDigit(d.pixels);
+  state.source = { kind: "pixels", pixels: d.pixels, label: d.label, index: d.index };
+  $("digit-note").textContent = `test image #${d.index}, label ${d.label}`;
+  requestPrediction();
+  if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
+}
+
 $("random").onclick = async () => {
   try {
     const d = await getJSON("api/test-digits/random");
-    const pixels = b64bytes(d.pixels);
-    pad.setDigit(pixels);
-    state.source = { kind: "pixels", pixels, label: d.label, index: d.index };
-    $("digit-note").textContent = `test image #${d.index}, label ${d.label}`;
-    requestPrediction();
+    showDigit({ ...d, pixels: b64bytes(d.pixels) });
   } catch (e) { setStatus(`error: ${e.message}`); }
 };
-$("model").onchange = (e) => { state.model = e.target.value; if (!pad.isEmpty()) requestPrediction(); };
+
+const evaluation = new EvaluationView((d) => { showView("draw-view"); showDigit(d); });
+
+function showView(id) {
+  for (const v of ["draw-view", "eval-view"]) $(v).hidden = v !== id;
+  document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === id));
+  if (id === "eval-view") evaluation.show(state.model);
+}
+document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.dataset.view); });
+$("attr-method").onchange = onAttrChange;
+$("attr-target").onchange = onAttrChange;
+$("attr-compute").onclick = computeSlowAttribution;
+for (let k = 0; k < 10; k++) $("attr-target").append(new Option(`class ${k}`, String(k)));
+$("model").onchange = (e) => {
+  state.model = e.target.value;
+  if (!pad.isEmpty()) requestPrediction();
+  if (!$("eval-view").hidden) evaluation.show(state.model);
+};
 $("view").onchange = (e) => { state.view = e.target.value; if (state.last) render(); };
 $("scale").onchange = (e) => { state.scale = e.target.value; if (state.last) render(); };
 

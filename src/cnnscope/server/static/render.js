@@ -154,3 +154,24 @@ export function fmt(v) {
   const a = Math.abs(v);
   return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(1) : v.toFixed(2);
 }
+
+/**
+ * The 28×28 input in grey with an attribution map over it: red where a pixel pushes the
+ * class up, blue where it pushes it down, opacity growing with |value| / max |value|.
+ */
+export function drawOverlay(ctx, input, attr) {
+  let m = 0;
+  for (let i = 0; i < attr.length; i++) m = Math.max(m, Math.abs(attr[i]));
+  m = m || 1;
+  const img = ctx.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const g = Math.max(0, Math.min(1, input[i])) * 110; // dimmed digit underneath
+    const v = attr[i] / m, a = Math.min(1, Math.abs(v) * 1.4);
+    const [r, gg, b] = v >= 0 ? [255, 60, 40] : [60, 140, 255];
+    img.data[i * 4] = g + (r - g) * a;
+    img.data[i * 4 + 1] = g + (gg - g) * a;
+    img.data[i * 4 + 2] = g + (b - g) * a;
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}

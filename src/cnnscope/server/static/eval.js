@@ -1,0 +1,92 @@
+// The Evaluation view: scores, a clickable confusion matrix, the digits in a cell.
+import { getJSON } from "./api.js";
+import { b64bytes, drawGray } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+const pct = (v) => `${(v * 100).toFixed(2)} %`;
+
+export class EvaluationView {
+  /** `onPick(digit)` opens a digit ({index, label, pixels}) in the draw view. */
+  constructor(onPick) {
+    this.onPick = onPick;
+    this.model = null;
+    this.data = null;
+  }
+
+  async show(model) {
+    if (this.model === model && this.data) return;
+    this.model = model;
+    $("eval-summary").textContent = `evaluating ${model} on the 10,000 test images…`;
+    $("confusion").replaceChildren();
+    $("per-class").replaceChildren();
+    $("cell-gallery").replaceChildren();
+    try {
+      this.data = await getJSON(`api/evaluation/${encodeURIComponent(model)}`);
+    } catch (e) {
+      $("eval-summary").textContent = `error: ${e.message}`;
+      return;
+    }
+    if (this.model !== model) return; // switched meanwhile
+    const d = this.data;
+    $("eval-summary").textContent =
+      `${model}: test accuracy ${pct(d.accuracy)} (${d.errors} errors in ${d.count.toLocaleString()}); ` +
+      `untrained: ${pct(d.untrained_accuracy)}`;
+    this.renderConfusion(d.confusion);
+    this.renderPerClass(d);
+  }
+
+  renderConfusion(conf) {
+    const table = $("confusion");
+    const head = document.createElement("tr");
+    head.innerHTML = "<th></th>" + conf.map((_, p) => `<th>${p}</th>`).join("");
+    const rows = conf.map((row, t) => {
+      const tr = document.createElement("tr");
+      const total = row.reduce((a, b) => a + b, 0) || 1;
+      tr.innerHTML = `<th>${t}</th>`;
+      row.forEach((count, p) => {
+        const td = document.createElement("td");
+        const share = count / total;
+        // sqrt: the off-diagonal cells hold a few per mille and would vanish otherwise
+        const a = Math.sqrt(share);
+        td.style.background = t === p ? `rgba(74,144,217,${a})` : `rgba(245,165,36,${Math.min(1, a * 2)})`;
+        td.textContent = count || "";
+        td.title = `true ${t}, predicted ${p}: ${count} (${(share * 100).toFixed(2)} % of the ${t}s)`;
+        td.dataset.true = t;
+        td.dataset.pred = p;
+        td.onclick = () => this.openCell(t, p, td);
+        tr.append(td);
+      });
+      return tr;
+    });
+    table.replaceChildren(head, ...rows);
+  }
+
+  renderPerClass(d) {
+    const rows = d.precision.map((_, k) =>
+      `<tr><td>${k}</td><td>${pct(d.precision[k])}</td><td>${pct(d.recall[k])}</td><td>${pct(d.f1[k])}</td><td>${d.support[k]}</td></tr>`);
+    $("per-class").innerHTML =
+      "<tr><th>digit</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>" + rows.join("");
+  }
+
+  async openCell(t, p, td) {
+    document.querySelectorAll("#confusion td.selected").forEach((c) => c.classList.remove("selected"));
+    td.classList.add("selected");
+    const cell = await getJSON(`api/evaluation/${encodeURIComponent(this.model)}/cell?true=${t}&pred=${p}&limit=80`);
+    $("cell-title").textContent = t === p
+      ? `${cell.count} ${t}s predicted correctly; the ${cell.digits.length} least confident`
+      : `${cell.count} ${t}s predicted as ${p}; click one to open it in the draw view`;
+    $("cell-gallery").replaceChildren(...cell.digits.map((d) => {
+      const fig = document.createElement("figure");
+      const c = document.createElement("canvas");
+      c.width = c.height = 28;
+      const pixels = b64bytes(d.pixels);
+      drawGray(c.getContext("2d"), Array.from(pixels, (v) => v / 255), 28, 28);
+      const cap = document.createElement("figcaption");
+      cap.textContent = `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}`;
+      fig.title = `test image ${d.index}: true ${d.label}, predicted ${d.pred}`;
+      fig.append(c, cap);
+      fig.onclick = () => this.onPick({ index: d.index, label: d.label, pixels });
+      return fig;
+    }));
+  }
+}
