@@ -1,9 +1,10 @@
 """Latency and size of /api/predict over loopback HTTP, load behaviour, redraw time.
 
 Run: ``python bench/predict_latency.py`` (starts ``cnnscope serve`` on a free port).
-Prints, for ≥ 500 sequential requests each: the handler's own time (``server_ms``) and
-the client's round trip, p50/p99; response bytes on the wire (gzip) and raw; the same for
-the 2017 demo's ``POST /predict``; then 32 concurrent clients for 30 s (throughput, p99,
+Prints, for 500 sequential requests each (100 for integrated gradients): the server-side
+time (the ``Server-Timing`` header: validation, handler, rendering, gzip) and the client's
+round trip, p50/p99, and response bytes on the wire (gzip) and raw; for pixels, PNG, the
+2017 demo's ``POST /predict``, live attributions and ``/api/explain``; then 32 concurrent clients for 30 s (throughput, p99,
 errors); then, in Chromium, the time to redraw every map of the page.
 """
 
@@ -193,6 +194,12 @@ def main() -> None:
         _sequential(port, "/api/predict", pixels, "predict (28×28 pixels)")
         _sequential(port, "/api/predict", pngs, "predict (280×280 PNG)")
         _sequential(port, "/predict", compat, "compat /predict")
+        with_cam = [b[:-1] + b', "explain": "gradcam"}' for b in pixels]
+        _sequential(port, "/api/predict", with_cam, "predict + Grad-CAM")
+        with_sal = [b[:-1] + b', "explain": "saliency"}' for b in pixels]
+        _sequential(port, "/api/predict", with_sal, "predict + saliency")
+        ig = [b[:-1] + b', "method": "ig"}' for b in pixels[:100]]
+        _sequential(port, "/api/explain", ig, "explain ig (32 steps)")
         _load(port, pixels, args.clients, args.seconds)
         if not args.no_browser:
             _redraw(f"http://127.0.0.1:{port}/")
