@@ -4,8 +4,9 @@ Run: ``python bench/predict_latency.py`` (starts ``cnnscope serve`` on a free po
 Prints, for 500 sequential requests each (100 for integrated gradients): the server-side
 time (the ``Server-Timing`` header: validation, handler, rendering, gzip) and the client's
 round trip, p50/p99, and response bytes on the wire (gzip) and raw; for pixels, PNG, the
-2017 demo's ``POST /predict``, live attributions and ``/api/explain``; then 32 concurrent clients for 30 s (throughput, p99,
-errors); then, in Chromium, the time to redraw every map of the page.
+2017 demo's ``POST /predict``, live attributions and ``/api/explain``; then 32
+concurrent clients for 30 s (throughput, p99, errors); then, in Chromium, the time to
+redraw every map of the page.
 """
 
 from __future__ import annotations
