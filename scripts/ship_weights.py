@@ -18,8 +18,9 @@ import torch
 
 from cnnscope.checkpoints import WEIGHTS_DIR, load_weights, save_weights
 from cnnscope.data import load_mnist
+from cnnscope.embedding import embed_snapshots
 from cnnscope.evaluation import evaluate
-from cnnscope.snapshots import compact
+from cnnscope.snapshots import compact, load_snapshots
 
 
 def main() -> None:
@@ -27,8 +28,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("runs", nargs="+", type=Path, help="run folders made by cnnscope train")
-    p.add_argument("--snapshots", nargs="*", default=["deep_mnist"],
-                   help="architectures whose snapshots ship")  # fmt: skip
+    p.add_argument(
+        "--snapshots", nargs="*", default=["deep_mnist"], help="architectures whose snapshots ship"
+    )
     p.add_argument("--components", type=int, default=50, help="fc1 principal components kept")
     args = p.parse_args()
     data = load_mnist()
@@ -57,12 +59,22 @@ def main() -> None:
         )
         shutil.copyfile(run / "metrics.jsonl", WEIGHTS_DIR / f"{name}.metrics.jsonl")
         if name in args.snapshots:
-            compact(
-                run / "snapshots", WEIGHTS_DIR / f"{name}.snapshots.safetensors", args.components
-            )
+            packed = WEIGHTS_DIR / f"{name}.snapshots.safetensors"
+            compact(run / "snapshots", packed, args.components)
+            # The Embedding view opens at once on a fresh install: ship its layouts too.
+            _, payload = embed_snapshots(load_snapshots(packed), model)
+            (WEIGHTS_DIR / f"{name}.embedding.json").write_text(json.dumps(payload) + "\n")
         sizes = {f.name: f.stat().st_size for f in WEIGHTS_DIR.glob(f"{name}.*")}
-        print(json.dumps({"model": name, "test_accuracy": half.accuracy,
-                          "test_accuracy_float32": full.accuracy, "bytes": sizes}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "test_accuracy": half.accuracy,
+                    "test_accuracy_float32": full.accuracy,
+                    "bytes": sizes,
+                }
+            )
+        )
     total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
     print(f"weights/ now holds {total / 1e6:.1f} MB")
 

@@ -40,8 +40,21 @@ def test_train_dry_run_then_resume(tmp_path: Path, capsys) -> None:
 
 def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    argv = ["train", "--dry-run", "--model", "hvass", "--lr", "0.01", "--optimizer", "sgd",
-            "--steps", "3", "--run-dir", str(run), "--json"]  # fmt: skip
+    argv = [
+        "train",
+        "--dry-run",
+        "--model",
+        "hvass",
+        "--lr",
+        "0.01",
+        "--optimizer",
+        "sgd",
+        "--steps",
+        "3",
+        "--run-dir",
+        str(run),
+        "--json",
+    ]
     assert main(argv) == 0
     meta = json.loads((run / "model.json").read_text())
     cfg = meta["train_config"]
@@ -133,8 +146,20 @@ def test_explain_test_index_and_image_file(tmp_path: Path, capsys) -> None:
     paper = np.full((200, 150), 255, np.uint8)
     paper[30:170, 70:80] = 0  # a 1
     Image.fromarray(paper).save(tmp_path / "one.png")
-    assert main(["explain", "--image", str(tmp_path / "one.png"), "--method", "gradcam",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                "--image",
+                str(tmp_path / "one.png"),
+                "--method",
+                "gradcam",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "predicted 1" in capsys.readouterr().out
     assert (out / "attribution.png").exists()
 

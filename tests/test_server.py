@@ -72,9 +72,11 @@ def test_predict_pixels_matches_model(client, shipped, mnist) -> None:
     # Sent: conv1, conv2, fc1; derived: relu/pool. Quantisation error ≤ half a step.
     assert set(res["stages"]) == {"conv1", "conv2", "fc1"}
     assert [(d["name"], d["source"], d["op"]) for d in res["derived"]] == [
-        ("relu1", "conv1", "relu"), ("pool1", "relu1", "maxpool2"),
-        ("relu2", "conv2", "relu"), ("pool2", "relu2", "maxpool2"),
-    ]  # fmt: skip
+        ("relu1", "conv1", "relu"),
+        ("pool1", "relu1", "maxpool2"),
+        ("relu2", "conv2", "relu"),
+        ("pool2", "relu2", "maxpool2"),
+    ]
     for name in ("conv1", "conv2", "fc1"):
         got, want = _decode(res["stages"][name]), outputs[name][0].numpy()
         span = (

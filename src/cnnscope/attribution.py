@@ -94,8 +94,13 @@ class Explainer:
         self.model = model.eval()
         self.method = method
         self.layer = layer
-        self.options = {"steps": steps, "samples": samples, "noise": noise,
-                        "window": window, "stride": stride}  # fmt: skip
+        self.options = {
+            "steps": steps,
+            "samples": samples,
+            "noise": noise,
+            "window": window,
+            "stride": stride,
+        }
         if method == "gradcam":
             # Grad-CAM weighs feature maps that are activations (≥ 0). On a pre-activation
             # conv stage the negative parts cancel and the map comes out empty, so a conv
@@ -144,25 +149,36 @@ class Explainer:
             details["layer"] = self.layer
         elif self.method == "ig":
             attr, delta = self._impl.attribute(
-                x, baselines=torch.zeros_like(x), target=target, n_steps=o["steps"],
+                x,
+                baselines=torch.zeros_like(x),
+                target=target,
+                n_steps=o["steps"],
                 return_convergence_delta=True,
-            )  # fmt: skip
+            )
             details.update(baseline=BASELINE, steps=o["steps"], completeness_error=float(delta))
         elif self.method == "smoothgrad":
             # Seeded so the same input gives the same map: the page must not flicker.
             with torch.random.fork_rng():
                 torch.manual_seed(0)
                 attr = self._impl.attribute(
-                    x, nt_type="smoothgrad", nt_samples=o["samples"], stdevs=o["noise"],
-                    target=target, abs=True,
-                )  # fmt: skip
+                    x,
+                    nt_type="smoothgrad",
+                    nt_samples=o["samples"],
+                    stdevs=o["noise"],
+                    target=target,
+                    abs=True,
+                )
             details.update(samples=o["samples"], noise=o["noise"])
         else:
             w, s = o["window"], o["stride"]
             attr = self._impl.attribute(
-                x, sliding_window_shapes=(1, w, w), strides=(1, s, s), baselines=0.0,
-                target=target, perturbations_per_eval=64,
-            )  # fmt: skip
+                x,
+                sliding_window_shapes=(1, w, w),
+                strides=(1, s, s),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=64,
+            )
             details.update(baseline=BASELINE, window=w, stride=s)
         return Attribution(
             map=attr.detach().reshape(28, 28).numpy().astype(np.float32),

@@ -124,6 +124,23 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--data-dir", help="folder with the four IDX .gz files")
     x.add_argument("--out", required=True, help="folder for attribution.png and attribution.json")
     x.set_defaults(func=_cmd_explain)
+    b = command("embed", "2-D embeddings of training snapshots: PNG per snapshot, GIF, JSON")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--run", help="a run folder made by cnnscope train")
+    where.add_argument("--model", default="deep_mnist", help="a shipped model's snapshots")
+    b.add_argument("--layer", default="fc1", choices=["fc1", "logits"], help="representation")
+    b.add_argument("--method", default="tsne", choices=["tsne", "pca", "umap"], help="embedding")
+    b.add_argument(
+        "--independent",
+        action="store_true",
+        help="embed each snapshot on its own instead of from the previous one",
+    )
+    b.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    b.add_argument("--out", required=True, help="folder for frames, embedding.gif, embedding.json")
+    b.add_argument("--tensorboard", help="also write TensorBoard projector files here")
+    b.add_argument("--data-dir", help="MNIST folder (digit sprites for the projector)")
+    b.set_defaults(func=_cmd_embed)
+
     s = command("serve", "the web app: draw a digit and watch every layer respond")
     _add_model_flags(s)
     s.add_argument(
@@ -317,9 +334,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         confusion_figure(rep).savefig(out / "confusion.png", dpi=120)
         mistakes = rep.mistakes()
         mistakes_figure(
-            mistakes[:64], data.test_images.numpy(),
+            mistakes[:64],
+            data.test_images.numpy(),
             title=f"{len(mistakes)} misclassified test digits; the 64 most confident",
-        ).savefig(out / "mistakes.png", dpi=120)  # fmt: skip
+        ).savefig(out / "mistakes.png", dpi=120)
         full = rep.as_dict(mistakes=len(mistakes))
         (out / "evaluation.json").write_text(json.dumps(full, indent=1) + "\n")
     if args.json:
@@ -375,11 +393,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         "input": image.round(4).tolist(),
         "probabilities": results[0].probabilities,
         "attributions": [
-            {"method": r.method, "target": r.target, "details": r.details,
-             "map": r.map.round(6).tolist()}
+            {
+                "method": r.method,
+                "target": r.target,
+                "details": r.details,
+                "map": r.map.round(6).tolist(),
+            }
             for r in results
         ],
-    }  # fmt: skip
+    }
     (out / "attribution.json").write_text(json.dumps(payload) + "\n")
     probs = results[0].probabilities
     print(
@@ -404,6 +426,103 @@ def _read_image(path: Path) -> Any:
     if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
         gray = 1.0 - gray
     return gray if gray.shape == (28, 28) else to_mnist(gray)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import io
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from . import load_model
+    from .embedding import embed_snapshots
+    from .plots import class_points_figure, embedding_figure
+    from .snapshots import load_snapshots, shipped_snapshots
+
+    if args.run:
+        source = Path(args.run) / "snapshots"
+        if not (source / "index.json").exists():
+            raise _Failure(
+                f"{args.run} has no snapshots/ (it holds: "
+                f"{', '.join(sorted(p.name for p in Path(args.run).glob('*'))) or 'nothing'}). "
+                "Snapshots are written by cnnscope train unless --snapshot-size 0."
+            )
+        model_ref = str(Path(args.run) / "model.safetensors")
+    else:
+        source = shipped_snapshots(args.model)
+        model_ref = args.model
+    snaps = load_snapshots(source)
+    model, _ = load_model(model_ref)
+    n = len(snaps.steps)
+    series, payload = embed_snapshots(
+        snaps,
+        model,
+        stage=args.layer,
+        method=args.method,
+        aligned=not args.independent,
+        perplexity=args.perplexity,
+        callback=lambda i, total: print(
+            f"\rembedding snapshot {i}/{total}", end="", file=sys.stderr, flush=True
+        ),
+    )
+    print(file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames_png = []
+    for i, frame in enumerate(payload["frames"]):
+        coords = np.asarray(frame["coords"])
+        title = (
+            f"step {frame['step']} (epoch {frame['epoch']:.2f}): subset accuracy "
+            f"{frame['subset_accuracy']:.1%}, 2-D kNN {frame['knn_2d']:.1%}"
+        )
+        fig = embedding_figure(coords, series.labels, title, limits=18)
+        path = out / f"frame-{i:02d}-step-{frame['step']:06d}.png"
+        fig.savefig(path, dpi=90)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=70)
+        frames_png.append(Image.open(buf).convert("P", palette=Image.Palette.ADAPTIVE))
+        plt.close(fig)
+    frames_png[0].save(
+        out / "embedding.gif", save_all=True, append_images=frames_png[1:], duration=900, loop=0
+    )
+    class_points_figure(payload["classes"]).savefig(out / "class-vectors.png", dpi=100)
+    (out / "embedding.json").write_text(json.dumps(payload) + "\n")
+    if args.tensorboard:
+        _projector(args, snaps, Path(args.tensorboard))
+    for f in payload["frames"]:
+        print(
+            f"step {f['step']:6d}: kNN {f['knn_original']:.3f} ({args.layer}) / "
+            f"{f['knn_2d']:.3f} (2-D), trustworthiness {f['trustworthiness']:.3f}"
+        )
+    mode = "independent" if args.independent else "aligned"
+    print(
+        f"{n} snapshots embedded ({args.method}, {mode}) in {series.seconds:.1f} s; "
+        f"mean displacement between frames {series.displacement:.3f}; wrote {out}"
+    )
+    return 0
+
+
+def _projector(args: argparse.Namespace, snaps: Any, folder: Path) -> None:
+    """TensorBoard projector files: each snapshot's vectors, labels, a sprite of the digits."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .data import load_mnist
+
+    data = load_mnist(args.data_dir)
+    idx = torch.as_tensor(snaps.indices)
+    sprites = data.test_images[idx].unsqueeze(1).float() / 255.0  # (N, 1, 28, 28)
+    labels = [str(int(v)) for v in snaps.labels]
+    with SummaryWriter(str(folder)) as writer:
+        for step, vectors in zip(snaps.steps, snaps.stages[args.layer], strict=True):
+            writer.add_embedding(
+                torch.as_tensor(vectors),
+                metadata=labels,
+                label_img=sprites,
+                global_step=step,
+                tag=args.layer,
+            )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -116,8 +116,16 @@ class LeNet5(StagedModel):
     """
 
     stage_names = (
-        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "fc2", "logits",
-    )  # fmt: skip
+        "conv1",
+        "relu1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "pool2",
+        "fc1",
+        "fc2",
+        "logits",
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 from .attribution import Attribution
 from .evaluation import Mistake, Report
 
-__all__ = ["attribution_figure", "confusion_figure", "mistakes_figure"]
+__all__ = [
+    "attribution_figure",
+    "class_points_figure",
+    "confusion_figure",
+    "embedding_figure",
+    "mistakes_figure",
+]
 
 
 def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -73,9 +79,12 @@ def mistakes_figure(
 def attribution_figure(image: np.ndarray, attributions: Sequence[Attribution]) -> Figure:
     """The input beside each attribution map (diverging colours, zero white)."""
     fig, axes = plt.subplots(
-        1, len(attributions) + 1, figsize=(2.2 * (len(attributions) + 1), 2.6),
-        layout="constrained", squeeze=False,
-    )  # fmt: skip
+        1,
+        len(attributions) + 1,
+        figsize=(2.2 * (len(attributions) + 1), 2.6),
+        layout="constrained",
+        squeeze=False,
+    )
     axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=1)
     if attributions:
         probs = attributions[0].probabilities
@@ -89,4 +98,73 @@ def attribution_figure(image: np.ndarray, attributions: Sequence[Attribution]) -
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
+
+
+DIGIT_COLOURS = plt.get_cmap("tab10")
+
+
+def embedding_figure(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    title: str = "",
+    ax: Axes | None = None,
+    limits: float | None = None,
+) -> Figure:
+    """A 2-D embedding: points coloured by digit, each class labelled at its median."""
+    fig, ax = _figure(ax, (6, 6))
+    ax.scatter(
+        coords[:, 0],
+        coords[:, 1],
+        c=labels,
+        cmap=DIGIT_COLOURS,
+        vmin=-0.5,
+        vmax=9.5,
+        s=4,
+        linewidths=0,
+        alpha=0.8,
+    )
+    for k in range(10):
+        pts = coords[labels == k]
+        if len(pts):
+            x, y = np.median(pts, axis=0)
+            ax.text(
+                x,
+                y,
+                str(k),
+                fontsize=13,
+                weight="bold",
+                ha="center",
+                va="center",
+                color=DIGIT_COLOURS(k),
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
+            )
+    if limits is not None:
+        ax.set_xlim(-limits, limits)
+        ax.set_ylim(-limits, limits)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def class_points_figure(points: dict[str, list[list[float]]]) -> Figure:
+    """The 10 class weight vectors (and class means) in 2-D, labelled by digit."""
+    fig, axes = plt.subplots(
+        1, len(points), figsize=(4 * len(points), 4), layout="constrained", squeeze=False
+    )
+    names = {
+        "weights": "last layer's class weight vectors (PCA)",
+        "means": "class-mean representations (PCA)",
+    }
+    for ax, (key, xy) in zip(axes[0], points.items(), strict=True):
+        arr = np.asarray(xy)
+        for k, (x, y) in enumerate(arr):
+            ax.scatter([x], [y], color=DIGIT_COLOURS(k), s=60)
+            ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=12)
+        ax.set_title(names.get(key, key), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.margins(0.2)
     return fig

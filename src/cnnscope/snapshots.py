@@ -25,7 +25,14 @@ from .checkpoints import _atomic_write, _write_text
 from .data import to_float
 from .models import StagedModel
 
-__all__ = ["SnapshotWriter", "Snapshots", "compact", "load_snapshots", "snapshot_subset"]
+__all__ = [
+    "SnapshotWriter",
+    "Snapshots",
+    "compact",
+    "load_snapshots",
+    "shipped_snapshots",
+    "snapshot_subset",
+]
 
 STAGES = ("fc1", "logits")
 _SUBSET_SEED = 20170101  # fixed across runs so every run's snapshots show the same digits
@@ -130,6 +137,19 @@ def load_snapshots(path: str | os.PathLike[str]) -> Snapshots:
         stages=stages,
         projection=projection,
     )
+
+
+def shipped_snapshots(name: str) -> Path:
+    """The snapshots file shipped with model ``name``; an error says how to make one."""
+    from .checkpoints import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"{name}.snapshots.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no snapshots ship with {name!r}. Make them: cnnscope train --model {name} "
+            f"--run-dir runs/{name}, then use --run runs/{name}."
+        )
+    return path
 
 
 def compact(folder: Path, out: Path, components: int = 50) -> Path:
