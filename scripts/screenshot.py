@@ -1,4 +1,4 @@
-"""Screenshots for the README: docs/screenshot.png, docs/evaluation.png, docs/phone.png.
+"""README screenshots: docs/screenshot.png, evaluation.png, embedding.png, phone.png.
 
     python scripts/screenshot.py      # needs Debian's chromium
 
@@ -69,6 +69,13 @@ def main() -> None:
                     page.click("#confusion td[data-true='9'][data-pred='4']")
                     page.wait_for_selector("#cell-gallery figure")
                     page.screenshot(path=str(DOCS / "evaluation.png"))
+                    page.click("button.tab[data-view='embed-view']")
+                    page.wait_for_function(
+                        "document.querySelector('#embed-label').textContent.startsWith('step')"
+                    )
+                    page.locator("#embed-frame").fill("2")
+                    page.wait_for_timeout(1000)
+                    page.screenshot(path=str(DOCS / "embedding.png"))
                 page.close()
             browser.close()
     finally:

@@ -207,7 +207,7 @@ def test_compat_rejects_bad_input(client) -> None:
 def test_static_page_served_offline(client) -> None:
     html = client.get("/").text
     assert '<script type="module" src="app.js">' in html
-    for asset in ("app.js", "api.js", "eval.js", "pad.js", "render.js", "style.css"):
+    for asset in ("app.js", "api.js", "embed.js", "eval.js", "pad.js", "render.js", "style.css"):
         r = client.get(f"/{asset}")
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset  # no CDN
@@ -319,3 +319,15 @@ def test_slow_work_does_not_block_predict(shipped, mnist) -> None:
         worker.join()
     assert overlapped
     assert during < 2.0  # five predictions, not one evaluation (~5 s) long
+
+
+def test_embedding_shipped_and_missing(client) -> None:
+    emb = client.get("/api/embedding/deep_mnist").json()
+    assert emb["method"] == "tsne" and emb["aligned"] and len(emb["indices"]) == 2000
+    frames = emb["frames"]
+    assert frames[0]["step"] == 0 and len(frames) >= 8
+    assert all(len(f["coords"]) == 2000 and len(f["predictions"]) == 2000 for f in frames)
+    assert frames[-1]["knn_2d"] > 0.95 and frames[0]["subset_accuracy"] < 0.3
+    assert np.asarray(emb["classes"]["weights"]).shape == (10, 2)
+    r = client.get("/api/embedding/tiny")
+    assert r.status_code == 404 and "cnnscope train --model lenet5" in r.json()["detail"]

@@ -209,3 +209,48 @@ def test_attribution_live_and_on_demand(page) -> None:
     )
     assert "baseline: black image" in page.locator("#attr-note").inner_text()
     assert page.locator("#attr-compute").is_visible()
+
+
+def test_embedding_view_play_hover_and_open(page) -> None:
+    page.click("button.tab[data-view='embed-view']")
+    page.wait_for_function("document.querySelector('#embed-label').textContent.startsWith('step')")
+    assert page.evaluate(_LIT_PIXELS, "#scatter") > 1000
+    assert "10-NN accuracy" in page.locator("#embed-metrics").inner_text()
+    assert page.evaluate(_LIT_PIXELS, "#class-weights") > 0
+    # Slider to the first snapshot: the untrained network's 9.9 % subset accuracy.
+    page.locator("#embed-frame").fill("0")
+    page.wait_for_function(
+        "document.querySelector('#embed-label').textContent.startsWith('step 0 ')"
+    )
+    assert "accuracy 9.9 %" in page.locator("#embed-label").inner_text()
+    page.click("#embed-play")
+    page.wait_for_function(  # playing moves on through the snapshots
+        "!document.querySelector('#embed-label').textContent.startsWith('step 0 ')", timeout=5000
+    )
+    # Hover the densest point: the digit and its labels appear; click opens the draw view.
+    page.locator("#embed-frame").fill("0")
+    page.wait_for_timeout(900)
+    # The lit pixel nearest the canvas centre, spiralling outwards.
+    target = page.evaluate(
+        """() => {
+            const v = document.querySelector('#scatter'), r = v.getBoundingClientRect();
+            const d = v.getContext('2d').getImageData(0, 0, v.width, v.height).data;
+            for (let rad = 0; rad < v.width / 2; rad += 2)
+              for (let a = 0; a < 6.28; a += 0.2) {
+                const px = Math.round(v.width / 2 + rad * Math.cos(a));
+                const py = Math.round(v.height / 2 + rad * Math.sin(a));
+                const o = (py * v.width + px) * 4;
+                if (d[o] + d[o + 1] + d[o + 2] > 150 && d[o + 3] > 0)
+                  return [r.left + px * r.width / v.width, r.top + py * r.height / v.height];
+              }
+            return null; }"""
+    )
+    assert target is not None
+    page.mouse.move(*target)
+    page.wait_for_function("document.querySelector('#hover-text').textContent.startsWith('test #')")
+    text = page.locator("#hover-text").inner_text()
+    label = text.split("true ")[1].split(",")[0]
+    page.mouse.click(*target)
+    page.wait_for_selector("#draw-view:not([hidden])")
+    page.wait_for_function(_ANSWERED)
+    assert f"label {label}" in page.locator("#digit-note").inner_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import random
 import re
 import threading
@@ -40,6 +41,7 @@ from .schemas import (
     Cell,
     CellDigit,
     DerivedStage,
+    Embedding,
     EncodedStage,
     EvaluationSummary,
     ExplainRequest,
@@ -81,6 +83,7 @@ class ServedModel:
     evaluation_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     evaluation: EvaluationSummary | None = field(init=False, default=None)
     report: Report | None = field(init=False, default=None)
+    embedding: bytes | None = field(init=False, default=None)  # JSON, made once
 
     def explain(
         self, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
@@ -471,6 +474,14 @@ def create_app(
         ]
         return Cell(true=true, pred=pred, count=len(idx), digits=digits)
 
+    @app.get("/api/embedding/{model_id}", response_model=Embedding)
+    def embedding(model_id: str) -> Response:
+        m = served(model_id)
+        with m.evaluation_lock:
+            if m.embedding is None:
+                m.embedding = _embedding_json(m)
+        return Response(m.embedding, media_type="application/json")
+
     # The 2017 TensorFlow demo's client posts 784 numbers (0–255) and paints the answer.
     @app.post("/predict")
     def predict_compat(
@@ -498,6 +509,30 @@ def create_app(
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def _embedding_json(m: ServedModel) -> bytes:
+    """The model's snapshot layouts: shipped precomputed, or computed from its run's snapshots."""
+    from ..checkpoints import WEIGHTS_DIR
+    from ..embedding import embed_snapshots
+    from ..snapshots import load_snapshots
+
+    if m.source == "shipped":
+        shipped = WEIGHTS_DIR / f"{m.id}.embedding.json"
+        if shipped.exists():
+            return shipped.read_bytes()
+        snapshots = WEIGHTS_DIR / f"{m.id}.snapshots.safetensors"
+    else:
+        snapshots = Path(m.source).parent / "snapshots"
+    if not snapshots.exists():
+        raise HTTPException(
+            404,
+            f"no training snapshots for {m.id}. Train it with `cnnscope train --model "
+            f"{m.model.arch} --run-dir runs/{m.model.arch}` and serve it with "
+            f"`--weights runs/{m.model.arch}/model.safetensors`.",
+        )
+    _, payload = embed_snapshots(load_snapshots(snapshots), copy.deepcopy(m.model))
+    return json.dumps(payload).encode()
 
 
 def served_models(names: list[str], weights: list[str]) -> list[ServedModel]:

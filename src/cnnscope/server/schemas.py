@@ -137,6 +137,32 @@ class Cell(BaseModel):
     digits: list[CellDigit] = Field(description="least confident first, up to limit")
 
 
+class EmbeddingFrame(BaseModel):
+    step: int
+    epoch: float
+    subset_accuracy: float
+    knn_original: float = Field(description="10-NN accuracy in the stage's own space")
+    knn_2d: float = Field(description="10-NN accuracy in the 2-D layout")
+    trustworthiness: float
+    predictions: list[int] = Field(description="each point's predicted class at this step")
+    coords: list[list[float]] = Field(description="(N, 2), scaled to an RMS radius of 10")
+
+
+class Embedding(BaseModel):
+    method: str
+    stage: str
+    aligned: bool
+    indices: list[int] = Field(description="test-set index of each point")
+    labels: list[int]
+    settings: dict[str, object]
+    seconds: float
+    mean_displacement: float
+    frames: list[EmbeddingFrame]
+    classes: dict[str, list[list[float]]] = Field(
+        description="2-D PCA of the 10 class weight vectors ('weights') and class means"
+    )
+
+
 class StageInfo(BaseModel):
     name: str
     shape: list[int]

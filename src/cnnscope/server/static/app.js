@@ -1,6 +1,7 @@
 // State and wiring: the pad produces drawings, the Predictor answers, the render
 // functions paint. Nothing here computes pixels itself.
 import { Predictor, getJSON } from "./api.js";
+import { EmbeddingView } from "./embed.js";
 import { EvaluationView } from "./eval.js";
 import { Pad } from "./pad.js";
 import {
@@ -331,12 +332,15 @@ $("random").onclick = async () => {
   } catch (e) { setStatus(`error: ${e.message}`); }
 };
 
-const evaluation = new EvaluationView((d) => { showView("draw-view"); showDigit(d); });
+const openInDrawView = (d) => { showView("draw-view"); showDigit(d); };
+const evaluation = new EvaluationView(openInDrawView);
+const embedding = new EmbeddingView(openInDrawView);
 
 function showView(id) {
-  for (const v of ["draw-view", "eval-view"]) $(v).hidden = v !== id;
+  for (const v of ["draw-view", "eval-view", "embed-view"]) $(v).hidden = v !== id;
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === id));
   if (id === "eval-view") evaluation.show(state.model);
+  if (id === "embed-view") embedding.show(state.model);
 }
 document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.dataset.view); });
 $("attr-method").onchange = onAttrChange;
@@ -347,6 +351,7 @@ $("model").onchange = (e) => {
   state.model = e.target.value;
   if (!pad.isEmpty()) requestPrediction();
   if (!$("eval-view").hidden) evaluation.show(state.model);
+  if (!$("embed-view").hidden) embedding.show(state.model);
 };
 $("view").onchange = (e) => { state.view = e.target.value; if (state.last) render(); };
 $("scale").onchange = (e) => { state.scale = e.target.value; if (state.last) render(); };

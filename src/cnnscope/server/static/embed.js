@@ -1,0 +1,181 @@
+// The Embedding view: every test-subset digit as a point, frame by frame over training.
+import { getJSON } from "./api.js";
+import { b64bytes, drawGray } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+// tab10, the digits' colours in every cnnscope figure
+export const DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const SPAN = 18; // coords are scaled to an RMS radius of 10; ±18 holds nearly all points
+const TWEEN_MS = 700;
+
+/** Points at fractional frame t: linear between the two neighbouring frames. */
+export function pointsAt(frames, t) {
+  const i = Math.min(Math.floor(t), frames.length - 1), j = Math.min(i + 1, frames.length - 1);
+  const f = t - i, a = frames[i].coords, b = frames[j].coords;
+  return a.map((p, k) => [p[0] + (b[k][0] - p[0]) * f, p[1] + (b[k][1] - p[1]) * f]);
+}
+
+export class EmbeddingView {
+  constructor(onPick) {
+    this.onPick = onPick;
+    this.data = null;
+    this.model = null;
+    this.t = 0; // the frame shown (fractional while moving)
+    this.anim = null;
+    this.points = [];
+    this.digits = new Map(); // test index → pixels
+    const c = $("scatter");
+    c.addEventListener("mousemove", (e) => this.hover(e));
+    c.addEventListener("click", (e) => this.click(e));
+    $("embed-frame").addEventListener("input", (e) => this.moveTo(Number(e.target.value)));
+    $("embed-play").onclick = () => this.play();
+  }
+
+  async show(model) {
+    if (this.model === model && this.data) return;
+    this.model = model;
+    this.data = null;
+    $("embed-label").textContent = "loading…";
+    $("embed-metrics").textContent = "";
+    const ctx = $("scatter").getContext("2d");
+    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    try {
+      this.data = await getJSON(`api/embedding/${encodeURIComponent(model)}`);
+    } catch (e) {
+      $("embed-label").textContent = "";
+      $("embed-metrics").textContent = e.message;
+      return;
+    }
+    const n = this.data.frames.length;
+    $("embed-frame").max = String(n - 1);
+    $("embed-frame").value = String(n - 1);
+    this.t = n - 1;
+    this.draw();
+    this.drawClasses($("class-weights"), this.data.classes.weights);
+    if (this.data.classes.means) this.drawClasses($("class-means"), this.data.classes.means);
+  }
+
+  toCanvas([x, y]) {
+    const c = $("scatter");
+    return [((x + SPAN) / (2 * SPAN)) * c.width, ((SPAN - y) / (2 * SPAN)) * c.height];
+  }
+
+  draw() {
+    const d = this.data;
+    const ctx = $("scatter").getContext("2d");
+    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    this.points = pointsAt(d.frames, this.t).map((p) => this.toCanvas(p));
+    this.points.forEach(([x, y], k) => {
+      ctx.fillStyle = DIGIT_COLOURS[d.labels[k]];
+      ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+    });
+    // Each class's label at its median point.
+    ctx.font = "bold 18px system-ui";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (let c = 0; c < 10; c++) {
+      const pts = this.points.filter((_, k) => d.labels[k] === c);
+      if (!pts.length) continue;
+      const med = (v) => v.sort((a, b) => a - b)[v.length >> 1];
+      const x = med(pts.map((p) => p[0])), y = med(pts.map((p) => p[1]));
+      ctx.fillStyle = "#000b";
+      ctx.fillRect(x - 10, y - 11, 20, 22);
+      ctx.fillStyle = DIGIT_COLOURS[c];
+      ctx.fillText(String(c), x, y);
+    }
+    const f = d.frames[Math.round(this.t)];
+    $("embed-label").textContent =
+      `step ${f.step} (epoch ${f.epoch.toFixed(2)}): accuracy ${(f.subset_accuracy * 100).toFixed(1)} %`;
+    $("embed-metrics").textContent =
+      `${d.method} of ${d.stage}, ${d.labels.length} test digits${d.aligned ? ", each frame started from the previous" : ""}. ` +
+      `10-NN accuracy: ${(f.knn_original * 100).toFixed(1)} % in ${d.stage}, ${(f.knn_2d * 100).toFixed(1)} % in 2-D; ` +
+      `trustworthiness ${f.trustworthiness.toFixed(3)}.`;
+  }
+
+  /** Tween from the current frame to `target` (smooth, interruptible). */
+  moveTo(target, duration = TWEEN_MS, done) {
+    cancelAnimationFrame(this.anim);
+    const from = this.t, t0 = performance.now();
+    const step = (now) => {
+      const f = Math.min(1, (now - t0) / duration);
+      const ease = f < 0.5 ? 2 * f * f : 1 - (-2 * f + 2) ** 2 / 2;
+      this.t = from + (target - from) * ease;
+      this.draw();
+      if (f < 1) this.anim = requestAnimationFrame(step);
+      else { this.t = target; this.draw(); done?.(); }
+    };
+    this.anim = requestAnimationFrame(step);
+  }
+
+  play() {
+    const last = this.data.frames.length - 1;
+    const go = (k) => {
+      $("embed-frame").value = String(k);
+      this.moveTo(k, TWEEN_MS, () => { if (k < last) setTimeout(() => go(k + 1), 250); });
+    };
+    // From the first snapshot: show it, then move on at once.
+    this.t = 0;
+    $("embed-frame").value = "0";
+    this.draw();
+    if (last > 0) go(1);
+  }
+
+  nearest(e) {
+    const c = $("scatter"), r = c.getBoundingClientRect();
+    const x = ((e.clientX - r.left) * c.width) / r.width, y = ((e.clientY - r.top) * c.height) / r.height;
+    let best = -1, bestD = 36; // within 6 canvas pixels
+    this.points.forEach(([px, py], k) => {
+      const dd = (px - x) ** 2 + (py - y) ** 2;
+      if (dd < bestD) { bestD = dd; best = k; }
+    });
+    return best;
+  }
+
+  async digit(k) {
+    const index = this.data.indices[k];
+    if (!this.digits.has(index)) {
+      const d = await getJSON(`api/test-digits/${index}`);
+      this.digits.set(index, b64bytes(d.pixels));
+    }
+    return { index, label: this.data.labels[k], pixels: this.digits.get(index) };
+  }
+
+  async hover(e) {
+    if (!this.data) return;
+    const k = this.nearest(e);
+    if (k < 0) return;
+    const frame = this.data.frames[Math.round(this.t)];
+    const d = await this.digit(k);
+    drawGray($("hover-digit").getContext("2d"), Array.from(d.pixels, (v) => v / 255), 28, 28);
+    $("hover-text").textContent =
+      `test #${d.index}: true ${d.label}, predicted ${frame.predictions[k]} at step ${frame.step}`;
+  }
+
+  async click(e) {
+    if (!this.data) return;
+    const k = this.nearest(e);
+    if (k >= 0) this.onPick(await this.digit(k));
+  }
+
+  drawClasses(canvas, xy) {
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const xs = xy.map((p) => p[0]), ys = xy.map((p) => p[1]);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const pad = 24;
+    ctx.font = "bold 15px system-ui";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    xy.forEach(([x, y], k) => {
+      const cx = pad + ((x - x0) / (x1 - x0 || 1)) * (canvas.width - 2 * pad);
+      const cy = canvas.height - pad - ((y - y0) / (y1 - y0 || 1)) * (canvas.height - 2 * pad);
+      ctx.fillStyle = DIGIT_COLOURS[k];
+      ctx.beginPath();
+      ctx.arc(cx, cy, 11, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.fillStyle = "#000";
+      ctx.fillText(String(k), cx, cy + 1);
+    });
+  }
+}
