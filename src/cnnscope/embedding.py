@@ -251,9 +251,12 @@ class Embedder:
             initialization=init,
             early_exaggeration_iter=exaggeration_iter,
             n_iter=n_iter,
-            # Barnes-Hut is 3.6× faster than FFT at 2,000 points (its grid grows as the
-            # layout spreads); FFT wins from several thousand points on.
+            # Measured here: at 2,000 points Barnes-Hut is 3.6× faster than FFT (FFT's grid
+            # grows as the layout spreads); at 10,000 FFT with 2 grid intervals per unit
+            # takes 16 s against 38 s (openTSNE's default grid) and 27 s (Barnes-Hut), at
+            # the same 2-D kNN accuracy (0.992 vs 0.993).
             negative_gradient_method="bh" if len(x) < 5000 else "fft",
+            ints_in_interval=2,
             n_jobs=self.n_jobs,
             random_state=self.seed,
             verbose=False,
