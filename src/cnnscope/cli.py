@@ -141,6 +141,53 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", help="MNIST folder (digit sprites for the projector)")
     b.set_defaults(func=_cmd_embed)
 
+    f = command("features", "activation maximization: the image each unit of a layer likes most")
+    f.add_argument("--layer", required=True, help="stage: conv1, conv2, fc1, logits, prob, …")
+    f.add_argument("--method", default="regularized", choices=["regularized", "plain"])
+    f.add_argument("--units", help="e.g. 0-15 or 3,5,9; default: all")
+    f.add_argument("--steps", type=int, help="optimisation steps (regularized 128, plain 100)")
+    f.add_argument("--variants", type=int, default=1, help="images per unit (diverse)")
+    f.add_argument("--fourier", action="store_true", help="decorrelated Fourier parameterization")
+    for flag, what in (
+        ("jitter", "random translation"),
+        ("transforms", "scale and rotation"),
+        ("blur", "blur between steps"),
+        ("penalties", "L2 and TV penalties"),
+    ):
+        f.add_argument(f"--no-{flag}", action="store_true", help=f"switch off {what}")
+    f.add_argument("--seed", type=int, default=0)
+    _add_model_flags(f)
+    f.add_argument("--out", required=True, help="folder for the PNG grid and JSON")
+    f.set_defaults(func=_cmd_features)
+
+    fl = command("filters", "a conv layer's learned kernels as images")
+    fl.add_argument("--layer", default="conv1", help="a conv stage")
+    _add_model_flags(fl)
+    fl.add_argument("--out", required=True, help="folder for filters-LAYER.png and .json")
+    fl.set_defaults(func=_cmd_filters)
+
+    te = command("top-examples", "the test images that excite one unit most")
+    te.add_argument("--layer", required=True, help="stage, e.g. conv2, relu2, fc1, logits")
+    te.add_argument("--unit", type=int, required=True, help="channel or unit index")
+    te.add_argument("-k", type=int, default=9, help="how many images")
+    _add_model_flags(te)
+    te.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    te.add_argument("--out", required=True, help="folder for the PNG and JSON")
+    te.set_defaults(func=_cmd_top_examples)
+
+    un = command("unused", "channels and units that (almost) never fire on the test set")
+    un.add_argument("--layers", help="comma-separated stages; default: every ReLU, pool and fc")
+    un.add_argument(
+        "--threshold",
+        type=float,
+        default=1e-3,
+        help="unused if its largest mean activation < threshold × the layer's largest",
+    )
+    _add_model_flags(un)
+    un.add_argument("--data-dir", help="folder with the four IDX .gz files")
+    un.add_argument("--json", action="store_true", help="print JSON")
+    un.set_defaults(func=_cmd_unused)
+
     s = command("serve", "the web app: draw a digit and watch every layer respond")
     _add_model_flags(s)
     s.add_argument(
@@ -523,6 +570,157 @@ def _projector(args: argparse.Namespace, snaps: Any, folder: Path) -> None:
                 global_step=step,
                 tag=args.layer,
             )
+
+
+def _parse_units(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    units: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
+            raise _Failure(f"--units {text!r}: use ranges and lists such as 0-15 or 3,5,9")
+        units.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    return units
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from . import load_model
+    from .features import RenderConfig, layer_images, with_overrides
+    from .plots import image_grid_figure
+
+    model, _ = load_model(args.weights or args.model)
+    base = RenderConfig.plain() if args.method == "plain" else RenderConfig()
+    cfg = with_overrides(
+        base,
+        steps=args.steps,
+        variants=args.variants,
+        seed=args.seed,
+        fourier=args.fourier or None,
+        jitter=0 if args.no_jitter else None,
+        scale=0.0 if args.no_transforms else None,
+        rotate=0.0 if args.no_transforms else None,
+        blur_every=0 if args.no_blur else None,
+        l2=0.0 if args.no_penalties else None,
+        tv=0.0 if args.no_penalties else None,
+    )
+    units = _parse_units(args.units)
+    t0 = time.perf_counter()
+    images = layer_images(model, args.layer, units, cfg)
+    seconds = time.perf_counter() - t0
+    units = units if units is not None else list(range(len(images) // cfg.variants))
+    titles = [f"{args.layer}:{u}" for u in units for _ in range(cfg.variants)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"features-{args.layer}-{args.method}"
+    image_grid_figure(
+        images, titles, columns=16, title=f"{args.layer}, {args.method}: {len(units)} units"
+    ).savefig(out / f"{stem}.png", dpi=110)
+    payload = {
+        "layer": args.layer,
+        "method": args.method,
+        "units": units,
+        "config": dataclasses.asdict(cfg),
+        "seconds": round(seconds, 2),
+        "images": (np.round(images * 255).astype(np.uint8)).tolist(),
+    }
+    (out / f"{stem}.json").write_text(json.dumps(payload) + "\n")
+    print(f"{len(images)} images for {args.layer} ({args.method}) in {seconds:.1f} s; wrote {out}")
+    return 0
+
+
+def _cmd_filters(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .features import filters
+    from .plots import image_grid_figure
+
+    model, _ = load_model(args.weights or args.model)
+    w = filters(model, args.layer)  # (out, in, kH, kW)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if w.shape[1] == 1:
+        images, titles, cols = w[:, 0], [str(i) for i in range(len(w))], 16
+    else:  # one row per output channel, one column per input channel
+        images, titles, cols = w.reshape(-1, *w.shape[2:]), None, w.shape[1]
+    image_grid_figure(
+        images,
+        titles,
+        columns=cols,
+        signed=True,
+        title=f"{args.layer} kernels {w.shape}: blue < 0 < red",
+    ).savefig(out / f"filters-{args.layer}.png", dpi=110)
+    (out / f"filters-{args.layer}.json").write_text(
+        json.dumps({"layer": args.layer, "shape": list(w.shape), "weights": w.round(6).tolist()})
+    )
+    print(
+        f"{args.layer}: {w.shape[0]} filters of {w.shape[1]}×{w.shape[2]}×{w.shape[3]}; wrote {out}"
+    )
+    return 0
+
+
+def _cmd_top_examples(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .data import load_mnist
+    from .features import top_examples
+    from .plots import image_grid_figure
+
+    model, _ = load_model(args.weights or args.model)
+    data = load_mnist(args.data_dir)
+    top = top_examples(model, data.test_images, args.layer, args.unit, k=args.k)
+    images = data.test_images[[t.index for t in top]].numpy()
+    titles = [f"#{t.index} ({int(data.test_labels[t.index])}) {t.score:.2f}" for t in top]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"top-{args.layer}-{args.unit}"
+    image_grid_figure(
+        images,
+        titles,
+        columns=3,
+        boxes=[t.field for t in top],
+        title=f"{args.layer}:{args.unit}: the test images it likes most",
+    ).savefig(out / f"{stem}.png", dpi=110)
+    (out / f"{stem}.json").write_text(json.dumps([t.__dict__ for t in top], indent=1) + "\n")
+    print(
+        f"{args.layer}:{args.unit}: test images {', '.join(str(t.index) for t in top)}; wrote {out}"
+    )
+    return 0
+
+
+def _cmd_unused(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import load_model
+    from .data import load_mnist
+    from .features import unused_channels
+
+    model, _ = load_model(args.weights or args.model)
+    data = load_mnist(args.data_dir)
+    if args.layers:
+        layers = [s.strip() for s in args.layers.split(",")]
+    else:
+        layers = [s for s in model.stage_names if not s.startswith("conv") and s != "logits"]
+    results = []
+    for layer in layers:
+        results.append(unused_channels(model, data.test_images, layer, args.threshold))
+    if args.json:
+        print(
+            json.dumps(
+                [{k: v for k, v in r.items() if k != "max_per_unit"} for r in results], indent=1
+            )
+        )
+        return 0
+    del torch
+    for r in results:
+        listed = ", ".join(map(str, r["unused"][:20])) + (" …" if len(r["unused"]) > 20 else "")
+        print(
+            f"{r['stage']:<7} {len(r['unused']):4d} of {r['units']:4d} unused"
+            + (f": {listed}" if r["unused"] else "")
+        )
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "class_points_figure",
     "confusion_figure",
     "embedding_figure",
+    "image_grid_figure",
     "mistakes_figure",
 ]
 
@@ -167,4 +168,51 @@ def class_points_figure(points: dict[str, list[list[float]]]) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.margins(0.2)
+    return fig
+
+
+def image_grid_figure(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    columns: int = 16,
+    title: str = "",
+    signed: bool = False,
+    boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
+) -> Figure:
+    """Images (N, H, W) in a grid; ``signed`` uses a diverging map centred on zero, and
+    ``boxes`` draws a (top, left, bottom, right) rectangle on each image."""
+    n = max(1, len(images))
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(columns * 0.9, rows * (1.05 if titles else 0.9) + 0.4),
+        layout="constrained",
+        squeeze=False,
+    )
+    m = float(np.abs(images).max()) or 1.0
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
+        if signed:
+            ax.imshow(img, cmap="RdBu_r", vmin=-m, vmax=m)
+        else:
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1 if img.max() <= 1 else 255)
+        if titles:
+            ax.set_title(titles[i], fontsize=6)
+        if boxes and boxes[i] is not None:
+            top, left, bottom, right = boxes[i]  # type: ignore[misc]
+            ax.add_patch(
+                plt.Rectangle(
+                    (left - 0.5, top - 0.5),
+                    right - left,
+                    bottom - top,
+                    fill=False,
+                    edgecolor="#f5a524",
+                    linewidth=1.2,
+                )
+            )
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnscope.cli import main
+from cnnscope.features import (
+    RenderConfig,
+    _forward,
+    channels,
+    filters,
+    layer_images,
+    parse,
+    render,
+    top_examples,
+    unused_channels,
+)
+from cnnscope.models import build_model
+
+STILL = {"jitter": 0, "scale": 0.0, "rotate": 0.0, "blur_every": 0}  # deterministic
+
+
+def _tiny(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model("deep_mnist", conv1=2, conv2=3, hidden=8).eval()
+
+
+def _hooks(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["plain", "regularized"])
+def test_hand_set_filter_image_has_its_sign_pattern(method: str) -> None:
+    model = _tiny()
+    w = torch.tensor(np.random.default_rng(1).choice([-1.0, 1.0], (5, 5)), dtype=torch.float32)
+    with torch.no_grad():
+        model.conv1.weight[0, 0] = w
+        model.conv1.bias.zero_()
+    base = RenderConfig.plain(steps=20) if method == "plain" else RenderConfig(steps=200, **STILL)
+    image = render(model, parse("conv1:0:centre", model), 1, base)[0]
+    patch = image[12:17, 12:17]  # the centre unit's 5×5 receptive field (SAME padding)
+    agree = (np.sign(patch - patch.mean()) == w.numpy()).mean()
+    assert agree >= 0.9, (agree, patch.round(2))
+
+
+def test_plain_is_the_tutorial_update_rule() -> None:
+    model = _tiny()
+    cfg = RenderConfig.plain(steps=2, seed=3)
+    got = render(model, channels("fc1", [4]), 1, cfg, keys=[4])[0]
+    g = torch.Generator().manual_seed(3 * 1_000_003 + 4 * 97)
+    x = 0.45 + 0.1 * torch.rand(1, 1, 28, 28, generator=g)
+    for _ in range(2):
+        x.requires_grad_(True)
+        score = model.fc1(
+            model.pool2(model.relu2(model.conv2(model.pool1(model.relu1(model.conv1(x)))))).flatten(
+                1
+            )
+        )[0, 4]
+        (grad,) = torch.autograd.grad(score, x)
+        x = (x + grad / (grad.std() + 1e-8)).clamp(0, 1).detach()
+    assert np.allclose(got, x[0, 0].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["plain", "regularized"])
+def test_batched_equals_one_at_a_time(method: str) -> None:
+    model = _tiny()
+    cfg = RenderConfig.plain(steps=10) if method == "plain" else RenderConfig(steps=10, **STILL)
+    together = layer_images(model, "conv2", [0, 1, 2], cfg)
+    alone = np.concatenate([layer_images(model, "conv2", [u], cfg) for u in (0, 1, 2)])
+    assert together.shape == alone.shape == (3, 28, 28)
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_hooks_released_and_weights_untouched_after_exception() -> None:
+    model = _tiny()
+    before = [p.clone() for p in model.parameters()]
+
+    def boom(outputs):
+        raise RuntimeError("objective failed")
+
+    from cnnscope.features import Objective
+
+    with pytest.raises(RuntimeError, match="objective failed"):
+        render(model, Objective(boom, {"conv2"}, "boom"), 1, RenderConfig(steps=3))
+    assert _hooks(model) == 0
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_forward_stops_at_the_needed_stage() -> None:
+    model = _tiny()
+    out = _forward(model, torch.rand(2, 1, 28, 28), {"conv1"})
+    assert set(out) == {"conv1"} and _hooks(model) == 0
+
+
+def test_objectives_compose_and_parse() -> None:
+    model = _tiny()
+    outputs = _forward(model, torch.rand(1, 1, 28, 28), {"logits"})
+    a, b = parse("logits:3", model), parse("logits:8", model)
+    assert torch.allclose(
+        (a - 0.5 * b)(outputs), outputs["logits"][:, 3] - 0.5 * outputs["logits"][:, 8]
+    )
+    assert parse("conv2:1", model).stages == {"relu2"}  # a conv mean reads its ReLU
+    assert parse("conv2:1:centre", model).stages == {"conv2"}
+    with pytest.raises(ValueError, match="valid: conv1, relu1"):
+        parse("conv9:1", model)
+    with pytest.raises(ValueError, match="units 0–2"):
+        parse("conv2:3", model)
+    with pytest.raises(ValueError, match="STAGE:UNIT"):
+        parse("conv2", model)
+    with pytest.raises(ValueError, match="steps must be"):
+        RenderConfig(steps=0).validate()
+
+
+def test_filters_top_examples_and_unused(mnist) -> None:
+    model = _tiny()
+    assert filters(model, "conv2").shape == (3, 2, 5, 5)
+    with pytest.raises(ValueError, match="stages with filters: conv1, conv2"):
+        filters(model, "fc1")
+    images = mnist.test_images[:200]
+    top = top_examples(model, images, "conv2", 1, k=5)
+    scores = [t.score for t in top]
+    assert scores == sorted(scores, reverse=True) and len(top) == 5
+    assert all(0 <= t.field[0] < t.field[2] <= 28 for t in top)
+    with torch.no_grad():
+        model.fc1.bias[5] = -1e4  # unit 5 can never fire
+    report = unused_channels(model, images, "fc1")
+    assert 5 in report["unused"] and report["units"] == 8
+
+
+def test_features_cli(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "f"
+    assert (
+        main(
+            [
+                "features",
+                "--layer",
+                "conv1",
+                "--units",
+                "0-3",
+                "--steps",
+                "5",
+                "--model",
+                "lenet5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    payload = json.loads((out / "features-conv1-regularized.json").read_text())
+    assert payload["units"] == [0, 1, 2, 3] and np.array(payload["images"]).shape == (4, 28, 28)
+    assert (out / "features-conv1-regularized.png").exists()
+    assert main(["features", "--layer", "conv1", "--units", "a-b", "--out", str(out)]) == 2
+    assert main(["features", "--layer", "conv1", "--steps", "0", "--out", str(out)]) == 2
+    assert "steps must be" in capsys.readouterr().err
+    assert main(["filters", "--layer", "conv2", "--model", "lenet5", "--out", str(out)]) == 0
+    assert json.loads((out / "filters-conv2.json").read_text())["shape"] == [16, 6, 5, 5]
