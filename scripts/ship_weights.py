@@ -14,13 +14,32 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from cnnscope.checkpoints import WEIGHTS_DIR, load_weights, save_weights
+from cnnscope.checkpoints import WEIGHTS_DIR, _atomic_write, load_weights, save_weights
 from cnnscope.data import load_mnist
 from cnnscope.embedding import embed_snapshots
 from cnnscope.evaluation import evaluate
 from cnnscope.snapshots import compact, load_snapshots
+
+
+def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Every unit's preferred image, both methods (fc1: regularized only), as uint8."""
+    from safetensors.numpy import save_file
+
+    from cnnscope.features import RenderConfig, layer_images
+
+    images = {}
+    for stage in [s for s in model.stage_names if s.startswith(("conv", "fc"))] + ["logits"]:
+        for method, cfg in (("regularized", RenderConfig()), ("plain", RenderConfig.plain())):
+            if stage == "fc1" and method == "plain":
+                continue  # 0.8 MB for images nobody can read (see bench/features_speed.py)
+            x = layer_images(model, stage, config=cfg)
+            images[f"{stage}/{method}"] = np.round(x * 255).astype(np.uint8)
+    _atomic_write(
+        WEIGHTS_DIR / f"{name}.features.safetensors", lambda tmp: save_file(images, str(tmp))
+    )
 
 
 def main() -> None:
@@ -64,6 +83,7 @@ def main() -> None:
             # The Embedding view opens at once on a fresh install: ship its layouts too.
             _, payload = embed_snapshots(load_snapshots(packed), model)
             (WEIGHTS_DIR / f"{name}.embedding.json").write_text(json.dumps(payload) + "\n")
+            ship_features(model, name)
         sizes = {f.name: f.stat().st_size for f in WEIGHTS_DIR.glob(f"{name}.*")}
         print(
             json.dumps(

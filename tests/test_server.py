@@ -207,7 +207,16 @@ def test_compat_rejects_bad_input(client) -> None:
 def test_static_page_served_offline(client) -> None:
     html = client.get("/").text
     assert '<script type="module" src="app.js">' in html
-    for asset in ("app.js", "api.js", "embed.js", "eval.js", "pad.js", "render.js", "style.css"):
+    for asset in (
+        "app.js",
+        "api.js",
+        "embed.js",
+        "eval.js",
+        "features.js",
+        "pad.js",
+        "render.js",
+        "style.css",
+    ):
         r = client.get(f"/{asset}")
         assert r.status_code == 200, asset
         assert "http://" not in r.text and "https://" not in r.text, asset  # no CDN
@@ -331,3 +340,39 @@ def test_embedding_shipped_and_missing(client) -> None:
     assert np.asarray(emb["classes"]["weights"]).shape == (10, 2)
     r = client.get("/api/embedding/tiny")
     assert r.status_code == 404 and "cnnscope train --model lenet5" in r.json()["detail"]
+
+
+def test_features_job_runs_in_background_then_is_cached(
+    shipped, mnist, tmp_path, monkeypatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, meta = shipped
+    c = TestClient(create_app([ServedModel("m", model, meta, "test")], data=mnist))
+    first = c.get("/api/features/m/conv1").json()
+    assert first["status"] in ("running", "ready") and first["total"] == 32
+    deadline = time.monotonic() + 60
+    while (job := c.get("/api/features/m/conv1").json())["status"] == "running":
+        assert c.post("/api/predict", json={"pixels": [0.0] * 784}).status_code == 200
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "ready" and job["done"] == 32
+    assert len(base64.b64decode(job["images"])) == 32 * 784
+    # A new app (a restart) finds the images in the disk cache at once.
+    c2 = TestClient(create_app([ServedModel("m", model, meta, "test")], data=mnist))
+    assert c2.get("/api/features/m/conv1").json()["status"] == "ready"
+    r = c.get("/api/features/m/conv7")
+    assert r.status_code == 404 and "valid: conv1" in r.json()["detail"]
+    assert c.get("/api/features/m/conv1?method=magic").status_code == 422
+
+
+def test_top_examples_endpoint(client, mnist) -> None:
+    top = client.get("/api/top-examples/deep_mnist/conv2/5?k=4").json()
+    assert len(top) == 4 and top[0]["score"] >= top[-1]["score"] > 0
+    assert all(0 <= v <= 28 for v in top[0]["field"])
+    assert (
+        base64.b64decode(top[0]["pixels"]) == mnist.test_images[top[0]["index"]].numpy().tobytes()
+    )
+    assert client.get("/api/top-examples/deep_mnist/fc1/2000").status_code == 404
+    assert client.get("/api/top-examples/deep_mnist/conv2/5?k=100").status_code == 422

@@ -254,3 +254,17 @@ def test_embedding_view_play_hover_and_open(page) -> None:
     page.wait_for_selector("#draw-view:not([hidden])")
     page.wait_for_function(_ANSWERED)
     assert f"label {label}" in page.locator("#digit-note").inner_text()
+
+
+def test_features_view_gallery_and_top_examples(page) -> None:
+    page.click("button.tab[data-view='feat-view']")
+    page.select_option("#feat-stage", "logits")
+    page.wait_for_function(
+        "document.querySelectorAll('#feat-gallery figure').length === 10", timeout=60_000
+    )
+    assert page.evaluate(_LIT_PIXELS, "#feat-gallery canvas") > 0
+    page.locator("#feat-gallery figure").nth(3).click()
+    page.wait_for_function("document.querySelectorAll('#feat-top figure').length === 9")
+    # The digits that excite logit 3 most are 3s.
+    captions = page.locator("#feat-top figcaption").all_inner_texts()
+    assert sum("(3)" in c for c in captions) >= 8

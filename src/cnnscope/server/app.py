@@ -46,6 +46,7 @@ from .schemas import (
     EvaluationSummary,
     ExplainRequest,
     ExplainResponse,
+    FeatureImages,
     FilterWeights,
     Health,
     ModelInfo,
@@ -54,6 +55,7 @@ from .schemas import (
     PredictResponse,
     StageInfo,
     TestDigit,
+    TopExampleOut,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -84,6 +86,8 @@ class ServedModel:
     evaluation: EvaluationSummary | None = field(init=False, default=None)
     report: Report | None = field(init=False, default=None)
     embedding: bytes | None = field(init=False, default=None)  # JSON, made once
+    feature_jobs: dict[tuple[str, str], FeatureImages] = field(init=False, default_factory=dict)
+    unit_scores: dict[str, np.ndarray] = field(init=False, default_factory=dict)
 
     def explain(
         self, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
@@ -482,6 +486,50 @@ def create_app(
                 m.embedding = _embedding_json(m)
         return Response(m.embedding, media_type="application/json")
 
+    @app.get("/api/features/{model_id}/{stage}", response_model=FeatureImages)
+    def features(
+        model_id: str, stage: str, method: Literal["regularized", "plain"] = "regularized"
+    ) -> FeatureImages:
+        m = served(model_id)
+        if stage not in (*m.model.stage_names, "prob"):
+            raise HTTPException(
+                404, f"unknown stage {stage!r}; valid: {', '.join(m.model.stage_names)}, prob"
+            )
+        with m.evaluation_lock:
+            job = m.feature_jobs.get((stage, method))
+            if job is None or job.status == "failed":
+                job = _start_features(m, stage, method)
+                m.feature_jobs[(stage, method)] = job
+            return job.model_copy()
+
+    @app.get("/api/top-examples/{model_id}/{stage}/{unit}", response_model=list[TopExampleOut])
+    def top(
+        model_id: str, stage: str, unit: int, k: Annotated[int, Query(ge=1, le=64)] = 9
+    ) -> list[TopExampleOut]:
+        from ..features import top_examples, unit_scores
+
+        m = served(model_id)
+        d = mnist()
+        model = copy.deepcopy(m.model)
+        try:
+            read = _activation_stage(m.model, stage)
+            with m.evaluation_lock:
+                if read not in m.unit_scores:
+                    m.unit_scores[read] = unit_scores(model, d.test_images, read)
+            found = top_examples(model, d.test_images, stage, unit, k, m.unit_scores[read])
+        except ValueError as e:
+            raise HTTPException(404, str(e)) from e
+        return [
+            TopExampleOut(
+                index=t.index,
+                label=int(d.test_labels[t.index]),
+                score=round(t.score, 5),
+                field=list(t.field) if t.field else None,
+                pixels=base64.b64encode(d.test_images[t.index].numpy().tobytes()).decode(),
+            )
+            for t in found
+        ]
+
     # The 2017 TensorFlow demo's client posts 784 numbers (0–255) and paints the answer.
     @app.post("/predict")
     def predict_compat(
@@ -509,6 +557,68 @@ def create_app(
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def _activation_stage(model: StagedModel, stage: str) -> str:
+    """A conv stage is ranked by its ReLU (see features.top_examples)."""
+    relu = stage.replace("conv", "relu")
+    return relu if stage.startswith("conv") and relu in model.stage_names else stage
+
+
+def _features_cache(m: ServedModel, stage: str, method: str) -> Path:
+    import os
+
+    from ..evaluation import fingerprint
+
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    key = f"{fingerprint(m.model)[:24]}-{stage}-{method}"
+    return Path(base) / "cnnscope" / "features" / f"{key}.safetensors"
+
+
+def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
+    """Ready at once from the shipped or cached file; otherwise rendered in a thread."""
+    from safetensors.numpy import load_file as load_np
+    from safetensors.numpy import save_file as save_np
+
+    from ..checkpoints import WEIGHTS_DIR, _atomic_write
+    from ..features import RenderConfig, layer_images, stage_size
+
+    total = stage_size(m.model, stage)
+    job = FeatureImages(
+        model=m.id, stage=stage, method=method, status="running", done=0, total=total
+    )
+    sources = [_features_cache(m, stage, method)]
+    if m.source == "shipped":
+        sources.insert(0, WEIGHTS_DIR / f"{m.id}.features.safetensors")
+    for path in sources:
+        if path.exists():
+            stored = load_np(str(path))
+            key = f"{stage}/{method}"
+            if key in stored or "images" in stored:
+                pixels = stored[key] if key in stored else stored["images"]
+                job.images = base64.b64encode(pixels.tobytes()).decode()
+                job.status, job.done = "ready", total
+                return job
+    model = copy.deepcopy(m.model)
+    cfg = RenderConfig.plain() if method == "plain" else RenderConfig()
+
+    def run() -> None:
+        try:
+
+            def progress(done: int, _total: int) -> None:
+                job.done = done
+
+            images = layer_images(model, stage, config=cfg, progress=progress)
+            pixels = np.round(images * 255).astype(np.uint8)
+            path = sources[-1]
+            _atomic_write(path, lambda tmp: save_np({"images": pixels}, str(tmp)))
+            job.images = base64.b64encode(pixels.tobytes()).decode()
+            job.done, job.status = total, "ready"
+        except Exception as e:
+            job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+
+    threading.Thread(target=run, name=f"features-{m.id}-{stage}", daemon=True).start()
+    return job
 
 
 def _embedding_json(m: ServedModel) -> bytes:

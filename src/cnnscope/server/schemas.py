@@ -163,6 +163,27 @@ class Embedding(BaseModel):
     )
 
 
+class FeatureImages(BaseModel):
+    model: str
+    stage: str
+    method: str
+    status: Literal["ready", "running", "failed"]
+    done: int = Field(description="units rendered so far")
+    total: int
+    images: str | None = Field(
+        default=None, description="when ready: base64 of total × 784 uint8, unit by unit"
+    )
+    error: str | None = None
+
+
+class TopExampleOut(BaseModel):
+    index: int
+    label: int
+    score: float
+    field: list[int] | None = Field(description="receptive field: top, left, bottom, right")
+    pixels: str
+
+
 class StageInfo(BaseModel):
     name: str
     shape: list[int]

@@ -3,6 +3,7 @@
 import { Predictor, getJSON } from "./api.js";
 import { EmbeddingView } from "./embed.js";
 import { EvaluationView } from "./eval.js";
+import { FeaturesView } from "./features.js";
 import { Pad } from "./pad.js";
 import {
   DERIVE, b64bytes, decodeStage, drawGray, drawLegend, drawOverlay, drawStage, fmt, makeScale, range,
@@ -335,12 +336,15 @@ $("random").onclick = async () => {
 const openInDrawView = (d) => { showView("draw-view"); showDigit(d); };
 const evaluation = new EvaluationView(openInDrawView);
 const embedding = new EmbeddingView(openInDrawView);
+const featuresView = new FeaturesView();
+const stagesOf = (id) => state.models.find((m) => m.id === id).stages.map((s) => s.name);
 
 function showView(id) {
-  for (const v of ["draw-view", "eval-view", "embed-view"]) $(v).hidden = v !== id;
+  for (const v of ["draw-view", "eval-view", "embed-view", "feat-view"]) $(v).hidden = v !== id;
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.view === id));
   if (id === "eval-view") evaluation.show(state.model);
   if (id === "embed-view") embedding.show(state.model);
+  if (id === "feat-view") featuresView.show(state.model, stagesOf(state.model));
 }
 document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.dataset.view); });
 $("attr-method").onchange = onAttrChange;
@@ -352,6 +356,7 @@ $("model").onchange = (e) => {
   if (!pad.isEmpty()) requestPrediction();
   if (!$("eval-view").hidden) evaluation.show(state.model);
   if (!$("embed-view").hidden) embedding.show(state.model);
+  if (!$("feat-view").hidden) featuresView.show(state.model, stagesOf(state.model));
 };
 $("view").onchange = (e) => { state.view = e.target.value; if (state.last) render(); };
 $("scale").onchange = (e) => { state.scale = e.target.value; if (state.last) render(); };
