@@ -160,3 +160,53 @@ def test_features_cli(tmp_path: Path, capsys) -> None:
     assert "steps must be" in capsys.readouterr().err
     assert main(["filters", "--layer", "conv2", "--model", "lenet5", "--out", str(out)]) == 0
     assert json.loads((out / "filters-conv2.json").read_text())["shape"] == [16, 6, 5, 5]
+
+
+def test_compare_regularizers_cli(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c"
+    assert (
+        main(
+            [
+                "features",
+                "--layer",
+                "logits",
+                "--compare",
+                "logits:3",
+                "--model",
+                "lenet5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    images = json.loads((out / "compare-logits-3.json").read_text())
+    assert {"all on", "no blur", "plain (tutorial)", "Fourier"} <= set(images)
+    arrays = {k: np.array(v) for k, v in images.items()}
+    assert all(a.shape == (28, 28) for a in arrays.values())
+    assert not np.array_equal(arrays["all on"], arrays["no blur"])  # each switch matters
+    assert (
+        main(
+            [
+                "features",
+                "--layer",
+                "logits",
+                "--compare",
+                "logits:12",
+                "--model",
+                "lenet5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "units 0–9" in capsys.readouterr().err
+
+
+def test_diverse_variants_differ() -> None:
+    model = _tiny()
+    cfg = RenderConfig(steps=30, variants=3, diversity=1.0)
+    images = render(model, channels("logits", [2]), 1, cfg)
+    assert images.shape == (3, 28, 28)
+    assert np.abs(images[0] - images[1]).mean() > 0.01

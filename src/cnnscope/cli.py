@@ -155,6 +155,16 @@ def _parser() -> argparse.ArgumentParser:
         ("penalties", "L2 and TV penalties"),
     ):
         f.add_argument(f"--no-{flag}", action="store_true", help=f"switch off {what}")
+    f.add_argument(
+        "--diversity",
+        type=float,
+        help="push a unit's variants apart (default 1.0 when --variants > 1)",
+    )
+    f.add_argument(
+        "--compare",
+        metavar="UNIT",
+        help="instead: one unit (e.g. logits:3) with each regularizer on and off",
+    )
     f.add_argument("--seed", type=int, default=0)
     _add_model_flags(f)
     f.add_argument("--out", required=True, help="folder for the PNG grid and JSON")
@@ -594,7 +604,11 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from .plots import image_grid_figure
 
     model, _ = load_model(args.weights or args.model)
+    if args.compare:
+        return _compare(args, model)
     base = RenderConfig.plain() if args.method == "plain" else RenderConfig()
+    if args.diversity is None and args.variants > 1:
+        args.diversity = 1.0
     cfg = with_overrides(
         base,
         steps=args.steps,
@@ -607,6 +621,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         blur_every=0 if args.no_blur else None,
         l2=0.0 if args.no_penalties else None,
         tv=0.0 if args.no_penalties else None,
+        diversity=args.diversity,
     )
     units = _parse_units(args.units)
     t0 = time.perf_counter()
@@ -630,6 +645,28 @@ def _cmd_features(args: argparse.Namespace) -> int:
     }
     (out / f"{stem}.json").write_text(json.dumps(payload) + "\n")
     print(f"{len(images)} images for {args.layer} ({args.method}) in {seconds:.1f} s; wrote {out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, model: Any) -> int:
+    import numpy as np
+
+    from .features import compare_regularizers
+    from .plots import image_grid_figure
+
+    images = compare_regularizers(model, args.compare)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"compare-{args.compare.replace(':', '-')}"
+    image_grid_figure(
+        np.stack(list(images.values())),
+        list(images),
+        columns=len(images),
+        title=f"{args.compare}: each regularizer on and off",
+    ).savefig(out / f"{stem}.png", dpi=120)
+    pixels = {k: np.round(v * 255).astype(np.uint8).tolist() for k, v in images.items()}
+    (out / f"{stem}.json").write_text(json.dumps(pixels) + "\n")
+    print(f"{args.compare}: {len(images)} variants; wrote {out / (stem + '.png')}")
     return 0
 
 
