@@ -1,4 +1,4 @@
-"""README screenshots: docs/screenshot.png, evaluation.png, embedding.png, phone.png.
+"""README screenshots: docs/screenshot.png, evaluation, embedding, features, phone.
 
     python scripts/screenshot.py      # needs Debian's chromium
 
@@ -76,6 +76,14 @@ def main() -> None:
                     page.locator("#embed-frame").fill("2")
                     page.wait_for_timeout(1000)
                     page.screenshot(path=str(DOCS / "embedding.png"))
+                    page.click("button.tab[data-view='feat-view']")
+                    page.select_option("#feat-stage", "conv2")
+                    page.wait_for_selector("#feat-gallery figure", timeout=60_000)
+                    page.locator("#feat-gallery figure").nth(5).click()
+                    page.wait_for_function(
+                        "document.querySelectorAll('#feat-top figure').length === 9"
+                    )
+                    page.screenshot(path=str(DOCS / "features.png"))
                 page.close()
             browser.close()
     finally:

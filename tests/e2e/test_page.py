@@ -149,6 +149,10 @@ def test_pipeline_view_scales_hover_and_detail(page) -> None:
     page.mouse.click(box["x"] + 5, box["y"] + 5)
     page.wait_for_selector("#detail-filter-fig:not([hidden])")
     assert "conv1 filter 0" in page.locator("#detail-filter-caption").inner_text()
+    # The channel links to its preferred input (shipped) and the digits that excite it.
+    page.wait_for_selector("#detail-pref-fig:not([hidden])")
+    assert "conv1:0's preferred input" in page.locator("#detail-pref-caption").inner_text()
+    page.wait_for_function("document.querySelectorAll('#detail-top figure').length === 9")
 
 
 def test_random_digit_clear_and_model_switch(page) -> None:

@@ -3,7 +3,7 @@
 import { Predictor, getJSON } from "./api.js";
 import { EmbeddingView } from "./embed.js";
 import { EvaluationView } from "./eval.js";
-import { FeaturesView } from "./features.js";
+import { FeaturesView, preferredImage, showTopExamples } from "./features.js";
 import { Pad } from "./pad.js";
 import {
   DERIVE, b64bytes, decodeStage, drawGray, drawLegend, drawOverlay, drawStage, fmt, makeScale, range,
@@ -238,7 +238,14 @@ async function openDetail(e, name) {
   $("detail-range").textContent = `min ${fmt(lo)}, max ${fmt(hi)}`;
   const conv = stage.shape.length === 3 ? `conv${name.match(/\d+$/)?.[0]}` : null;
   $("detail-filter-fig").hidden = true;
+  $("detail-pref-fig").hidden = true;
+  $("detail-top-title").hidden = true;
+  $("detail-top").replaceChildren();
   $("detail").showModal();
+  // The unit behind this map: a conv layer's channel, an fc unit, or a class.
+  const unitStage = conv && state.last.order.includes(conv) ? conv : stage.shape.length === 1 ? name : null;
+  const unit = stage.shape.length === 3 ? t.index : t.unit;
+  if (unitStage && unit !== null) showUnitLinks(unitStage, unit);
   if (conv && state.last.order.includes(conv)) {
     const k = `${state.model}/${conv}`;
     try {
@@ -246,6 +253,20 @@ async function openDetail(e, name) {
       drawFilter(state.filters[k], t.index, conv);
     } catch (err) { $("detail-filter-caption").textContent = err.message; }
   }
+}
+
+async function showUnitLinks(stage, unit) {
+  try {
+    $("detail-top-title").textContent = `The test digits ${stage}:${unit} likes most`;
+    $("detail-top-title").hidden = false;
+    const pixels = await preferredImage(state.model, stage, unit);
+    $("detail-pref-caption").textContent = pixels
+      ? `${stage}:${unit}'s preferred input (regularized)`
+      : "its preferred input is rendering: see the Features tab";
+    if (pixels) drawGray($("detail-pref").getContext("2d"), Array.from(pixels, (v) => v / 255), 28, 28);
+    $("detail-pref-fig").hidden = false;
+    await showTopExamples($("detail-top"), state.model, stage, unit);
+  } catch (e) { $("detail-top-title").textContent = `error: ${e.message}`; }
 }
 
 function drawFilter(f, channel, conv) {

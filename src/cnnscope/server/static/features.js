@@ -11,6 +11,33 @@ function grayCanvas(pixels, offset = 0, scale = 255) {
   return c;
 }
 
+/** The test digits that excite `stage:unit` most, drawn into `container` with their fields. */
+export async function showTopExamples(container, model, stage, unit) {
+  container.replaceChildren();
+  const top = await getJSON(`api/top-examples/${encodeURIComponent(model)}/${stage}/${unit}`);
+  container.replaceChildren(...top.map((t) => {
+    const f = document.createElement("figure");
+    const c = grayCanvas(b64bytes(t.pixels));
+    if (t.field) { // the receptive field of the strongest position
+      const ctx = c.getContext("2d");
+      ctx.strokeStyle = "#f5a524";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(t.field[1] + 0.5, t.field[0] + 0.5, t.field[3] - t.field[1] - 1, t.field[2] - t.field[0] - 1);
+    }
+    const cap = document.createElement("figcaption");
+    cap.textContent = `#${t.index} (${t.label}) ${t.score.toFixed(2)}`;
+    f.append(c, cap);
+    return f;
+  }));
+}
+
+/** `stage:unit`'s preferred image (Uint8Array of 784) if rendered; starts rendering if not. */
+export async function preferredImage(model, stage, unit) {
+  const job = await getJSON(`api/features/${encodeURIComponent(model)}/${stage}`);
+  if (job.status !== "ready") return null;
+  return b64bytes(job.images).subarray(unit * 784, unit * 784 + 784);
+}
+
 export class FeaturesView {
   constructor() {
     this.model = null;
@@ -78,21 +105,6 @@ export class FeaturesView {
     const img = $("feat-unit-image");
     drawGray(img.getContext("2d"), Array.from(this.images.subarray(unit * 784, unit * 784 + 784), (v) => v / 255), 28, 28);
     img.hidden = false;
-    $("feat-top").replaceChildren();
-    const top = await getJSON(`api/top-examples/${encodeURIComponent(this.model)}/${stage}/${unit}`);
-    $("feat-top").replaceChildren(...top.map((t) => {
-      const f = document.createElement("figure");
-      const c = grayCanvas(b64bytes(t.pixels));
-      if (t.field) { // the receptive field of the strongest position
-        const ctx = c.getContext("2d");
-        ctx.strokeStyle = "#f5a524";
-        ctx.lineWidth = 1;
-        ctx.strokeRect(t.field[1] + 0.5, t.field[0] + 0.5, t.field[3] - t.field[1] - 1, t.field[2] - t.field[0] - 1);
-      }
-      const cap = document.createElement("figcaption");
-      cap.textContent = `#${t.index} (${t.label}) ${t.score.toFixed(2)}`;
-      f.append(c, cap);
-      return f;
-    }));
+    await showTopExamples($("feat-top"), this.model, stage, unit);
   }
 }
