@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnscope._chromium import launch
 from cnnscope._rerender import rerender
 from cnnscope.data import load_mnist
 
@@ -138,16 +139,7 @@ def _redraw(url: str, repeats: int = 50) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        b = launch(p)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")

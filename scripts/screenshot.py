@@ -15,6 +15,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from cnnscope._chromium import launch
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
 
@@ -33,16 +35,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = launch(p)
             for name, viewport, scale in (
                 ("screenshot.png", {"width": 1280, "height": 900}, 1),
                 ("phone.png", {"width": 390, "height": 844}, 2),

@@ -14,11 +14,12 @@ import pytest
 import uvicorn
 
 import cnnscope
+from cnnscope._chromium import EXECUTABLE as CHROMIUM
+from cnnscope._chromium import launch
 from cnnscope.server.app import ServedModel, create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 if not Path(CHROMIUM).exists():
@@ -60,18 +61,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        b = launch(p)
         yield b
         b.close()
 
