@@ -30,8 +30,12 @@ test: lint  ## lint, type-check, then every test (browser tests included)
 
 check: test
 
-bench: setup
+bench: setup  ## every benchmark in bench/, ~10 minutes on 2 cores
 	$(PY) bench/train_speed.py
+	$(PY) bench/predict_latency.py
+	$(PY) bench/eval_speed.py
+	$(PY) bench/embedding_speed.py
+	$(PY) bench/features_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

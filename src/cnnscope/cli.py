@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--layer", required=True, help="stage: conv1, conv2, fc1, logits, prob, …")
     f.add_argument("--method", default="regularized", choices=["regularized", "plain"])
     f.add_argument("--units", help="e.g. 0-15 or 3,5,9; default: all")
-    f.add_argument("--steps", type=int, help="optimisation steps (regularized 96, plain 100)")
+    f.add_argument("--steps", type=int, help="optimisation steps (regularized 80, plain 100)")
     f.add_argument("--variants", type=int, default=1, help="images per unit (diverse)")
     f.add_argument("--fourier", action="store_true", help="decorrelated Fourier parameterization")
     for flag, what in (
@@ -728,8 +728,6 @@ def _cmd_top_examples(args: argparse.Namespace) -> int:
 
 
 def _cmd_unused(args: argparse.Namespace) -> int:
-    import torch
-
     from . import load_model
     from .data import load_mnist
     from .features import unused_channels
@@ -750,7 +748,6 @@ def _cmd_unused(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    del torch
     for r in results:
         listed = ", ".join(map(str, r["unused"][:20])) + (" …" if len(r["unused"]) > 20 else "")
         print(
