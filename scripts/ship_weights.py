@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnscope.checkpoints import WEIGHTS_DIR, _atomic_write, load_weights, save_weights
+from cnnscope._io import atomic_write
+from cnnscope.checkpoints import WEIGHTS_DIR, load_weights, save_weights
 from cnnscope.data import load_mnist
 from cnnscope.embedding import embed_snapshots
 from cnnscope.evaluation import evaluate
@@ -37,7 +38,7 @@ def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
                 continue  # 0.8 MB for images nobody can read (see bench/features_speed.py)
             x = layer_images(model, stage, config=cfg)
             images[f"{stage}/{method}"] = np.round(x * 255).astype(np.uint8)
-    _atomic_write(
+    atomic_write(
         WEIGHTS_DIR / f"{name}.features.safetensors", lambda tmp: save_file(images, str(tmp))
     )
 

@@ -20,8 +20,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
+from ._io import atomic_write, atomic_write_text
 from .models import MODELS, StagedModel, get_spec
 
 __all__ = [
@@ -45,35 +44,11 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _HEADER_KEY = "cnnscope"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or for another architecture; the message says why."""
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then rename ``tmp`` over ``path``; remove ``tmp`` on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text)
 
 
 def _sha256(path: Path) -> str:
@@ -122,7 +97,7 @@ def save_weights(
         for k, v in model.state_dict().items()
     }
     header = {"model": model.arch, "config": model.config(), "version": __version__}
-    _atomic_write(
+    atomic_write(
         path,
         lambda tmp: save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header)}),
     )
@@ -134,7 +109,7 @@ def save_weights(
         "weights_file": path.name,
         "weights_sha256": _sha256(path),
     }
-    _atomic_write(_sidecar(path), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2) + "\n"))
+    atomic_write_text(_sidecar(path), json.dumps(meta, indent=2) + "\n")
     return path
 
 
@@ -261,7 +236,7 @@ def save_training_state(
         "param_groups": opt["param_groups"],
         "info": info,
     }
-    _atomic_write(
+    atomic_write(
         path, lambda tmp: save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header)})
     )
     return path

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._io import atomic_write_bytes
+
 __all__ = [
     "FILES",
     "MNIST",
@@ -234,22 +236,13 @@ def _download(folder: Path, progress: Callable[[str], None] | None) -> Path:
             if got != content_sha:
                 errors.append(f"{mirror}{name}: content SHA-256 {got}, expected {content_sha}")
                 continue
-            _atomic_write_bytes(target, payload)
+            atomic_write_bytes(target, payload)
             break
         else:
             raise DataError("; ".join(errors))
     sums = "".join(f"{_sha256(folder / n)}  {n}\n" for n in FILES.values())
-    _atomic_write_bytes(folder / "SHA256SUMS", sums.encode())
+    atomic_write_bytes(folder / "SHA256SUMS", sums.encode())
     return folder
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    from .checkpoints import _atomic_write  # one atomic writer for the whole package
-
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(payload)
-
-    _atomic_write(path, write)
 
 
 def verify_checksums(folder: Path) -> dict[str, str]:

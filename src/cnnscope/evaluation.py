@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ._io import atomic_write
 from .data import to_float
 from .models import NUM_CLASSES, StagedModel
 
@@ -219,8 +220,6 @@ def report(
     """
     import time
 
-    from .checkpoints import _atomic_write
-
     key = hashlib.sha256(
         (fingerprint(model) + hashlib.sha256(images.numpy().tobytes()).hexdigest()).encode()
     ).hexdigest()[:32]
@@ -240,7 +239,7 @@ def report(
         cached = False
         if cache:
             tensors = {"logits": logits.contiguous()}
-            _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+            atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
     y = labels.numpy()
     probs = torch.softmax(logits, 1).numpy()
     confusion = confusion_matrix(y, probs.argmax(1))

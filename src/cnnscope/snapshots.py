@@ -20,8 +20,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ._io import atomic_write, atomic_write_text
 from .activations import record
-from .checkpoints import _atomic_write, _write_text
 from .data import to_float
 from .models import StagedModel
 
@@ -67,7 +67,7 @@ class SnapshotWriter:
         accuracy = float((outputs["logits"].argmax(1) == self.labels).float().mean())
         name = f"step-{step:06d}.safetensors"
         tensors = {k: outputs[k].half().contiguous() for k in STAGES}
-        _atomic_write(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
         self._entries[step] = {
             "step": step,
             "epoch": round(epoch, 4),
@@ -80,9 +80,7 @@ class SnapshotWriter:
             "stages": list(STAGES),
             "snapshots": [self._entries[k] for k in sorted(self._entries)],
         }
-        _atomic_write(
-            self.folder / "index.json", lambda tmp: _write_text(tmp, json.dumps(index) + "\n")
-        )
+        atomic_write_text(self.folder / "index.json", json.dumps(index) + "\n")
 
 
 @dataclass
@@ -179,7 +177,7 @@ def compact(folder: Path, out: Path, components: int = 50) -> Path:
             for s, e, a in zip(snaps.steps, snaps.epochs, snaps.subset_accuracy, strict=True)
         ],
     }
-    _atomic_write(
+    atomic_write(
         out, lambda tmp: save_file(tensors, str(tmp), metadata={"index": json.dumps(index)})
     )
     return out

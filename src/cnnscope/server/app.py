@@ -580,7 +580,8 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
     from safetensors.numpy import load_file as load_np
     from safetensors.numpy import save_file as save_np
 
-    from ..checkpoints import WEIGHTS_DIR, _atomic_write
+    from .._io import atomic_write
+    from ..checkpoints import WEIGHTS_DIR
     from ..features import RenderConfig, layer_images, stage_size
 
     total = stage_size(m.model, stage)
@@ -611,7 +612,7 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
             images = layer_images(model, stage, config=cfg, progress=progress)
             pixels = np.round(images * 255).astype(np.uint8)
             path = sources[-1]
-            _atomic_write(path, lambda tmp: save_np({"images": pixels}, str(tmp)))
+            atomic_write(path, lambda tmp: save_np({"images": pixels}, str(tmp)))
             job.images = base64.b64encode(pixels.tobytes()).decode()
             job.done, job.status = total, "ready"
         except Exception as e:
