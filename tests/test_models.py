@@ -84,3 +84,17 @@ def test_dropout_only_in_training() -> None:
     assert torch.equal(model(x), model(x))
     model.train()
     assert not torch.equal(model(x), model(x))
+
+
+def test_activation_stage_maps_conv_to_its_relu() -> None:
+    from cnnscope.models import activation_stage
+
+    deep, single = build_model("deep_mnist"), build_model("single_conv")
+    assert [activation_stage(deep, s) for s in ("conv1", "conv2", "pool1", "fc1", "logits")] == [
+        "relu1",
+        "relu2",
+        "pool1",
+        "fc1",
+        "logits",
+    ]
+    assert activation_stage(single, "conv1") == "relu1"

@@ -36,7 +36,7 @@ from captum.attr import (
     Saliency,
 )
 
-from .models import StagedModel, resolve_stage
+from .models import StagedModel, activation_stage, resolve_stage
 
 __all__ = ["FAST_METHODS", "METHODS", "Attribution", "Explainer", "explain"]
 
@@ -102,12 +102,9 @@ class Explainer:
             "stride": stride,
         }
         if method == "gradcam":
-            # Grad-CAM weighs feature maps that are activations (≥ 0). On a pre-activation
-            # conv stage the negative parts cancel and the map comes out empty, so a conv
-            # stage stands for its ReLU's output when the model has one.
-            relu = layer.replace("conv", "relu")
-            if layer.startswith("conv") and relu in model.stage_names:
-                layer = relu
+            # Grad-CAM weighs feature maps that are activations (≥ 0); on a pre-activation
+            # conv stage the negative parts cancel and the map comes out empty.
+            layer = activation_stage(model, layer)
             self.layer = layer
             module = resolve_stage(model, layer)
             if not isinstance(module, torch.nn.Conv2d | torch.nn.ReLU | torch.nn.MaxPool2d):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .activations import StageRecorder
 from .data import to_float
-from .models import StagedModel, resolve_stage
+from .models import StagedModel, activation_stage, resolve_stage
 
 __all__ = [
     "Objective",
@@ -91,14 +91,8 @@ def channels(
     idx = torch.as_tensor(list(units))
     name = f"{stage}:{','.join(map(str, units)) if len(units) <= 4 else f'{len(units)} units'}"
     read = "logits" if stage == "prob" else stage
-    relu = stage.replace("conv", "relu")
-    if (
-        model is not None
-        and mode == "mean"
-        and stage.startswith("conv")
-        and relu in model.stage_names
-    ):
-        read = relu
+    if model is not None and mode == "mean":
+        read = activation_stage(model, read)
 
     def fn(outputs: Outputs) -> torch.Tensor:
         values = F.log_softmax(outputs["logits"], dim=1) if stage == "prob" else outputs[read]
@@ -512,9 +506,7 @@ def top_examples(
     check_units(model, stage, [unit])
     # A pre-activation conv channel's mean is mostly negative: the least negative images are
     # the ones with least ink, not the ones it detects. Rank by what fires: its ReLU.
-    relu = stage.replace("conv", "relu")
-    if stage.startswith("conv") and relu in model.stage_names:
-        stage = relu
+    stage = activation_stage(model, stage)
     s = unit_scores(model, images, stage) if scores is None else scores
     best = np.argsort(-s[:, unit], kind="stable")[:k]
     out = []

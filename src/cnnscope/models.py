@@ -23,6 +23,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "StagedModel",
+    "activation_stage",
     "build_model",
     "count_parameters",
     "get_spec",
@@ -220,6 +221,17 @@ def resolve_stage(model: StagedModel, name: str) -> nn.Module:
             f"valid: {', '.join(model.stage_names)}"
         )
     return model.get_submodule(name)
+
+
+def activation_stage(model: StagedModel, stage: str) -> str:
+    """The stage that shows what ``stage`` *fires*: a conv stage's ReLU, else itself.
+
+    A pre-activation conv map is signed and linear in its input, so its mean, its
+    Grad-CAM weighting and its ranking of images all mislead (an empty map, a white or
+    black image, the images with least ink); its ReLU's output does not.
+    """
+    relu = stage.replace("conv", "relu", 1)
+    return relu if stage.startswith("conv") and relu in model.stage_names else stage
 
 
 def count_parameters(model: nn.Module) -> int:

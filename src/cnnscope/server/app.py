@@ -34,7 +34,7 @@ from ..activations import StageRecorder, stage_shapes
 from ..attribution import Attribution, Explainer
 from ..data import MNIST, DataError, load_mnist
 from ..evaluation import Report, report, untrained_accuracy
-from ..models import StagedModel, count_parameters, get_spec
+from ..models import StagedModel, activation_stage, count_parameters, get_spec
 from ..preprocess import PreprocessError, decode_png, to_mnist
 from .schemas import (
     AttributionMap,
@@ -512,7 +512,7 @@ def create_app(
         d = mnist()
         model = copy.deepcopy(m.model)
         try:
-            read = _activation_stage(m.model, stage)
+            read = activation_stage(m.model, stage)
             with m.evaluation_lock:
                 if read not in m.unit_scores:
                     m.unit_scores[read] = unit_scores(model, d.test_images, read)
@@ -557,12 +557,6 @@ def create_app(
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
-
-
-def _activation_stage(model: StagedModel, stage: str) -> str:
-    """A conv stage is ranked by its ReLU (see features.top_examples)."""
-    relu = stage.replace("conv", "relu")
-    return relu if stage.startswith("conv") and relu in model.stage_names else stage
 
 
 def _features_cache(m: ServedModel, stage: str, method: str) -> Path:
