@@ -15,7 +15,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..activations import StageRecorder, stage_shapes
@@ -77,10 +79,11 @@ class ServedModel:
     # Hooks live on the shared modules: one forward at a time per model, or a concurrent
     # request's hook would record into another's outputs.
     lock: threading.Lock = field(init=False, default_factory=threading.Lock)
-    # Attribution and evaluation hook and differentiate their own copies, so neither can
-    # disturb or wait on /api/predict's model: "fast" serves live maps on the event loop,
-    # "slow" serves on-demand methods in worker threads.
+    # Attribution, evaluation and top examples hook and differentiate their own copies, so
+    # none can disturb or wait on /api/predict's model: "fast" serves live maps on the event
+    # loop, "slow" the rest in worker threads. (A features job, a minute long, copies its own.)
     _copies: dict[str, tuple[StagedModel, threading.Lock]] = field(init=False, default_factory=dict)
+    _copies_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _explainers: dict[tuple[str, str, str], Explainer] = field(init=False, default_factory=dict)
     evaluation_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     evaluation: EvaluationSummary | None = field(init=False, default=None)
@@ -89,14 +92,21 @@ class ServedModel:
     feature_jobs: dict[tuple[str, str], FeatureImages] = field(init=False, default_factory=dict)
     unit_scores: dict[str, np.ndarray] = field(init=False, default_factory=dict)
 
+    @contextmanager
+    def worker(self, kind: str) -> Iterator[StagedModel]:
+        """The ``kind`` ("fast" or "slow") private copy of the model, one user at a time."""
+        with self._copies_lock:
+            if kind not in self._copies:
+                self._copies[kind] = (copy.deepcopy(self.model).eval(), threading.Lock())
+        model, lock = self._copies[kind]
+        with lock:
+            yield model
+
     def explain(
         self, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
     ) -> Attribution:
-        """An attribution map from the ``kind`` ("fast" or "slow") copy of the model."""
-        if kind not in self._copies:
-            self._copies[kind] = (copy.deepcopy(self.model).eval(), threading.Lock())
-        model, lock = self._copies[kind]
-        with lock:
+        """An attribution map from the ``kind`` copy of the model."""
+        with self.worker(kind) as model:
             key = (kind, method, layer)
             if key not in self._explainers:
                 self._explainers[key] = Explainer(model, method, layer=layer)
@@ -151,21 +161,16 @@ class ServerTiming:
     the server does before the first byte leaves. Browsers show it in their dev tools.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
 
-        async def timed_send(message: MutableMapping[str, Any]) -> None:
+        async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ms = (time.perf_counter() - t0) * 1000
                 message["headers"] = [
@@ -188,15 +193,10 @@ class BodyLimit:
     (a chunked upload declares none).
     """
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -209,7 +209,7 @@ class BodyLimit:
             return
         received = 0
 
-        async def counting_receive() -> MutableMapping[str, Any]:
+        async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
@@ -431,15 +431,16 @@ def create_app(
         with m.evaluation_lock:
             if m.evaluation is None or m.report is None:
                 d = mnist()
-                model = copy.deepcopy(m.model).eval()
-                rep = report(model, d.test_images, d.test_labels)
+                with m.worker("slow") as model:
+                    rep = report(model, d.test_images, d.test_labels)
                 seed = int(m.meta.get("train_config", {}).get("seed", 0))
                 m.report = rep
                 m.evaluation = EvaluationSummary(
                     model=m.id,
                     accuracy=rep.accuracy,
+                    # only reads the architecture: builds a fresh model of it
                     untrained_accuracy=untrained_accuracy(
-                        model, d.test_images, d.test_labels, seed
+                        m.model, d.test_images, d.test_labels, seed
                     ),
                     count=len(rep.labels),
                     errors=int((rep.predictions != rep.labels).sum()),
@@ -510,13 +511,12 @@ def create_app(
 
         m = served(model_id)
         d = mnist()
-        model = copy.deepcopy(m.model)
         try:
             read = activation_stage(m.model, stage)
-            with m.evaluation_lock:
-                if read not in m.unit_scores:
+            with m.worker("slow") as model:
+                if read not in m.unit_scores:  # once per stage: 10,000 images, ~3 s
                     m.unit_scores[read] = unit_scores(model, d.test_images, read)
-            found = top_examples(model, d.test_images, stage, unit, k, m.unit_scores[read])
+                found = top_examples(model, d.test_images, stage, unit, k, m.unit_scores[read])
         except ValueError as e:
             raise HTTPException(404, str(e)) from e
         return [
@@ -636,7 +636,7 @@ def _embedding_json(m: ServedModel) -> bytes:
             f"{m.model.arch} --run-dir runs/{m.model.arch}` and serve it with "
             f"`--weights runs/{m.model.arch}/model.safetensors`.",
         )
-    _, payload = embed_snapshots(load_snapshots(snapshots), copy.deepcopy(m.model))
+    _, payload = embed_snapshots(load_snapshots(snapshots), m.model)  # reads the weights only
     return json.dumps(payload).encode()
 
 
