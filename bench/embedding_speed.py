@@ -14,11 +14,11 @@ import time
 import numpy as np
 
 import cnnscope
-from cnnscope.activations import record
-from cnnscope.checkpoints import WEIGHTS_DIR
+from cnnscope.analysis.activations import record
+from cnnscope.analysis.embedding import Embedder, knn_accuracy
+from cnnscope.analysis.snapshots import Snapshots, load_snapshots
 from cnnscope.data import to_float
-from cnnscope.embedding import Embedder, knn_accuracy
-from cnnscope.snapshots import Snapshots, load_snapshots
+from cnnscope.store import shipped
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     )
     del full
 
-    snaps = load_snapshots(WEIGHTS_DIR / "deep_mnist.snapshots.safetensors")
+    snaps = load_snapshots(shipped("deep_mnist", "snapshots.safetensors"))
     for aligned in (True, False):
         series = Embedder("tsne", aligned=aligned).fit(snaps)
         kind = "aligned" if aligned else "independent"

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 import cnnscope
-from cnnscope.attribution import METHODS, Explainer
-from cnnscope.evaluation import report
+from cnnscope.analysis.attribution import METHODS, Explainer
+from cnnscope.analysis.evaluation import report
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import cnnscope
-from cnnscope.features import RenderConfig, layer_images
+from cnnscope.analysis.features import RenderConfig, layer_images
 
 
 def _judge(model, images: np.ndarray) -> tuple[np.ndarray, int]:  # type: ignore[no-untyped-def]

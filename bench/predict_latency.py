@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tests.support.chromium import launch
+from tests.support.rerender import rerender
 
-from cnnscope._chromium import launch
-from cnnscope._rerender import rerender
 from cnnscope.data import load_mnist
 
 

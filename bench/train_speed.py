@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from cnnscope.analysis.evaluation import evaluate
 from cnnscope.data import load_mnist
-from cnnscope.evaluation import evaluate
 from cnnscope.train import Callback, TrainConfig, TrainState, fit
 
 

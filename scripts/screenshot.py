@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-
-from cnnscope._chromium import launch
+from tests.support.chromium import launch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]

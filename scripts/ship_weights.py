@@ -18,29 +18,31 @@ import numpy as np
 import torch
 
 from cnnscope._io import atomic_write
-from cnnscope.checkpoints import WEIGHTS_DIR, load_weights, save_weights
+from cnnscope.analysis.embedding import embed_snapshots
+from cnnscope.analysis.evaluation import evaluate
+from cnnscope.analysis.snapshots import compact, load_snapshots
+from cnnscope.checkpoints import load_weights, save_weights
 from cnnscope.data import load_mnist
-from cnnscope.embedding import embed_snapshots
-from cnnscope.evaluation import evaluate
-from cnnscope.snapshots import compact, load_snapshots
+from cnnscope.store import SHIPPED_DIR, feature_key, shipped
 
 
 def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
     """Every unit's preferred image, both methods (fc1: regularized only), as uint8."""
     from safetensors.numpy import save_file
 
-    from cnnscope.features import RenderConfig, layer_images
+    from cnnscope.analysis.features import RenderConfig, layer_images
 
     images = {}
-    for stage in [s for s in model.stage_names if s.startswith(("conv", "fc"))] + ["logits"]:
+    from cnnscope.models import stage_infos
+
+    kinds = {name: info.kind for name, info in stage_infos(model).items()}
+    for stage in [s for s, kind in kinds.items() if kind in ("conv", "fc", "logits")]:
         for method, cfg in (("regularized", RenderConfig()), ("plain", RenderConfig.plain())):
             if stage == "fc1" and method == "plain":
                 continue  # 0.8 MB for images nobody can read (see bench/features_speed.py)
             x = layer_images(model, stage, config=cfg)
-            images[f"{stage}/{method}"] = np.round(x * 255).astype(np.uint8)
-    atomic_write(
-        WEIGHTS_DIR / f"{name}.features.safetensors", lambda tmp: save_file(images, str(tmp))
-    )
+            images[feature_key(stage, method)] = np.round(x * 255).astype(np.uint8)
+    atomic_write(shipped(name, "features.safetensors"), lambda tmp: save_file(images, str(tmp)))
 
 
 def main() -> None:
@@ -73,19 +75,19 @@ def main() -> None:
         extra = {k: v for k, v in meta.items() if k in ("train_config", "data", "threads")}
         save_weights(
             model,
-            WEIGHTS_DIR / f"{name}.safetensors",
+            shipped(name, "safetensors"),
             {**extra, "metrics": metrics, "complete": True, "created_from": str(run)},
             dtype=torch.float16,
         )
-        shutil.copyfile(run / "metrics.jsonl", WEIGHTS_DIR / f"{name}.metrics.jsonl")
+        shutil.copyfile(run / "metrics.jsonl", shipped(name, "metrics.jsonl"))
         if name in args.snapshots:
-            packed = WEIGHTS_DIR / f"{name}.snapshots.safetensors"
+            packed = shipped(name, "snapshots.safetensors")
             compact(run / "snapshots", packed, args.components)
             # The Embedding view opens at once on a fresh install: ship its layouts too.
             _, payload = embed_snapshots(load_snapshots(packed), model)
-            (WEIGHTS_DIR / f"{name}.embedding.json").write_text(json.dumps(payload) + "\n")
+            (shipped(name, "embedding.json")).write_text(json.dumps(payload) + "\n")
             ship_features(model, name)
-        sizes = {f.name: f.stat().st_size for f in WEIGHTS_DIR.glob(f"{name}.*")}
+        sizes = {f.name: f.stat().st_size for f in SHIPPED_DIR.glob(f"{name}.*")}
         print(
             json.dumps(
                 {
@@ -96,7 +98,7 @@ def main() -> None:
                 }
             )
         )
-    total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
+    total = sum(f.stat().st_size for f in SHIPPED_DIR.iterdir())
     print(f"weights/ now holds {total / 1e6:.1f} MB")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnscope.activations import StageRecorder, record
+from cnnscope.analysis.activations import StageRecorder, record
 from cnnscope.models import build_model
 
 

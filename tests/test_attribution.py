@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import cnnscope
-from cnnscope.attribution import METHODS, Explainer, explain
+from cnnscope.analysis.attribution import METHODS, Explainer, explain
 from cnnscope.models import StagedModel
 
 PIXEL = (10, 17)

@@ -110,9 +110,9 @@ def test_serve_binds_loopback_and_warns_otherwise(monkeypatch, capsys) -> None:
 
 
 def test_serve_without_shipped_weights_says_how(monkeypatch, capsys, tmp_path) -> None:
-    from cnnscope import checkpoints
+    from cnnscope import store
 
-    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "SHIPPED_DIR", tmp_path)
     assert main(["serve", "--model", "hvass"]) == 2
     assert "cnnscope train --model hvass" in capsys.readouterr().err
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnscope.analysis.embedding import Embedder, class_embedding, knn_accuracy, mean_displacement
+from cnnscope.analysis.snapshots import Snapshots
 from cnnscope.cli import main
-from cnnscope.embedding import Embedder, class_embedding, knn_accuracy, mean_displacement
-from cnnscope.snapshots import Snapshots
 
 
 def _series(frames: int = 4, n: int = 300, dim: int = 20, seed: int = 0) -> Snapshots:

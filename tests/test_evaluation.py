@@ -8,14 +8,14 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from cnnscope.evaluation import (
+from cnnscope.analysis.evaluation import (
     confusion_matrix,
-    fingerprint,
     per_class_metrics,
     report,
     untrained_accuracy,
 )
 from cnnscope.models import build_model
+from cnnscope.store import fingerprint
 
 
 def test_confusion_matrix_equals_sklearn() -> None:

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.cli import main
-from cnnscope.features import (
+from cnnscope.analysis.activations import forward_until
+from cnnscope.analysis.features import (
     RenderConfig,
-    _forward,
     channels,
     filters,
     layer_images,
@@ -19,6 +18,7 @@ from cnnscope.features import (
     top_examples,
     unused_channels,
 )
+from cnnscope.cli import main
 from cnnscope.models import build_model
 
 STILL = {"jitter": 0, "scale": 0.0, "rotate": 0.0, "blur_every": 0}  # deterministic
@@ -82,7 +82,7 @@ def test_hooks_released_and_weights_untouched_after_exception() -> None:
     def boom(outputs):
         raise RuntimeError("objective failed")
 
-    from cnnscope.features import Objective
+    from cnnscope.analysis.features import Objective
 
     with pytest.raises(RuntimeError, match="objective failed"):
         render(model, Objective(boom, {"conv2"}, "boom"), 1, RenderConfig(steps=3))
@@ -93,13 +93,13 @@ def test_hooks_released_and_weights_untouched_after_exception() -> None:
 
 def test_forward_stops_at_the_needed_stage() -> None:
     model = _tiny()
-    out = _forward(model, torch.rand(2, 1, 28, 28), {"conv1"})
+    out = forward_until(model, torch.rand(2, 1, 28, 28), {"conv1"})
     assert set(out) == {"conv1"} and _hooks(model) == 0
 
 
 def test_objectives_compose_and_parse() -> None:
     model = _tiny()
-    outputs = _forward(model, torch.rand(1, 1, 28, 28), {"logits"})
+    outputs = forward_until(model, torch.rand(1, 1, 28, 28), {"logits"})
     a, b = parse("logits:3", model), parse("logits:8", model)
     assert torch.allclose(
         (a - 0.5 * b)(outputs), outputs["logits"][:, 3] - 0.5 * outputs["logits"][:, 8]

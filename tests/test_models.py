@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnscope.activations import describe, stage_shapes
+from cnnscope.analysis.activations import describe, stage_shapes
 from cnnscope.models import MODELS, build_model, count_parameters, resolve_stage
 
 EXPECTED = {

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import cnnscope
-from cnnscope._rerender import agreement, rerender
 from cnnscope.preprocess import PreprocessError, decode_png, to_mnist
+from tests.support.rerender import agreement, rerender
 
 
 def test_blank_stays_blank() -> None:

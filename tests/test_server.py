@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import cnnscope
-from cnnscope.activations import record
+from cnnscope.analysis.activations import record
 from cnnscope.data import to_float
 from cnnscope.models import build_model
 from cnnscope.server.app import MAX_BODY_BYTES, ServedModel, create_app

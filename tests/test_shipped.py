@@ -7,9 +7,9 @@ import json
 import pytest
 
 import cnnscope
-from cnnscope.checkpoints import WEIGHTS_DIR
-from cnnscope.evaluation import evaluate
-from cnnscope.snapshots import load_snapshots
+from cnnscope.analysis.evaluation import evaluate
+from cnnscope.analysis.snapshots import load_snapshots
+from cnnscope.store import SHIPPED_DIR, shipped
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,12 @@ def test_every_shipped_model_matches_its_metadata(name, mnist) -> None:
     result = evaluate(model, mnist.test_images, mnist.test_labels)
     assert result.accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-6)
     assert result.accuracy >= 0.99
-    curves = (WEIGHTS_DIR / f"{name}.metrics.jsonl").read_text().splitlines()
+    curves = (shipped(name, "metrics.jsonl")).read_text().splitlines()
     assert json.loads(curves[-1])["split"] == "test"
 
 
 def test_default_snapshots_ship_small_and_show_learning() -> None:
-    path = WEIGHTS_DIR / "deep_mnist.snapshots.safetensors"
+    path = shipped("deep_mnist", "snapshots.safetensors")
     assert path.stat().st_size < 4_000_000
     snaps = load_snapshots(path)
     assert snaps.steps[0] == 0 and len(snaps.steps) >= 8
@@ -43,5 +43,5 @@ def test_default_snapshots_ship_small_and_show_learning() -> None:
 
 
 def test_package_weights_stay_small() -> None:
-    total = sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir())
+    total = sum(f.stat().st_size for f in SHIPPED_DIR.iterdir())
     assert total <= 25_000_000

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnscope.analysis.snapshots import load_snapshots
 from cnnscope.checkpoints import CheckpointError, load_weights
-from cnnscope.snapshots import load_snapshots
 from cnnscope.train import Callback, TrainConfig, TrainState, fit
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from . import __version__
 from ._io import atomic_write, atomic_write_text
 from .models import MODELS, StagedModel, get_spec
+from .store import shipped
 
 __all__ = [
     "CheckpointError",
@@ -43,7 +44,6 @@ __all__ = [
     "save_weights",
 ]
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 _HEADER_KEY = "cnnscope"
 
 
@@ -270,7 +270,7 @@ def load_training_state(
 def bundled_path(name: str) -> Path:
     """The shipped weights file of architecture ``name``."""
     get_spec(name)  # unknown names list the valid ones
-    path = WEIGHTS_DIR / f"{name}.safetensors"
+    path = shipped(name, "safetensors")
     if not path.is_file():
         raise CheckpointError(
             f"no weights for {name!r} ship with cnnscope (shipped: "
@@ -282,4 +282,4 @@ def bundled_path(name: str) -> Path:
 
 def bundled_models() -> list[str]:
     """Names of the architectures whose trained weights ship in the package."""
-    return [n for n in MODELS if (WEIGHTS_DIR / f"{n}.safetensors").is_file()]
+    return [n for n in MODELS if shipped(n, "safetensors").is_file()]

@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     src = x.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file (a drawing, a scan: preprocessed MNIST-style)")
     src.add_argument("--test-index", type=int, help="an MNIST test image, 0–9999")
-    from .attribution import METHODS
+    from .analysis.attribution import METHODS
 
     x.add_argument("--method", default="all", choices=[*METHODS, "all"], help="attribution method")
     x.add_argument("--target", type=int, help="class to explain, 0–9; default: the predicted one")
@@ -247,7 +247,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .activations import describe
+    from .analysis.activations import describe
     from .checkpoints import bundled_models, bundled_path, read_metadata
     from .models import MODELS
 
@@ -370,8 +370,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import load_model
+    from .analysis.evaluation import report, untrained_accuracy
     from .data import load_mnist
-    from .evaluation import report, untrained_accuracy
 
     model, meta = load_model(args.weights or args.model)
     data = load_mnist(args.data_dir)
@@ -423,7 +423,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import load_model
-    from .attribution import METHODS, Explainer
+    from .analysis.attribution import METHODS, Explainer
     from .plots import attribution_figure
 
     model, _ = load_model(args.weights or args.model)
@@ -493,9 +493,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from . import load_model
-    from .embedding import embed_snapshots
+    from .analysis.embedding import embed_snapshots
+    from .analysis.snapshots import load_snapshots, shipped_snapshots
     from .plots import class_points_figure, embedding_figure
-    from .snapshots import load_snapshots, shipped_snapshots
 
     if args.run:
         source = Path(args.run) / "snapshots"
@@ -600,7 +600,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import load_model
-    from .features import RenderConfig, layer_images, with_overrides
+    from .analysis.features import RenderConfig, layer_images, with_overrides
     from .plots import image_grid_figure
 
     model, _ = load_model(args.weights or args.model)
@@ -651,7 +651,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace, model: Any) -> int:
     import numpy as np
 
-    from .features import compare_regularizers
+    from .analysis.features import compare_regularizers
     from .plots import image_grid_figure
 
     images = compare_regularizers(model, args.compare)
@@ -672,7 +672,7 @@ def _compare(args: argparse.Namespace, model: Any) -> int:
 
 def _cmd_filters(args: argparse.Namespace) -> int:
     from . import load_model
-    from .features import filters
+    from .analysis.features import filters
     from .plots import image_grid_figure
 
     model, _ = load_model(args.weights or args.model)
@@ -701,8 +701,8 @@ def _cmd_filters(args: argparse.Namespace) -> int:
 
 def _cmd_top_examples(args: argparse.Namespace) -> int:
     from . import load_model
+    from .analysis.features import top_examples
     from .data import load_mnist
-    from .features import top_examples
     from .plots import image_grid_figure
 
     model, _ = load_model(args.weights or args.model)
@@ -729,8 +729,8 @@ def _cmd_top_examples(args: argparse.Namespace) -> int:
 
 def _cmd_unused(args: argparse.Namespace) -> int:
     from . import load_model
+    from .analysis.features import unused_channels
     from .data import load_mnist
-    from .features import unused_channels
 
     model, _ = load_model(args.weights or args.model)
     data = load_mnist(args.data_dir)

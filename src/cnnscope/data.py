@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_write_bytes
+from .store import cache_dir
 
 __all__ = [
     "FILES",
@@ -153,11 +154,6 @@ def _read_sums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnscope" / "mnist"
-
-
 def _candidates(data_dir: str | os.PathLike[str] | None) -> list[tuple[str, Path]]:
     places = []
     if data_dir is not None:
@@ -165,7 +161,7 @@ def _candidates(data_dir: str | os.PathLike[str] | None) -> list[tuple[str, Path
     if os.environ.get("CNNSCOPE_DATA"):
         places.append(("$CNNSCOPE_DATA", Path(os.environ["CNNSCOPE_DATA"])))
     places.append(("repository data/mnist", _REPO_DATA))
-    places.append(("user cache", _cache_dir()))
+    places.append(("user cache", cache_dir("mnist")))
     return places
 
 
@@ -200,7 +196,7 @@ def find_data_dir(
     tried = "\n".join(f"  - {label}: {folder}" for label, folder in places)
     if download:
         try:
-            return _download(_cache_dir(), progress)
+            return _download(cache_dir("mnist"), progress)
         except DataError as e:
             reason = str(e)
     else:

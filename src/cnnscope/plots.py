@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .attribution import Attribution
-from .evaluation import Mistake, Report
+from .analysis.attribution import Attribution
+from .analysis.evaluation import Mistake, Report
 
 __all__ = [
     "attribution_figure",

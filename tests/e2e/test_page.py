@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 
 import cnnscope
-from cnnscope._chromium import EXECUTABLE as CHROMIUM
-from cnnscope._chromium import launch
 from cnnscope.server.app import ServedModel, create_app
+from tests.support.chromium import EXECUTABLE as CHROMIUM
+from tests.support.chromium import launch
 
 pytestmark = pytest.mark.browser
 

@@ -32,10 +32,10 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..activations import StageRecorder, stage_shapes
-from ..attribution import Attribution, Explainer
+from ..analysis.activations import StageRecorder, stage_shapes
+from ..analysis.attribution import Attribution, Explainer
+from ..analysis.evaluation import Report, report, untrained_accuracy
 from ..data import MNIST, DataError, load_mnist
-from ..evaluation import Report, report, untrained_accuracy
 from ..models import StagedModel, activation_stage, count_parameters, get_spec
 from ..preprocess import PreprocessError, decode_png, to_mnist
 from .schemas import (
@@ -507,7 +507,7 @@ def create_app(
     def top(
         model_id: str, stage: str, unit: int, k: Annotated[int, Query(ge=1, le=64)] = 9
     ) -> list[TopExampleOut]:
-        from ..features import top_examples, unit_scores
+        from ..analysis.features import top_examples, unit_scores
 
         m = served(model_id)
         d = mnist()
@@ -559,38 +559,28 @@ def create_app(
     return app
 
 
-def _features_cache(m: ServedModel, stage: str, method: str) -> Path:
-    import os
-
-    from ..evaluation import fingerprint
-
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    key = f"{fingerprint(m.model)[:24]}-{stage}-{method}"
-    return Path(base) / "cnnscope" / "features" / f"{key}.safetensors"
-
-
 def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
     """Ready at once from the shipped or cached file; otherwise rendered in a thread."""
     from safetensors.numpy import load_file as load_np
     from safetensors.numpy import save_file as save_np
 
     from .._io import atomic_write
-    from ..checkpoints import WEIGHTS_DIR
-    from ..features import RenderConfig, layer_images, stage_size
+    from ..analysis.features import RenderConfig, layer_images, stage_size
+    from ..store import feature_key, features_cache, fingerprint, shipped
 
     total = stage_size(m.model, stage)
     job = FeatureImages(
         model=m.id, stage=stage, method=method, status="running", done=0, total=total
     )
-    sources = [_features_cache(m, stage, method)]
+    key = feature_key(stage, method)
+    sources = [features_cache(fingerprint(m.model), stage, method)]
     if m.source == "shipped":
-        sources.insert(0, WEIGHTS_DIR / f"{m.id}.features.safetensors")
+        sources.insert(0, shipped(m.id, "features.safetensors"))
     for path in sources:
         if path.exists():
             stored = load_np(str(path))
-            key = f"{stage}/{method}"
-            if key in stored or "images" in stored:
-                pixels = stored[key] if key in stored else stored["images"]
+            if key in stored:
+                pixels = stored[key]
                 job.images = base64.b64encode(pixels.tobytes()).decode()
                 job.status, job.done = "ready", total
                 return job
@@ -606,7 +596,7 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
             images = layer_images(model, stage, config=cfg, progress=progress)
             pixels = np.round(images * 255).astype(np.uint8)
             path = sources[-1]
-            atomic_write(path, lambda tmp: save_np({"images": pixels}, str(tmp)))
+            atomic_write(path, lambda tmp: save_np({key: pixels}, str(tmp)))
             job.images = base64.b64encode(pixels.tobytes()).decode()
             job.done, job.status = total, "ready"
         except Exception as e:
@@ -618,15 +608,15 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
 
 def _embedding_json(m: ServedModel) -> bytes:
     """The model's snapshot layouts: shipped precomputed, or computed from its run's snapshots."""
-    from ..checkpoints import WEIGHTS_DIR
-    from ..embedding import embed_snapshots
-    from ..snapshots import load_snapshots
+    from ..analysis.embedding import embed_snapshots
+    from ..analysis.snapshots import load_snapshots
+    from ..store import shipped
 
     if m.source == "shipped":
-        shipped = WEIGHTS_DIR / f"{m.id}.embedding.json"
-        if shipped.exists():
-            return shipped.read_bytes()
-        snapshots = WEIGHTS_DIR / f"{m.id}.snapshots.safetensors"
+        layouts = shipped(m.id, "embedding.json")
+        if layouts.exists():
+            return layouts.read_bytes()
+        snapshots = shipped(m.id, "snapshots.safetensors")
     else:
         snapshots = Path(m.source).parent / "snapshots"
     if not snapshots.exists():

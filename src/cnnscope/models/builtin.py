@@ -1,4 +1,4 @@
-"""The architectures, each a module whose stages are named submodules.
+"""The four built-in architectures and their registry; stages are named submodules.
 
 Every stage a person may look at is a submodule whose *output* is that stage, so a forward
 hook on ``model.get_submodule(name)`` records it; ``model.stage_names`` lists them in
@@ -19,16 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "MODELS",
-    "ModelSpec",
-    "StagedModel",
-    "activation_stage",
-    "build_model",
-    "count_parameters",
-    "get_spec",
-    "resolve_stage",
-]
+__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "StagedModel", "build_model", "get_spec"]
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
@@ -46,6 +37,7 @@ class StagedModel(nn.Module):
 
     stage_names: tuple[str, ...] = ()
     arch: str = ""
+    input_shape: tuple[int, ...] = INPUT_SHAPE  # one image: (C, H, W)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, enough to rebuild this architecture."""
@@ -211,29 +203,3 @@ def get_spec(name: str) -> ModelSpec:
 def build_model(name: str = DEFAULT_MODEL, **overrides: Any) -> StagedModel:
     """A freshly initialised model of architecture ``name``."""
     return get_spec(name).build(**overrides)
-
-
-def resolve_stage(model: StagedModel, name: str) -> nn.Module:
-    """The submodule whose output is stage ``name``; an unknown name lists the valid ones."""
-    if name not in model.stage_names:
-        raise ValueError(
-            f"unknown stage {name!r} for {model.arch or type(model).__name__}; "
-            f"valid: {', '.join(model.stage_names)}"
-        )
-    return model.get_submodule(name)
-
-
-def activation_stage(model: StagedModel, stage: str) -> str:
-    """The stage that shows what ``stage`` *fires*: a conv stage's ReLU, else itself.
-
-    A pre-activation conv map is signed and linear in its input, so its mean, its
-    Grad-CAM weighting and its ranking of images all mislead (an empty map, a white or
-    black image, the images with least ink); its ReLU's output does not.
-    """
-    relu = stage.replace("conv", "relu", 1)
-    return relu if stage.startswith("conv") and relu in model.stage_names else stage
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable numbers in ``model``."""
-    return sum(p.numel() for p in model.parameters())

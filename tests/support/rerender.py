@@ -31,7 +31,7 @@ def agreement(model, images: np.ndarray, seed: int = 0) -> dict[str, float]:
     """
     import torch
 
-    from .preprocess import to_mnist
+    from cnnscope.preprocess import to_mnist
 
     rng = np.random.default_rng(seed)
     originals = images.astype(np.float32) / 255.0

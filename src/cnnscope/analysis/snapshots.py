@@ -20,10 +20,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ._io import atomic_write, atomic_write_text
+from .._io import atomic_write, atomic_write_text
+from ..data import to_float
+from ..models import StagedModel
+from ..store import shipped
 from .activations import record
-from .data import to_float
-from .models import StagedModel
 
 __all__ = [
     "SnapshotWriter",
@@ -139,9 +140,7 @@ def load_snapshots(path: str | os.PathLike[str]) -> Snapshots:
 
 def shipped_snapshots(name: str) -> Path:
     """The snapshots file shipped with model ``name``; an error says how to make one."""
-    from .checkpoints import WEIGHTS_DIR
-
-    path = WEIGHTS_DIR / f"{name}.snapshots.safetensors"
+    path = shipped(name, "snapshots.safetensors")
     if not path.exists():
         raise FileNotFoundError(
             f"no snapshots ship with {name!r}. Make them: cnnscope train --model {name} "

@@ -7,7 +7,6 @@ the same weights costs milliseconds.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write
-from .data import to_float
-from .models import NUM_CLASSES, StagedModel
+from .._io import atomic_write
+from ..data import to_float
+from ..models import NUM_CLASSES, StagedModel
+from ..store import fingerprint, predictions_cache
 
 __all__ = [
     "Evaluation",
@@ -28,7 +28,6 @@ __all__ = [
     "Report",
     "confusion_matrix",
     "evaluate",
-    "fingerprint",
     "per_class_metrics",
     "predict",
     "report",
@@ -184,20 +183,6 @@ class Report:
         }
 
 
-def fingerprint(model: StagedModel) -> str:
-    """SHA-256 over the architecture and every weight: the cache key of its predictions."""
-    h = hashlib.sha256(model.arch.encode())
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnscope" / "predictions"
-
-
 def report(
     model: StagedModel,
     images: torch.Tensor,
@@ -220,10 +205,9 @@ def report(
     """
     import time
 
-    key = hashlib.sha256(
-        (fingerprint(model) + hashlib.sha256(images.numpy().tobytes()).hexdigest()).encode()
-    ).hexdigest()[:32]
-    path = Path(cache_dir or _cache_dir()) / f"{key}.safetensors"
+    path = predictions_cache(
+        fingerprint(model), images.numpy(), Path(cache_dir) if cache_dir else None
+    )
     logits: torch.Tensor | None = None
     seconds = 0.0
     if cache and path.exists():
@@ -259,7 +243,7 @@ def untrained_accuracy(
     model: StagedModel, images: torch.Tensor, labels: torch.Tensor, seed: int = 0
 ) -> float:
     """Accuracy of the same architecture freshly initialised with ``seed``: the baseline."""
-    from .models import build_model
+    from ..models import build_model
 
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)

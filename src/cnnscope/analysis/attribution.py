@@ -36,7 +36,7 @@ from captum.attr import (
     Saliency,
 )
 
-from .models import StagedModel, activation_stage, resolve_stage
+from ..models import StagedModel, activation_stage, resolve_stage
 
 __all__ = ["FAST_METHODS", "METHODS", "Attribution", "Explainer", "explain"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import INPUT_SHAPE, StagedModel, count_parameters, get_spec, resolve_stage
+from ..models import StagedModel, count_parameters, get_spec, resolve_stage, stage_infos
 
-__all__ = ["StageRecorder", "describe", "record", "stage_shapes"]
+__all__ = ["StageRecorder", "describe", "forward_until", "record", "stage_shapes"]
 
 
 class StageRecorder:
@@ -89,8 +89,7 @@ def record(
 
 def stage_shapes(model: StagedModel) -> dict[str, tuple[int, ...]]:
     """Each stage's output shape for one image, without the batch dimension."""
-    outputs = record(model, torch.zeros(1, *INPUT_SHAPE))
-    return {name: tuple(outputs[name].shape[1:]) for name in model.stage_names}
+    return {name: info.shape for name, info in stage_infos(model).items()}
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -104,3 +103,33 @@ def describe(name: str) -> dict[str, Any]:
         "parameters": count_parameters(model),
         "stages": {k: list(v) for k, v in stage_shapes(model).items()},
     }
+
+
+class _Stop(Exception):
+    """Raised by a hook once the last needed stage is computed: the rest is not run."""
+
+
+def forward_until(model: StagedModel, x: torch.Tensor, stages: set[str]) -> dict[str, torch.Tensor]:
+    """Run ``model`` only as far as the last stage in ``stages``; return those outputs.
+
+    Outputs stay in the autograd graph (feature visualization differentiates them); a
+    ``"logits"`` entry is added when the pass runs to the end.
+    """
+    order = [s for s in model.stage_names if s in stages]
+    last = order[-1]
+    recorder = StageRecorder(model, order, detach=False)
+
+    def stop(_m: Any, _i: Any, _o: Any) -> None:
+        if last != "logits":
+            raise _Stop
+
+    with recorder:
+        handle = model.get_submodule(last).register_forward_hook(stop)
+        try:
+            out = model(x)
+            recorder.outputs["logits"] = out
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+    return recorder.outputs

@@ -1,0 +1,117 @@
+"""Units and the data: filters, the test digits a unit likes most, units that never fire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data import to_float
+from ...models import StagedModel, activation_stage, resolve_stage, stage_infos
+from ..activations import forward_until
+from .objectives import check_units
+
+__all__ = ["TopExample", "filters", "top_examples", "unit_scores", "unused_channels"]
+
+
+def filters(model: StagedModel, stage: str) -> np.ndarray:
+    """A conv stage's kernels, (out, in, kH, kW); conv1's are 5×5 images of what it detects."""
+    module = resolve_stage(model, stage)
+    if not isinstance(module, torch.nn.Conv2d):
+        convs = [
+            s for s in model.stage_names if isinstance(model.get_submodule(s), torch.nn.Conv2d)
+        ]
+        raise ValueError(f"{stage} has no filters; stages with filters: {', '.join(convs)}")
+    return module.weight.detach().numpy().copy()
+
+
+@torch.no_grad()
+def unit_scores(
+    model: StagedModel, images: torch.Tensor, stage: str, batch_size: int = 1000
+) -> np.ndarray:
+    """(N, units): each image's mean activation of each channel (or unit) of ``stage``."""
+    out = []
+    model.eval()
+    for i in range(0, len(images), batch_size):
+        o = forward_until(model, to_float(images[i : i + batch_size]), {stage})[stage]
+        out.append((o.mean(dim=(2, 3)) if o.dim() == 4 else o).numpy())
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class TopExample:
+    index: int  # test-set index
+    score: float  # the unit's activation (channel mean, or the unit's value)
+    peak: tuple[int, int] | None  # conv units: (row, col) of the strongest position, input pixels
+    field: (
+        tuple[int, int, int, int] | None
+    )  # conv units: receptive field (top, left, bottom, right)
+
+
+@torch.no_grad()
+def top_examples(
+    model: StagedModel,
+    images: torch.Tensor,
+    stage: str,
+    unit: int,
+    k: int = 9,
+    scores: np.ndarray | None = None,
+) -> list[TopExample]:
+    """The ``k`` images that excite ``unit`` of ``stage`` most, with the receptive field of
+    the strongest position for conv units (where in the digit the unit fired)."""
+    check_units(model, stage, [unit])
+    # A pre-activation conv channel's mean is mostly negative: the least negative images are
+    # the ones with least ink, not the ones it detects. Rank by what fires: its ReLU.
+    stage = activation_stage(model, stage)
+    s = unit_scores(model, images, stage) if scores is None else scores
+    best = np.argsort(-s[:, unit], kind="stable")[:k]
+    out = []
+    info = stage_infos(model)[stage]
+    size, stride = info.rf_size, info.rf_stride
+    x = to_float(images[torch.as_tensor(best)])
+    maps = forward_until(model.eval(), x, {stage})[stage]
+    for j, i in enumerate(best):
+        peak = field = None
+        if maps.dim() == 4 and size is not None and stride is not None:
+            m = maps[j, unit]
+            r, c = divmod(int(m.argmax()), m.shape[1])
+            # The unit's centre in input pixels, and its field clipped to the image.
+            cy, cx = r * stride + stride // 2, c * stride + stride // 2
+            half = size // 2
+            field = (
+                max(0, cy - half),
+                max(0, cx - half),
+                min(x.shape[-2], cy + half + 1),
+                min(x.shape[-1], cx + half + 1),
+            )
+            peak = (cy, cx)
+        out.append(TopExample(int(i), float(s[i, unit]), peak, field))
+    return out
+
+
+def unused_channels(
+    model: StagedModel,
+    images: torch.Tensor,
+    stage: str,
+    threshold: float = 1e-3,
+    scores: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Channels (units) whose activation is (near) zero on every image.
+
+    A unit counts as unused when its largest mean activation over ``images`` is below
+    ``threshold`` times the stage's largest; for pre-activation conv stages use the ReLU
+    stage (a negative pre-activation is silent too).
+    """
+    s = unit_scores(model, images, stage) if scores is None else scores
+    peak = s.max(axis=0)  # (units,)
+    ceiling = float(peak.max()) if peak.size else 0.0
+    unused = [int(u) for u in np.flatnonzero(peak <= threshold * max(ceiling, 1e-12))]
+    return {
+        "stage": stage,
+        "units": len(peak),
+        "unused": unused,
+        "threshold": threshold,
+        "max_per_unit": peak.round(6).tolist(),
+    }

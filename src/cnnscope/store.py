@@ -1,0 +1,80 @@
+"""Every path cnnscope reads or writes, and the formats of its cache files, in one place.
+
+- shipped files: ``cnnscope/weights/NAME.<part>`` (weights, metadata, curves, snapshots,
+  embedding layouts, feature images), made by ``scripts/ship_weights.py``;
+- the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
+  ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images);
+- caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
+
+Knows nothing else of cnnscope's: the modules that read and write these files import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from torch import nn
+
+__all__ = [
+    "SHIPPED_DIR",
+    "cache_dir",
+    "feature_key",
+    "features_cache",
+    "fingerprint",
+    "predictions_cache",
+    "shipped",
+]
+
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+Part = Literal[
+    "safetensors",  # weights (float16) with metadata in the header
+    "json",  # metadata sidecar
+    "metrics.jsonl",  # the training curves of the shipped run
+    "snapshots.safetensors",  # fc1/logits of the test subset during training, compacted
+    "embedding.json",  # the snapshots' t-SNE layouts
+    "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
+]
+Area = Literal["mnist", "predictions", "features"]
+
+
+def shipped(name: str, part: Part) -> Path:
+    """The shipped file ``part`` of model ``name`` (it may not exist)."""
+    return SHIPPED_DIR / f"{name}.{part}"
+
+
+def cache_dir(area: Area) -> Path:
+    """The user-cache folder of ``area``, following ``$XDG_CACHE_HOME``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnscope" / area
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the architecture and every weight: the key of every cache."""
+    h = hashlib.sha256(str(getattr(model, "arch", type(model).__name__)).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def predictions_cache(model_fingerprint: str, images: np.ndarray, folder: Path | None) -> Path:
+    """Where the logits of ``images`` under the weights ``model_fingerprint`` are kept."""
+    key = hashlib.sha256(
+        (model_fingerprint + hashlib.sha256(images.tobytes()).hexdigest()).encode()
+    ).hexdigest()[:32]
+    return Path(folder or cache_dir("predictions")) / f"{key}.safetensors"
+
+
+def feature_key(stage: str, method: str) -> str:
+    """The tensor name of a layer's images in a features file (shipped or cached)."""
+    return f"{stage}/{method}"
+
+
+def features_cache(model_fingerprint: str, stage: str, method: str) -> Path:
+    """The cached feature images of one layer and method (same format as shipped)."""
+    return cache_dir("features") / f"{model_fingerprint[:24]}-{stage}-{method}.safetensors"

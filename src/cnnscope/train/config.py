@@ -1,0 +1,96 @@
+"""``TrainConfig``: everything that defines a training run, and the named recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import get_spec
+
+__all__ = ["RECIPES", "TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults are the ``fast`` recipe.
+
+    Use :meth:`from_recipe` for a named recipe with overrides.
+    """
+
+    model: str = "deep_mnist"  # architecture, one of cnnscope.models.MODELS
+    recipe: str = "fast"  # label recorded with the weights; see RECIPES
+    epochs: float = 3.0  # passes over the 55,000 training images (ignored if steps > 0)
+    steps: int = 0  # total optimizer steps; 0 = epochs × steps per epoch
+    batch_size: int = 128  # images per step
+    optimizer: str = "adamw"  # "adam", "adamw" or "sgd" (Nesterov momentum 0.9)
+    lr: float = 3e-3  # peak learning rate (the constant one for schedule="constant")
+    schedule: str = "onecycle"  # "onecycle" (warm-up then cosine decay) or "constant"
+    weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd; unused by adam
+    label_smoothing: float = 0.0  # 0.1 is a typical value; 0 = plain cross-entropy
+    dropout: float | None = None  # None = the architecture's default (0.5 for deep_mnist)
+    seed: int = 0  # weights init, shuffling and dropout all derive from it
+    train_limit: int = 0  # use only the first N training images (smoke tests); 0 = all
+    data_dir: str | None = None  # None = the look-up order in cnnscope.data
+    run_dir: str = "runs/deep_mnist"  # where the run's files go
+    log_every: int = 50  # steps between metric lines and TensorBoard points
+    snapshot_steps: tuple[int, ...] = (0, 50, 100, 200, 500, 1000)  # plus every epoch end
+    snapshot_size: int = 2000  # test images in the fixed embedding subset; 0 = none
+    channels_last: bool = True  # ~1.4× faster convolutions on CPU (measured, bench/)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The config of recipe ``name`` ("fast" or "seed") with ``overrides`` applied."""
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}; valid: {sorted(fields)}")
+        values = {**RECIPES[name], "recipe": name, **overrides}
+        if "run_dir" not in overrides:
+            values["run_dir"] = f"runs/{values.get('model', cls.model)}"
+        return cls(**values)
+
+    def validate(self) -> None:
+        get_spec(self.model)
+        checks = [
+            (self.batch_size >= 1, "batch_size must be ≥ 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.steps >= 0, "steps must be ≥ 0"),
+            (self.steps > 0 or self.epochs > 0, "epochs must be > 0 when steps is 0"),
+            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer: adam, adamw or sgd"),
+            (self.schedule in ("onecycle", "constant"), "schedule: onecycle or constant"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.train_limit >= 0, "train_limit must be ≥ 0"),
+            (self.log_every >= 1, "log_every must be ≥ 1"),
+        ]
+        errors = [msg for ok, msg in checks if not ok]
+        if errors:
+            raise ValueError("invalid TrainConfig: " + "; ".join(errors))
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Tuned for a 2-core CPU: three epochs with a one-cycle schedule reach ≥ 99.2 %.
+    "fast": {
+        "epochs": 3.0,
+        "steps": 0,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "schedule": "onecycle",
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.0,
+    },
+    # "Deep MNIST for Experts" as written: Adam 1e-4, batch 50, 20,000 steps, dropout 0.5.
+    "seed": {
+        "steps": 20_000,
+        "batch_size": 50,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "schedule": "constant",
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+    },
+}

@@ -1,0 +1,330 @@
+"""The training loop: ``fit(config, callbacks)`` as named steps.
+
+:class:`_Run` holds one run's pieces and does one thing per method: ``prepare`` (data,
+model, optimizer, resume), ``step`` (one optimizer step), ``log_window`` (train metrics),
+``validate`` (validation + checkpoint), ``snapshot`` and ``finish`` (final figures).
+Callbacks see a :class:`TrainState`: the one progress type of the CLI, the server and
+benchmarks.
+
+The loop is deterministic given the seed: each epoch's shuffle is drawn from a generator
+seeded by (seed, epoch), and dropout's RNG is saved with the state, so a resumed run ends
+exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..analysis.evaluation import evaluate
+from ..analysis.snapshots import SnapshotWriter, snapshot_subset
+from ..checkpoints import load_training_state, save_training_state, save_weights
+from ..data import MNIST, load_mnist, to_float
+from ..models import StagedModel, build_model
+from . import runs
+from .config import TrainConfig
+
+__all__ = ["Callback", "TrainResult", "TrainState", "fit"]
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. Set ``stop = True`` to end training after the current step."""
+
+    model: StagedModel
+    config: TrainConfig
+    step: int  # optimizer steps done
+    total_steps: int
+    steps_per_epoch: int
+    logs: dict[str, float] = field(default_factory=dict)
+    stop: bool = False
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+
+class Callback:
+    """Hooks into :func:`fit`; override what you need. All default to doing nothing."""
+
+    def on_train_begin(self, state: TrainState) -> None: ...
+
+    def on_step_end(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState) -> None: ...
+
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns."""
+
+    model: StagedModel
+    run_dir: Path
+    weights: Path  # RUN/model.safetensors
+    metrics: dict[str, Any]  # final validation/test figures
+    steps: int
+    seconds: float  # wall time of the training loop (this invocation)
+
+
+def _build_optimizer(
+    config: TrainConfig, model: StagedModel, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = model.parameters()
+    opt: torch.optim.Optimizer
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=config.lr)
+    elif config.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(
+            params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if config.schedule == "onecycle":
+        # Short warm-up (15 %) then cosine decay to lr/1e4: the fastest route to a good
+        # minimum in a few epochs (Smith & Topin, "super-convergence").
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15
+        )
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+    return opt, sched
+
+
+class _Run:
+    """One training run's pieces; each method is one named step of :func:`fit`."""
+
+    def __init__(self, config: TrainConfig, data: MNIST, resume: bool) -> None:
+        """prepare: data in memory, the model, its optimizer and, if resuming, its state."""
+        config.validate()
+        self.config, self.data = config, data
+        self.run_dir = Path(config.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        images, self.labels = data.train_images, data.train_labels
+        if config.train_limit:
+            images, self.labels = images[: config.train_limit], self.labels[: config.train_limit]
+        self.train_x = to_float(images)  # (N, 1, 28, 28) float32 in memory: batches are slices
+        self.n = len(self.train_x)
+        self.batch_size = min(config.batch_size, self.n)
+        steps_per_epoch = self.n // self.batch_size
+        total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
+
+        torch.manual_seed(config.seed)
+        overrides = {} if config.dropout is None else {"dropout": config.dropout}
+        model = build_model(config.model, **overrides)
+        self.memory_format = (
+            torch.channels_last if config.channels_last else torch.contiguous_format
+        )
+        model = model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        self.optimizer, self.scheduler = _build_optimizer(config, model, total_steps)
+
+        self.state_path = self.run_dir / runs.STATE
+        start_step = 0
+        if resume and self.state_path.exists():
+            info = load_training_state(self.state_path, model, self.optimizer)
+            runs.check_resumable(self.state_path, info["config"], config)
+            self.scheduler.load_state_dict(info["scheduler"])
+            start_step = int(info["step"])
+
+        subset = snapshot_subset(len(data.test_images), config.snapshot_size)
+        self.snapshots = SnapshotWriter(
+            self.run_dir / runs.SNAPSHOTS, subset, data.test_images, data.test_labels
+        )
+        self.log = runs.MetricsLog(self.run_dir, start_step, model, graph=start_step == 0)
+        self.state = TrainState(model, config, start_step, total_steps, steps_per_epoch)
+        self.snapshot_at = set(config.snapshot_steps) if config.snapshot_size else set()
+        self.t0 = time.perf_counter()
+        self.window_loss = self.window_correct = self.window_seen = 0.0
+        self.perm = torch.empty(0, dtype=torch.long)
+        self.perm_epoch = -1
+
+    @property
+    def model(self) -> StagedModel:
+        return self.state.model
+
+    def save_state(self) -> None:
+        """The last completed step: model, optimizer, RNG and loop position."""
+        info = {
+            "step": self.state.step,
+            "scheduler": self.scheduler.state_dict(),
+            "config": dataclasses.asdict(self.config),
+        }
+        save_training_state(self.state_path, self.model, self.optimizer, info)
+
+    def snapshot_due(self) -> bool:
+        step, cfg = self.state.step, self.config
+        return bool(cfg.snapshot_size) and (
+            step in self.snapshot_at or step % self.state.steps_per_epoch == 0
+        )
+
+    def snapshot(self) -> None:
+        self.snapshots.write(self.model, self.state.step, self.state.epoch)
+
+    def step(self) -> None:
+        """One optimizer step on the next batch of the epoch's seeded shuffle."""
+        epoch, i = divmod(self.state.step, self.state.steps_per_epoch)
+        if epoch != self.perm_epoch:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self.perm, self.perm_epoch = torch.randperm(self.n, generator=g), epoch
+        idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
+        x = self.train_x[idx].contiguous(memory_format=self.memory_format)
+        y = self.labels[idx]
+
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+
+        loss_value = float(loss.detach())
+        self.window_loss += loss_value * len(y)
+        self.window_correct += float((logits.argmax(1) == y).sum())
+        self.window_seen += len(y)
+        self.state.logs.update(loss=loss_value, lr=float(self.scheduler.get_last_lr()[0]))
+
+    def log_window(self) -> None:
+        """Train metrics over the steps since the last line, every ``log_every`` steps."""
+        state = self.state
+        if state.step % self.config.log_every and state.step != state.total_steps:
+            return
+        accuracy = self.window_correct / self.window_seen
+        state.logs["accuracy"] = accuracy
+        self.log.write(
+            {
+                "step": state.step,
+                "epoch": round(state.epoch, 4),
+                "split": "train",
+                "cross_entropy": self.window_loss / self.window_seen,
+                "accuracy": accuracy,
+                "lr": state.logs["lr"],
+                "seconds": round(time.perf_counter() - self.t0, 3),
+            }
+        )
+        self.window_loss = self.window_correct = self.window_seen = 0.0
+
+    def validate(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validation figures, logged; then the weights and the state are checkpointed."""
+        val = evaluate(self.model, self.data.validation_images, self.data.validation_labels)
+        record = {
+            "step": self.state.step,
+            "epoch": round(self.state.epoch, 4),
+            "split": "validation",
+            "accuracy": val.accuracy,
+            "cross_entropy": val.cross_entropy,
+        }
+        self.log.write(record, prefix="validation/")
+        save_weights(
+            self.model,
+            self.run_dir / runs.WEIGHTS,
+            runs.metadata(self.config, self.data, record, metrics),
+        )
+        self.save_state()
+        return record
+
+    def finish(self, seconds: float) -> TrainResult:
+        """Final snapshot, validation and test figures; the weights with their metrics."""
+        state = self.state
+        if self.config.snapshot_size:
+            self.snapshot()
+        final_val = self.validate()
+        test = evaluate(self.model, self.data.test_images, self.data.test_labels)
+        self.log.write(
+            {
+                "step": state.step,
+                "epoch": round(state.epoch, 4),
+                "split": "test",
+                "accuracy": test.accuracy,
+                "cross_entropy": test.cross_entropy,
+            },
+            prefix="test/",
+        )
+        self.log.close()
+        metrics = {
+            "validation_accuracy": final_val["accuracy"],
+            "test_accuracy": test.accuracy,
+            "test_cross_entropy": test.cross_entropy,
+            "test_per_class_accuracy": test.per_class_accuracy,
+            "steps": state.step,
+            "train_seconds": round(seconds, 2),
+        }
+        weights = save_weights(
+            self.model,
+            self.run_dir / runs.WEIGHTS,
+            runs.metadata(self.config, self.data, final_val, metrics),
+        )
+        self.model.eval()
+        return TrainResult(self.model, self.run_dir, weights, metrics, state.step, seconds)
+
+
+def fit(
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    *,
+    resume: bool = False,
+    data: MNIST | None = None,
+) -> TrainResult:
+    """Train a model as ``config`` says; write checkpoints, metrics and snapshots.
+
+    Parameters
+    ----------
+    config
+        The run's settings; ``config.run_dir`` receives its files.
+    callbacks
+        Progress, early stopping, benchmarks: see :class:`Callback`.
+    resume
+        Continue from ``RUN/state.safetensors`` if it exists (same config required); the
+        result equals an uninterrupted run's.
+    data
+        Already loaded data; by default :func:`cnnscope.data.load_mnist(config.data_dir)`.
+
+    Returns
+    -------
+    TrainResult
+        The trained model (eval mode) and its figures.
+    """
+    run = _Run(config, data if data is not None else load_mnist(config.data_dir), resume)
+    state = run.state
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    run.t0 = time.perf_counter()
+    try:
+        run.model.train()
+        while state.step < state.total_steps and not state.stop:
+            if run.snapshot_due():
+                run.snapshot()
+            run.step()
+            run.log_window()
+            epoch_end = state.step % state.steps_per_epoch == 0 and state.step < state.total_steps
+            if epoch_end:
+                # Before any callback: an interrupt raised in one must find the epoch's
+                # validation and checkpoint already written.
+                val = run.validate()
+                state.logs["val_accuracy"] = val["accuracy"]
+                state.logs["val_cross_entropy"] = val["cross_entropy"]
+            for cb in callbacks:
+                cb.on_step_end(state)
+            if epoch_end:
+                for cb in callbacks:
+                    cb.on_epoch_end(state)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            # The last completed step is a consistent point: save it so --resume goes on
+            # from here (mid-epoch too: the epoch's shuffle is re-drawn from its seed).
+            run.save_state()
+        run.log.close()
+        raise
+    result = run.finish(time.perf_counter() - run.t0)
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return result
