@@ -36,7 +36,13 @@ from ..analysis.activations import StageRecorder, stage_shapes
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report, report, untrained_accuracy
 from ..data import MNIST, DataError, load_mnist
-from ..models import StagedModel, activation_stage, count_parameters, get_spec
+from ..models import (
+    StagedModel,
+    activation_stage,
+    count_parameters,
+    get_spec,
+    stage_infos,
+)
 from ..preprocess import PreprocessError, decode_png, to_mnist
 from .schemas import (
     AttributionMap,
@@ -297,7 +303,7 @@ def create_app(
             arch=m.model.arch,
             description=get_spec(m.model.arch).description,
             parameters=count_parameters(m.model),
-            stages=[StageInfo(name=k, shape=list(v)) for k, v in m.shapes.items()],
+            stages=[StageInfo(**i.as_dict()) for i in stage_infos(m.model).values()],
             metrics=dict(m.meta.get("metrics", {})),
             source=m.source,
         )

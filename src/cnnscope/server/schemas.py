@@ -185,8 +185,15 @@ class TopExampleOut(BaseModel):
 
 
 class StageInfo(BaseModel):
+    """What a stage is (from ``cnnscope.models.stage_infos``); the page reads kinds here."""
+
     name: str
+    kind: Literal["conv", "act", "pool", "norm", "fc", "logits", "other"]
     shape: list[int]
+    module: str
+    rf_size: int | None = None
+    rf_stride: int | None = None
+    parent: str | None = None
 
 
 class ModelInfo(BaseModel):
