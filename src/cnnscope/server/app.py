@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +235,7 @@ def create_app(
     data: MNIST | None = None,
     data_dir: str | None = None,
     seed: int | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> FastAPI:
     """Build the app serving ``models`` (the first is the default).
 
@@ -246,6 +247,8 @@ def create_app(
         MNIST for the "random test digit" button; loaded on first use when not given.
     seed
         Seed of the random test digits (tests); ``None`` draws a fresh sequence.
+    allowed_hosts
+        Host names accepted besides the loopback ones (``serve --host``, ``--allowed-host``).
     """
     if not models:
         raise ValueError("create_app needs at least one model")
