@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test check lint bench clean
+.PHONY: setup run test test-fast check lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ lint: setup
 
 test: lint  ## lint, type-check, then every test (browser tests included)
 	$(PY) -m pytest
+
+test-fast: setup  ## the inner loop: lint, then every test not marked slow or browser (~30 s)
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 check: test
 
