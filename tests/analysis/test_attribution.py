@@ -92,7 +92,7 @@ def test_gradcam_uses_relu_of_a_conv_stage() -> None:
     assert e.layer == "relu2"
     x = cnnscope.load_mnist().test_images[0].numpy() / 255.0
     assert e(x).map.max() > 0
-    with pytest.raises(ValueError, match="needs a stage with maps.*valid: conv1"):
+    with pytest.raises(ValueError, match=r"needs a stage with maps.*valid: conv1"):
         Explainer(model, "gradcam", layer="fc1")
 
 
