@@ -9,12 +9,12 @@ PORT   ?= 8000
 
 setup: $(VENV)/.installed
 
-# torch first and pinned: the CPU build lies on disk; letting another package resolve
-# torch would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch first, pinned by constraints.txt: the CPU build lies on disk; letting another
+# package resolve torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -c constraints.txt torch
+	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
 run: setup  ## the web app on the shipped deep_mnist weights
