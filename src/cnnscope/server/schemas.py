@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..analysis.attribution import FAST_METHODS, METHODS
 
 # A pixel of an MNIST-style image: white ink on black, 0 (black) … 1 (white), finite.
 Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -12,8 +14,13 @@ Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Pixel255 = Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]
 
 
-Method = Literal["saliency", "gradxinput", "gradcam", "ig", "smoothgrad", "occlusion"]
-FastMethod = Literal["saliency", "gradxinput", "gradcam"]
+# The attribution methods are listed once, in cnnscope.analysis.attribution.
+if TYPE_CHECKING:
+    Method = str
+    FastMethod = str
+else:
+    Method = Literal[METHODS]
+    FastMethod = Literal[FAST_METHODS]
 Digit = Annotated[int, Field(ge=0, le=9)]
 
 
