@@ -22,5 +22,6 @@ def client(shipped, mnist) -> TestClient:
     app = create_app(
         [ServedModel("deep_mnist", model, meta, "shipped"), ServedModel("tiny", other, {}, "test")],
         data=mnist,
+        allowed_hosts=["testserver"],  # TestClient's Host
     )
     return TestClient(app, raise_server_exceptions=False)

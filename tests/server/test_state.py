@@ -15,7 +15,11 @@ def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     model, meta = shipped
-    client = TestClient(create_app([ServedModel("m", model, meta, "shipped")], data=mnist))
+    client = TestClient(
+        create_app(
+            [ServedModel("m", model, meta, "shipped")], data=mnist, allowed_hosts=["testserver"]
+        )
+    )
     bodies = [
         {"pixels": (mnist.test_images[i].flatten().float() / 255).tolist()} for i in range(16)
     ]
@@ -37,7 +41,9 @@ def test_slow_work_does_not_block_predict(shipped, mnist) -> None:
     import time
 
     model, meta = shipped
-    app = create_app([ServedModel("m", model, meta, "shipped")], data=mnist)
+    app = create_app(
+        [ServedModel("m", model, meta, "shipped")], data=mnist, allowed_hosts=["testserver"]
+    )
     with TestClient(app) as c:
         body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
         worker = threading.Thread(target=lambda: c.get("/api/evaluation/m"))

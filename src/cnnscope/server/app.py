@@ -19,7 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from .. import __version__
 from ..data import MNIST
-from .middleware import MAX_BODY_BYTES, BodyLimit, ServerTiming
+from .middleware import MAX_BODY_BYTES, BodyLimit, LocalOnly, ServerTiming
 from .routes import ROUTERS
 from .state import AppState, ServedModel, served_models
 
@@ -47,7 +47,8 @@ def create_app(
     seed
         Seed of the random test digits (tests); ``None`` draws a fresh sequence.
     allowed_hosts
-        Host names accepted besides the loopback ones (``serve --host``, ``--allowed-host``).
+        Host names accepted besides the loopback ones (``serve --host``, ``--allowed-host``);
+        ``"*"`` accepts any. Requests naming another host get 400 (DNS rebinding).
     """
     state = AppState(models, data=data, data_dir=data_dir, seed=seed)
     # FastAPIOffline serves /docs' Swagger UI from package files, not a CDN.
@@ -62,6 +63,8 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    # Before anything reads the body: a foreign Host or Origin costs the server nothing.
+    app.add_middleware(LocalOnly, allowed_hosts=tuple(allowed_hosts))
     app.add_middleware(ServerTiming)  # added last = outermost: times everything
     for router in ROUTERS:
         app.include_router(router)

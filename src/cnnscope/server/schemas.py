@@ -30,7 +30,8 @@ class PredictRequest(BaseModel):
     * ``pixels``: 784 numbers, a 28×28 image row by row, white ink on black, 0–1. Used as
       is unless ``preprocess`` is true (an MNIST test digit needs no preprocessing).
     * ``png``: the drawing canvas as a PNG, base64 (a ``data:image/png;base64,`` URL is
-      fine), white ink on a black or transparent background, any size up to 4096×4096.
+      fine), white ink on a black or transparent background, any size up to 1024×1024
+      pixels (one megapixel; the page's canvas is 280×280).
       Always preprocessed MNIST-style: ink cropped, fitted in 20×20, centre of mass
       centred in 28×28.
     """
@@ -62,7 +63,12 @@ class ExplainRequest(PredictRequest):
     """An attribution map on demand, any method. Same input fields as a prediction."""
 
     method: Method = "ig"
-    layer: str = Field(default="conv2", description="stage for gradcam")
+    layer: str | None = Field(
+        default=None,
+        max_length=200,
+        description="stage for gradcam (a conv, activation or pooling stage of the model); "
+        "default: its last conv stage",
+    )
 
 
 class EncodedStage(BaseModel):

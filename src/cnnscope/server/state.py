@@ -9,11 +9,12 @@ from __future__ import annotations
 import copy
 import random
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -24,9 +25,64 @@ from ..analysis.evaluation import Report
 from ..data import MNIST, DataError, load_mnist
 from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
+from ..store import fingerprint
+from .pool import WorkerPool
 from .schemas import DerivedStage, EvaluationSummary, FeatureImages
 
-__all__ = ["AppState", "ServedModel", "State", "app_state", "served_models"]
+__all__ = ["LRU", "AppState", "ServedModel", "State", "app_state", "served_models", "unprocessable"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Sizes of the caches of each served model: every key is a validated stage, method or
+# layer of that model, so these bound memory however many distinct requests arrive.
+EXPLAINERS = 16  # (copy, method, layer): a few kB each, but each holds hooks' closures
+FEATURE_JOBS = 32  # (stage, method): up to 1 MB of base64 images each
+UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit stage
+RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
+# The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
+# Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
+FAST_WORKERS, FAST_QUEUE = 2, 16
+SLOW_WORKERS, SLOW_QUEUE = 2, 8
+
+
+class LRU(Generic[K, V]):
+    """A dict of at most ``maxsize`` entries that forgets the least recently used."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        found = self.get(key)
+        return found if found is not None else self.put(key, make())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+
+def unprocessable(field: str, message: str) -> HTTPException:
+    """422 naming the request field, in the shape of the app's validation errors."""
+    return HTTPException(422, f"{field}: {message}")
 
 
 @dataclass
@@ -49,13 +105,19 @@ class ServedModel:
     # rest. (A features job, a minute long, takes its own with :meth:`snapshot`.)
     _copies: dict[str, tuple[StagedModel, threading.Lock]] = field(init=False, default_factory=dict)
     _copies_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
-    _explainers: dict[tuple[str, str, str], Explainer] = field(init=False, default_factory=dict)
+    _explainers: LRU[tuple[str, str, str], Explainer] = field(
+        init=False, default_factory=lambda: LRU(EXPLAINERS)
+    )
     evaluation_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     evaluation: EvaluationSummary | None = field(init=False, default=None)
     report: Report | None = field(init=False, default=None)
     embedding: bytes | None = field(init=False, default=None)  # JSON, made once
-    feature_jobs: dict[tuple[str, str], FeatureImages] = field(init=False, default_factory=dict)
-    unit_scores: dict[str, np.ndarray] = field(init=False, default_factory=dict)
+    features_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    feature_jobs: LRU[tuple[str, str], FeatureImages] = field(
+        init=False, default_factory=lambda: LRU(FEATURE_JOBS)
+    )
+    unit_scores: LRU[str, np.ndarray] = field(init=False, default_factory=lambda: LRU(UNIT_SCORES))
+    _fingerprint: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -71,6 +133,34 @@ class ServedModel:
                 )
             elif info.kind != "logits":  # logits travel as floats at the top of the response
                 self.sent.append(info.name)
+        # Feature renders (a minute each): one at a time per model, a short queue.
+        self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights' fingerprint, the key of the disk caches (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def gradcam_layer(self, layer: str | None, field: str) -> str:
+        """``layer`` checked as a Grad-CAM stage; ``None`` → the last conv stage.
+
+        Raises 422 naming ``field`` and the valid stages.
+        """
+        valid = [s.name for s in self.stages.values() if s.spatial and s.kind in _CAM_KINDS]
+        convs = [s.name for s in self.stages.values() if s.kind == "conv"]
+        if layer is None:
+            if not convs:
+                raise unprocessable(field, f"gradcam needs a conv stage; {self.id} has none")
+            return convs[-1]
+        if layer not in valid:
+            raise unprocessable(
+                field,
+                f"{layer[:64]!r} is not a stage Grad-CAM can use in {self.id}; "
+                f"valid: {', '.join(valid)}",
+            )
+        return layer
 
     def snapshot(self) -> StagedModel:
         """A private deep copy of the model, taken while no request's hooks are on it."""
@@ -92,10 +182,13 @@ class ServedModel:
     ) -> Attribution:
         """An attribution map from the ``kind`` copy of the model."""
         with self.worker(kind) as model:
-            key = (kind, method, layer)
-            if key not in self._explainers:
-                self._explainers[key] = Explainer(model, method, layer=layer)
-            return self._explainers[key](image, target)
+            # Only Grad-CAM reads the layer: other methods share one explainer.
+            key = (kind, method, layer if method == "gradcam" else "")
+            made = self._explainers.get_or_make(key, lambda: Explainer(model, method, layer=layer))
+            return made(image, target)
+
+
+_CAM_KINDS = ("conv", "act", "pool", "norm")
 
 
 def _derived_op(info: Stage, module: torch.nn.Module) -> Literal["relu", "maxpool2"] | None:
@@ -130,6 +223,8 @@ class AppState:
         self.rng = random.Random(seed)
         self._data, self._data_dir = data, data_dir
         self._data_lock = threading.Lock()
+        self.fast = WorkerPool("fast", FAST_WORKERS, FAST_QUEUE)
+        self.slow = WorkerPool("slow", SLOW_WORKERS, SLOW_QUEUE)
 
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""

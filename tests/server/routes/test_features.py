@@ -14,7 +14,11 @@ def test_features_job_runs_in_background_then_is_cached(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model, meta = shipped
-    c = TestClient(create_app([ServedModel("m", model, meta, "test")], data=mnist))
+    c = TestClient(
+        create_app(
+            [ServedModel("m", model, meta, "test")], data=mnist, allowed_hosts=["testserver"]
+        )
+    )
     first = c.get("/api/features/m/conv1").json()
     assert first["status"] in ("running", "ready") and first["total"] == 32
     deadline = time.monotonic() + 60
@@ -25,7 +29,11 @@ def test_features_job_runs_in_background_then_is_cached(
     assert job["status"] == "ready" and job["done"] == 32
     assert len(base64.b64decode(job["images"])) == 32 * 784
     # A new app (a restart) finds the images in the disk cache at once.
-    c2 = TestClient(create_app([ServedModel("m", model, meta, "test")], data=mnist))
+    c2 = TestClient(
+        create_app(
+            [ServedModel("m", model, meta, "test")], data=mnist, allowed_hosts=["testserver"]
+        )
+    )
     assert c2.get("/api/features/m/conv1").json()["status"] == "ready"
     r = c.get("/api/features/m/conv7")
     assert r.status_code == 404 and "valid: conv1" in r.json()["detail"]
@@ -41,3 +49,16 @@ def test_top_examples_endpoint(client, mnist) -> None:
     )
     assert client.get("/api/top-examples/deep_mnist/fc1/2000").status_code == 404
     assert client.get("/api/top-examples/deep_mnist/conv2/5?k=100").status_code == 422
+
+
+def test_top_examples_bad_stage_or_unit_is_4xx(client) -> None:
+    """Issue 12 #6: an unknown stage and `prob` were 500s."""
+    for path, words in (
+        ("/api/top-examples/deep_mnist/nope/0", "valid: conv1"),
+        ("/api/top-examples/deep_mnist/prob/3", "valid: conv1"),
+        ("/api/top-examples/deep_mnist/fc1/2000", "units 0–1023"),
+        ("/api/top-examples/deep_mnist/conv2/-1", "units 0–63"),
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert words in r.json()["detail"], (path, r.text)

@@ -3,15 +3,19 @@ from __future__ import annotations
 import base64
 import io
 import math
+import time
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnscope.analysis.activations import record
 from cnnscope.data import to_float
+from cnnscope.server.app import ServedModel, create_app
 from cnnscope.server.encoding import decode
-from tests.server.helpers import png
+from cnnscope.server.middleware import MAX_BODY_BYTES
+from tests.server.helpers import b64png, digit_canvas, png, png_bytes
 
 
 def test_predict_pixels_matches_model(client, shipped, mnist) -> None:
@@ -124,9 +128,78 @@ def test_explain_endpoint(client, mnist) -> None:
     for bad, code in (
         ({"method": "lime"}, 422),
         ({"method": "ig", "target": 10}, 422),
-        ({"method": "gradcam", "layer": "fc1"}, 400),
-        ({"method": "gradcam", "layer": "nope"}, 400),
+        ({"method": "gradcam", "layer": "fc1"}, 422),
+        ({"method": "gradcam", "layer": "nope"}, 422),
     ):
         r = client.post("/api/explain", json={**body, **bad})
         assert r.status_code == code, (bad, r.text)
         assert r.json()["detail"]
+
+
+def test_live_gradcam_uses_the_models_last_conv(mnist) -> None:
+    """Issue 12 #3: with single_conv (no conv2) live Grad-CAM answered 400."""
+    from cnnscope.models import build_model
+
+    m = ServedModel("single", build_model("single_conv"), {}, "test")
+    c = TestClient(create_app([m], data=mnist, allowed_hosts=["testserver"]))
+    body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
+    r = c.post("/api/predict", json={**body, "explain": "gradcam"})
+    assert r.status_code == 200, r.text
+    assert r.json()["attribution"]["details"]["layer"] == "relu1"  # conv1's activation
+    r = c.post("/api/explain", json={**body, "method": "gradcam"})
+    assert r.status_code == 200 and r.json()["attribution"]["details"]["layer"] == "relu1"
+
+
+def test_worst_case_png_is_refused_from_its_header(client) -> None:
+    """Issue 12 #4: a small PNG claiming 4096×4096 is refused before it is decoded."""
+    data = png_bytes(np.zeros((4096, 4096)))
+    assert len(data) < 100_000
+    t0 = time.perf_counter()
+    r = client.post("/api/predict", json={"png": b64png(data)})
+    assert r.status_code == 400 and "exceeds the limit of 1,048,576 pixels" in r.json()["detail"]
+    assert time.perf_counter() - t0 < 0.5  # decoding it took ~1.5 s
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"pnginfo": "ztxt"},  # 8 MB of text, deflated to a few kB
+        {"icc_profile": b"\0" * 8_000_000},  # an 8 MB colour profile, deflated
+        {"pnginfo": "text"},  # 1 MB of plain text
+    ],
+    ids=["zTXt", "iCCP", "tEXt"],
+)
+def test_large_ancillary_chunks_are_ignored(client, mnist, extra) -> None:
+    """Issue 12 #6: these were 500s (Pillow's ValueError while inflating the chunk)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    if extra.get("pnginfo"):
+        info = PngInfo()
+        size = 8_000_000 if extra["pnginfo"] == "ztxt" else 1_000_000
+        info.add_text("comment", "x" * size, zip=extra["pnginfo"] == "ztxt")
+        extra = {"pnginfo": info}
+    digit = mnist.test_images[1].numpy() / 255.0
+    data = png_bytes(digit_canvas(digit), **extra)
+    assert len(data) < MAX_BODY_BYTES * 3 // 4
+    r = client.post("/api/predict", json={"png": b64png(data)})
+    assert r.status_code == 200, r.text
+    assert r.json()["predicted"] == int(mnist.test_labels[1])
+
+
+def test_explain_layer_is_validated_and_caches_stay_bounded(client, mnist) -> None:
+    """Issue 12 #5: each distinct `layer` made a new cached explainer (unbounded memory)."""
+    body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
+    m = client.app.state.cnnscope.served("deep_mnist")
+    for i in range(30):
+        r = client.post("/api/explain", json={**body, "method": "saliency", "layer": f"x{i}"})
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("layer:") and "valid: conv1, relu1, pool1" in detail
+    before = len(m._explainers)
+    for layer in ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2"):
+        r = client.post("/api/explain", json={**body, "method": "saliency", "layer": layer})
+        assert r.status_code == 200
+        r = client.post("/api/explain", json={**body, "method": "gradcam", "layer": layer})
+        assert r.status_code == 200, r.text
+    # saliency ignores the layer: one explainer for all six; gradcam one per layer
+    assert len(m._explainers) <= min(before + 7, m._explainers.maxsize)

@@ -18,12 +18,18 @@ router = APIRouter()
 
 
 @router.get("/api/embedding/{model_id}", response_model=Embedding)
-def embedding(model_id: str, state: State) -> Response:
+async def embedding(model_id: str, state: State) -> Response:
     m = state.served(model_id)
+    body = m.embedding if m.embedding is not None else await state.slow.run(_embedded, m)
+    return Response(body, media_type="application/json")
+
+
+def _embedded(m: ServedModel) -> bytes:
+    """The layouts' JSON, made once per model (a worker thread)."""
     with m.evaluation_lock:
         if m.embedding is None:
             m.embedding = _embedding_json(m)
-    return Response(m.embedding, media_type="application/json")
+        return m.embedding
 
 
 def _embedding_json(m: ServedModel) -> bytes:

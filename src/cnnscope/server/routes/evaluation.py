@@ -41,19 +41,23 @@ def evaluated(state: AppState, m: ServedModel) -> tuple[EvaluationSummary, Repor
 
 
 @router.get("/api/evaluation/{model_id}", response_model=EvaluationSummary)
-def evaluation(model_id: str, state: State) -> EvaluationSummary:
-    return evaluated(state, state.served(model_id))[0]
+async def evaluation(model_id: str, state: State) -> EvaluationSummary:
+    m = state.served(model_id)
+    if m.evaluation is not None:
+        return m.evaluation
+    return (await state.slow.run(evaluated, state, m))[0]
 
 
 @router.get("/api/evaluation/{model_id}/cell", response_model=Cell)
-def evaluation_cell(
+async def evaluation_cell(
     model_id: str,
     true: Annotated[int, Query(ge=0, le=9)],
     pred: Annotated[int, Query(ge=0, le=9)],
     state: State,
     limit: Annotated[int, Query(ge=1, le=500)] = 60,
 ) -> Cell:
-    _, rep = evaluated(state, state.served(model_id))
+    m = state.served(model_id)
+    rep = m.report if m.report is not None else (await state.slow.run(evaluated, state, m))[1]
     idx = rep.cell(true, pred)
     images = state.mnist().test_images
     digits = [

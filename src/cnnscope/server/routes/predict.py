@@ -1,4 +1,9 @@
-"""A drawing in, probabilities and every stage's maps out; attribution maps on demand."""
+"""A drawing in, probabilities and every stage's maps out; attribution maps on demand.
+
+The route validates against the model and hands the rest (base64, PNG decoding,
+preprocessing, the forward pass, encoding, JSON) to the worker pool: nothing here that
+scales with the input runs on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ from ..state import ServedModel, State
 router = APIRouter()
 
 _DATA_URL = re.compile(r"^data:image/[a-z.+-]+;base64,")
+# The page's canvas is 280×280; a megapixel leaves room for any drawing and bounds a
+# decode at ~16 MB and ~20 ms (4096×4096 cost 512 MB and 1.5 s).
+MAX_DRAWING_PIXELS = 1024 * 1024
 
 
 def input_image(req: PredictRequest) -> np.ndarray:
@@ -38,7 +46,7 @@ def input_image(req: PredictRequest) -> np.ndarray:
         except (binascii.Error, ValueError) as e:
             raise HTTPException(400, f"png: not valid base64 ({e})") from e
         try:
-            return to_mnist(decode_png(raw))
+            return to_mnist(decode_png(raw, max_pixels=MAX_DRAWING_PIXELS))
         except PreprocessError as e:
             raise HTTPException(400, f"png: {e}") from e
     image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
@@ -59,12 +67,8 @@ def attribute(
     return encoded, a
 
 
-# async: a ~1 ms forward pass costs less on the event loop than the hop to a worker
-# thread, and the per-model lock serialises forwards anyway.
-@router.post("/api/predict", response_model=PredictResponse)
-async def predict(req: PredictRequest, state: State) -> Response:
-    t0 = time.perf_counter()
-    m = state.served(req.model)
+def _predict(m: ServedModel, req: PredictRequest, layer: str, t0: float) -> bytes:
+    """The whole prediction, on a worker thread: the JSON answer."""
     image = input_image(req)
     x = torch.from_numpy(image).view(1, 1, 28, 28)
     stages = m.sent if req.stages == "all" else []
@@ -85,23 +89,27 @@ async def predict(req: PredictRequest, state: State) -> Response:
         derived=m.derived if req.stages == "all" else [],
         order=list(m.model.stage_names),
         attribution=(
-            attribute(m, "fast", req.explain, "conv2", image, req.target)[0]
-            if req.explain
-            else None
+            attribute(m, "fast", req.explain, layer, image, req.target)[0] if req.explain else None
         ),
         server_ms=round((time.perf_counter() - t0) * 1000, 3),
     )
     # Rendered here, once: FastAPI would validate the model again before rendering.
-    return Response(response.model_dump_json(), media_type="application/json")
+    return response.model_dump_json().encode()
 
 
-# Sync: slow methods (occlusion ~0.1 s) run in a worker thread, off the event loop.
-@router.post("/api/explain", response_model=ExplainResponse)
-def explain(req: ExplainRequest, state: State) -> ExplainResponse:
+@router.post("/api/predict", response_model=PredictResponse)
+async def predict(req: PredictRequest, state: State) -> Response:
     t0 = time.perf_counter()
     m = state.served(req.model)
+    # Live Grad-CAM explains the model's last conv stage, whatever it is called.
+    layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
+    body = await state.fast.run(_predict, m, req, layer, t0)
+    return Response(body, media_type="application/json")
+
+
+def _explain(m: ServedModel, req: ExplainRequest, layer: str, t0: float) -> ExplainResponse:
     image = input_image(req)
-    attribution, raw = attribute(m, "slow", req.method, req.layer, image, req.target)
+    attribution, raw = attribute(m, "slow", req.method, layer, image, req.target)
     return ExplainResponse(
         model=m.id,
         probabilities=[round(p, 6) for p in raw.probabilities],
@@ -109,3 +117,13 @@ def explain(req: ExplainRequest, state: State) -> ExplainResponse:
         attribution=attribution,
         server_ms=round((time.perf_counter() - t0) * 1000, 3),
     )
+
+
+@router.post("/api/explain", response_model=ExplainResponse)
+async def explain(req: ExplainRequest, state: State) -> ExplainResponse:
+    t0 = time.perf_counter()
+    m = state.served(req.model)
+    layer = ""
+    if req.method == "gradcam" or req.layer is not None:
+        layer = m.gradcam_layer(req.layer, "layer")
+    return await state.slow.run(_explain, m, req, layer, t0)
