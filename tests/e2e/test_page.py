@@ -6,10 +6,10 @@ import itertools
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import uvicorn
 
@@ -34,23 +34,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it listens (``ready``), so nothing polls."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
 @pytest.fixture(scope="module")
 def server_url(mnist) -> Iterator[str]:
     models = [ServedModel(n, *cnnscope.load_model(n), "shipped") for n in cnnscope.bundled_models()]
     models.sort(key=lambda m: m.id != "deep_mnist")
     port = _free_port()
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
+    if not server.ready.wait(timeout=20):
+        raise RuntimeError("server did not start")
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(timeout=10)
@@ -80,8 +89,7 @@ def page(browser, server_url):
     assert not errors, errors
 
 
-_ANSWERED = """() => window.cnnscope.renders > 0
-    && !document.querySelector('#status').textContent.startsWith('draw')"""
+_IDLE = "document.body.dataset.idle === 'true'"
 # How many pixels of a canvas are brighter than dark grey.
 _LIT_PIXELS = """(selector) => {
     const c = document.querySelector(selector);
@@ -103,14 +111,18 @@ def _draw(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
+def _idle(page, timeout: float = 30_000) -> None:
+    """Wait until no request of the page is in flight or scheduled."""
+    page.wait_for_function(_IDLE, timeout=timeout)
+
+
 def _predicted(page) -> str:
     return page.locator(".bar.top span").first.inner_text()
 
 
 def test_draw_a_seven_and_watch(page) -> None:
     _draw(page, [(70, 60), (210, 60), (150, 160), (120, 240)])  # a 7: bar, then diagonal
-    page.wait_for_function(_ANSWERED)
-    page.wait_for_timeout(400)  # the last throttled request after mouse-up
+    _idle(page)  # the last throttled request after mouse-up, answered
     assert _predicted(page) == "7"
     # Every stage of the compact view is painted (non-black pixels in its canvas).
     for stage in ("conv1", "pool1", "conv2", "pool2", "fc1", "logits"):
@@ -124,8 +136,7 @@ def test_draw_a_seven_and_watch(page) -> None:
 
 def test_pipeline_view_scales_hover_and_detail(page) -> None:
     _draw(page, [(140, 40), (140, 250)])  # a 1
-    page.wait_for_function("window.cnnscope.renders > 0")
-    page.wait_for_timeout(300)
+    _idle(page)
     assert _predicted(page) == "1"
     page.select_option("#view", "pipeline")
     for stage in ("relu1", "relu2"):
@@ -148,8 +159,7 @@ def test_pipeline_view_scales_hover_and_detail(page) -> None:
 def test_random_digit_clear_and_model_switch(page) -> None:
     page.click("#random")
     page.wait_for_function("document.querySelector('#digit-note').textContent.includes('label')")
-    page.wait_for_function("window.cnnscope.renders > 0")
-    page.wait_for_timeout(200)
+    _idle(page)
     label = page.locator("#digit-note").inner_text().rsplit(" ", 1)[1]
     assert _predicted(page) == label  # the app's seeded picks are digits the model gets right
     options = page.locator("#model option").all_inner_texts()
@@ -181,8 +191,7 @@ def test_confusion_cell_opens_digits_then_draw_view(page) -> None:
     assert f"predicted as {pred}" in page.locator("#cell-title").inner_text()
     page.locator("#cell-gallery figure").first.click()
     page.wait_for_selector("#draw-view:not([hidden])")
-    page.wait_for_function(_ANSWERED)
-    page.wait_for_timeout(200)
+    _idle(page)
     assert f"label {true}" in page.locator("#digit-note").inner_text()
     assert _predicted(page) == str(pred)  # the same mistake, now with its activations
     ARTIFACTS.mkdir(exist_ok=True)
@@ -223,7 +232,7 @@ def test_embedding_view_play_hover_and_open(page) -> None:
     )
     # Hover the densest point: the digit and its labels appear; click opens the draw view.
     page.locator("#embed-frame").fill("0")
-    page.wait_for_timeout(900)
+    page.wait_for_selector("#scatter:not([data-moving])")
     # The lit pixel nearest the canvas centre, spiralling outwards.
     target = page.evaluate(
         """() => {
@@ -246,7 +255,7 @@ def test_embedding_view_play_hover_and_open(page) -> None:
     label = text.split("true ")[1].split(",")[0]
     page.mouse.click(*target)
     page.wait_for_selector("#draw-view:not([hidden])")
-    page.wait_for_function(_ANSWERED)
+    _idle(page)
     assert f"label {label}" in page.locator("#digit-note").inner_text()
 
 
@@ -262,3 +271,44 @@ def test_features_view_gallery_and_top_examples(page) -> None:
     # The digits that excite logit 3 most are 3s.
     captions = page.locator("#feat-top figcaption").all_inner_texts()
     assert sum("(3)" in c for c in captions) >= 8
+
+
+# The stages the page rebuilt itself from the sent ones, with the index of the digit shown.
+_DERIVED = """() => {
+    const { result, drawing } = window.cnnscope.state;
+    const out = {};
+    for (const d of result.res.derived) {
+        const maps = result.stages[d.name].maps.map((m) => Array.from(m));
+        out[d.name] = { source: d.source, op: d.op, maps };
+    }
+    return { model: result.model, index: drawing.source.index, derived: out };
+}"""
+
+
+def test_page_relu_and_pooling_equal_pytorchs(page, mnist) -> None:
+    """The page's ReLU and 2×2 max-pool of the uint8 conv maps match PyTorch's own stages."""
+    from cnnscope.analysis.activations import record
+
+    checked = 0
+    for model_id in page.locator("#model option").evaluate_all("(os) => os.map((o) => o.value)"):
+        page.select_option("#model", model_id)
+        page.click("#random")
+        _idle(page)
+        got = page.evaluate(_DERIVED)
+        assert got["model"] == model_id
+        model, _ = cnnscope.load_model(model_id)
+        x = mnist.test_images[got["index"]].float().div(255).view(1, 1, 28, 28)
+        want = {k: v[0].numpy() for k, v in record(model, x).items()}
+        for name, d in got["derived"].items():
+            # The page's maps come from the quantised conv maps: each value is within half a
+            # step, (max - min) / 255 / 2 of its channel, and ReLU and max-pool keep that bound.
+            sent = d["source"]
+            while sent in got["derived"]:
+                sent = got["derived"][sent]["source"]
+            conv = want[sent]
+            step = (conv.max(axis=(1, 2)) - conv.min(axis=(1, 2))) / 255
+            page_maps = np.array(d["maps"]).reshape(want[name].shape)
+            error = np.abs(page_maps - want[name]).max(axis=(1, 2))
+            assert (error <= step / 2 + 1e-4).all(), (model_id, name, error.max())
+            checked += 1
+    assert checked >= 8  # relu1, pool1 (and relu2, pool2) of every served model
