@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -76,10 +77,18 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, server_url):
+def errors() -> list[str]:
+    """Console errors and uncaught exceptions of the page; none may be left at the end.
+
+    A test that provokes an expected failed request removes its console line itself.
+    """
+    return []
+
+
+@pytest.fixture
+def page(browser, server_url, errors):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server_url)
@@ -114,6 +123,15 @@ def _draw(page, points: list[tuple[float, float]]) -> None:
 def _idle(page, timeout: float = 30_000) -> None:
     """Wait until no request of the page is in flight or scheduled."""
     page.wait_for_function(_IDLE, timeout=timeout)
+
+
+def _pixels(page, selector: str) -> list[int]:
+    """The RGBA bytes of a canvas."""
+    return page.evaluate(
+        """(s) => { const c = document.querySelector(s);
+            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""",
+        selector,
+    )
 
 
 def _predicted(page) -> str:
@@ -312,3 +330,200 @@ def test_page_relu_and_pooling_equal_pytorchs(page, mnist) -> None:
             assert (error <= step / 2 + 1e-4).all(), (model_id, name, error.max())
             checked += 1
     assert checked >= 8  # relu1, pool1 (and relu2, pool2) of every served model
+
+
+SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
+ONE = [(140, 40), (140, 250)]
+_GRIDS = "document.querySelectorAll('#stages canvas.grid').length"
+
+
+def _stages_lit(page) -> dict[str, int]:
+    """Each stage grid of the draw view and how many of its pixels are lit."""
+    names = page.locator("#stages canvas.grid").evaluate_all(
+        "(cs) => cs.map((c) => c.dataset.stage)"
+    )
+    return {n: page.evaluate(_LIT_PIXELS, f'canvas.grid[data-stage="{n}"]') for n in names}
+
+
+def test_clear_then_draw_brings_the_maps_back(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    before = _pixels(page, 'canvas.grid[data-stage="conv1"]')
+    page.click("#clear")
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("[data-panel=probabilities] .bar").count() == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+    _draw(page, ONE)
+    _idle(page)
+    assert _predicted(page) == "1"
+    lit = _stages_lit(page)
+    assert set(lit) == {"conv1", "pool1", "conv2", "pool2", "fc1", "logits"}, lit
+    assert all(lit.values()), lit
+    assert _pixels(page, 'canvas.grid[data-stage="conv1"]') != before  # a 1 now, not the 7
+
+
+def test_undo_to_empty_then_draw(page) -> None:
+    _draw(page, ONE)
+    _idle(page)
+    assert page.evaluate(_GRIDS) > 0
+    page.click("#undo")  # the only stroke: the pad is empty again
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+    _draw(page, SEVEN)
+    _idle(page)
+    assert _predicted(page) == "7"
+    assert all(_stages_lit(page).values())
+
+
+def test_an_answer_for_a_cleared_drawing_is_not_shown(page) -> None:
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))  # every answer held back
+    with page.expect_request("**/api/predict"):
+        _draw(page, SEVEN)
+    assert held
+    page.click("#clear")
+    for route in held:  # the answers now arrive, after Clear
+        _release(route)
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("[data-panel=probabilities] .bar").count() == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+
+
+def _release(route) -> None:
+    """Let a held request through; the page may have aborted it meanwhile."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    with contextlib.suppress(PlaywrightError):
+        route.continue_()
+
+
+_ORANGE = """(panel) => [...document.querySelectorAll(panel + ' canvas')].reduce((n, c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4)
+        if (d[i] > 200 && d[i + 1] > 120 && d[i + 1] < 200 && d[i + 2] < 80) n++;
+    return n; }, 0)"""
+
+
+def _captions(answer: list[dict]) -> list[str]:
+    return [f"#{t['index']} ({t['label']}) {t['score']:.2f}" for t in answer]
+
+
+def test_top_examples_show_the_unit_clicked_last(page, server_url) -> None:
+    page.click("button.tab[data-view='feat-view']")
+    page.select_option("#feat-stage", "conv2")
+    page.wait_for_function("document.querySelectorAll('#feat-gallery figure').length === 64")
+    held = []
+
+    def hold_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/top-examples/**", hold_first)
+    with page.expect_request("**/api/top-examples/**"):
+        page.locator("#feat-gallery figure").nth(3).click()  # A: its answer is held back
+    page.locator("#feat-gallery figure").nth(5).click()  # B, answered at once
+    panel = page.locator("#feat-view [data-panel=top-examples]")
+    page.wait_for_selector("#feat-top[data-unit='5'] figure", timeout=60_000)
+    assert held and held[0].request.url.endswith("/conv2/3"), held
+    _release(held[0])  # A's answer lands last
+    _idle(page)
+    assert (panel.get_attribute("data-stage"), panel.get_attribute("data-unit")) == ("conv2", "5")
+    want = page.request.get(f"{server_url}api/top-examples/deep_mnist/conv2/5").json()
+    assert panel.locator("figcaption").all_inner_texts() == _captions(want)
+    assert page.evaluate(_ORANGE, "#feat-top") > 0  # conv units: receptive-field boxes
+    # fc units see the whole image: no boxes.
+    page.select_option("#feat-stage", "fc1")
+    page.wait_for_function("document.querySelectorAll('#feat-gallery figure').length === 1024")
+    page.locator("#feat-gallery figure").nth(7).click()
+    page.wait_for_selector("#feat-top[data-unit='7'][data-stage='fc1']", timeout=60_000)
+    assert panel.locator("figure").count() == 9
+    assert page.evaluate(_ORANGE, "#feat-top") == 0
+
+
+def test_a_busy_server_is_retried_not_an_error(page, errors) -> None:
+    busy = []
+
+    def first_busy(route) -> None:
+        if busy:
+            route.continue_()
+        else:
+            busy.append(route.request.url)
+            route.fulfill(status=503, headers={"Retry-After": "1"}, json={"detail": "busy"})
+
+    page.route("**/api/predict", first_busy)
+    _draw(page, ONE)
+    _idle(page)
+    assert busy
+    assert _predicted(page) == "1"
+    assert not page.locator("#status").inner_text().startswith("error")
+    errors[:] = [e for e in errors if "503" not in e]  # the browser logs the 503 itself
+
+
+@pytest.mark.slow  # an evaluation and top examples of every model: about a minute
+def test_every_model_through_every_tab(page, errors, server_url) -> None:
+    """Each served model in each view: no console error, no failed request of the page."""
+    failed: list[str] = []
+    foreign: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((server_url, "data:")) else foreign.append(r.url),
+    )
+    models = page.evaluate("window.cnnscope.state.models")
+    assert "single_conv" in [m["id"] for m in models]
+    for info in models:
+        model = info["id"]
+        page.click("button.tab[data-view='draw-view']")
+        page.select_option("#model", model)
+        page.click("#clear")
+        _draw(page, SEVEN)
+        _idle(page)
+        assert page.locator("#status").inner_text().startswith(f"{model}: "), model
+        lit = _stages_lit(page)
+        shown = [s["name"] for s in info["stages"] if s["kind"] != "act" or not s["parent"]]
+        assert list(lit) == shown and all(lit.values()), (model, lit)
+        for method in ("saliency", "occlusion"):
+            page.select_option("#attr-method", method)
+            _idle(page)
+            assert page.locator("#attr-note").inner_text().startswith(f"{method} for class"), model
+        page.select_option("#attr-method", "")
+        # A conv channel and an fc unit open with their top examples.
+        for stage in ("conv1", "fc1"):
+            page.locator(f'canvas.grid[data-stage="{stage}"]').click(position={"x": 2, "y": 2})
+            page.wait_for_selector(f"#detail-top[data-stage='{stage}']", timeout=60_000)
+            _idle(page)
+            assert page.locator("#detail-top figure").count() == 9, (model, stage)
+            assert (page.evaluate(_ORANGE, "#detail-top") > 0) == (stage == "conv1"), (model, stage)
+            page.keyboard.press("Escape")
+            page.wait_for_selector("#detail:not([open])", state="attached")
+        page.click("button.tab[data-view='eval-view']")
+        _idle(page, timeout=120_000)
+        assert page.locator("#eval-summary").inner_text().startswith(f"{model}: test accuracy")
+        page.click("#confusion td[data-true='3'][data-pred='3']")
+        _idle(page)
+        assert page.locator("#cell-gallery figure").count() > 0, model
+        page.click("button.tab[data-view='embed-view']")
+        _idle(page, timeout=120_000)
+        if info.get("embedding", True) and page.locator("#embed-label").inner_text() == "":
+            # No snapshots shipped, and a server without ModelInfo.embedding: the page asked.
+            assert f"404 {server_url}api/embedding/{model}" in failed, model
+            failed.remove(f"404 {server_url}api/embedding/{model}")
+            errors[:] = [e for e in errors if "404" not in e]
+        else:
+            assert page.locator("#embed-label").inner_text().startswith("step") or (
+                "no training snapshots" in page.locator("#embed-metrics").inner_text()
+            ), model
+        page.click("button.tab[data-view='feat-view']")
+        _idle(page)
+        assert page.locator("#feat-status").inner_text(), model
+        if page.locator("#feat-gallery figure").count():
+            page.locator("#feat-gallery figure").first.click()
+            page.wait_for_selector("#feat-top[data-unit='0']", timeout=60_000)
+    _idle(page)
+    assert not failed, failed
+    assert not foreign, foreign  # offline: nothing but the page's own server

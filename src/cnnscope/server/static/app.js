@@ -24,7 +24,7 @@ const state = {
   // was not a continuation (clear, undo to empty, a test digit, another model): answers
   // to older drawings are not shown after it. `source` is null while the pad is empty.
   drawing: { rev: 0, since: 0, source: null }, // source: {kind: "png"} | {kind: "pixels", pixels, label, index}
-  result: null, // {rev, model, res, stages, ms}: the prediction shown
+  result: null, // {seq, rev, model, res, stages, ms}: the prediction shown
   error: null,
   attr: { method: "", target: "", slow: null, computing: false, error: null },
 };
@@ -65,6 +65,8 @@ function inputBody() {
 // ---- predictions -------------------------------------------------------------
 const predictor = new Predictor(onResult, (e) => update((s) => { s.error = e.message; }));
 
+let requests = 0; // numbers each prediction request: a later one's answer wins
+
 function requestPrediction() {
   cancelSchedule();
   if (!state.drawing.source) return;
@@ -74,7 +76,7 @@ function requestPrediction() {
     body.explain = method;
     if (target !== "") body.target = Number(target);
   }
-  predictor.request(body, { rev: state.drawing.rev, model: state.model });
+  predictor.request(body, { seq: ++requests, rev: state.drawing.rev, model: state.model });
 }
 
 // While drawing, ask at most every 60 ms (the Predictor also drops stale answers). The
@@ -94,11 +96,11 @@ function cancelSchedule() {
 
 function onResult(res, ms, tag) {
   const d = state.drawing;
-  // An answer for another model, or for a drawing from before a fresh start, or older
-  // than the one shown, is not this drawing's.
-  if (tag.model !== state.model || !d.source || tag.rev < d.since || tag.rev <= (state.result?.rev ?? -1)) return;
+  // An answer for another model, for a drawing from before a fresh start, or to a request
+  // older than the one shown is not this drawing's.
+  if (tag.model !== state.model || !d.source || tag.rev < d.since || tag.seq <= (state.result?.seq ?? 0)) return;
   update((s) => {
-    s.result = { rev: tag.rev, model: tag.model, res, stages: decodeStages(res), ms };
+    s.result = { ...tag, res, stages: decodeStages(res), ms };
     s.error = null;
   });
 }
@@ -221,8 +223,8 @@ function showView(id) {
 /** The open view follows the chosen model. */
 function showModelIn(id) {
   if (id === "eval-view") evaluation.show(state.model);
-  if (id === "embed-view") embedding.show(state.model);
-  if (id === "feat-view") featuresView.show(state.model, state.info[state.model].featureStages());
+  if (id === "embed-view") embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
+  if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
 }
 
 document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.dataset.view); });

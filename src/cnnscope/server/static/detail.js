@@ -12,6 +12,8 @@ export class Detail {
     this.filters = {}; // `${model}/${conv}` → FilterWeights
     this.latest = new Latest(); // filter weights and preferred image of the open map
     this.top = new TopExamples($("detail-top"));
+    // Closed: the answers still due for it are no longer wanted.
+    $("detail").addEventListener("close", () => { this.latest.cancel(); this.top.clear(); });
   }
 
   /**
@@ -37,7 +39,7 @@ export class Detail {
     // The unit behind this map: a conv layer's channel, an fc unit, or a class.
     const unitStage = info.unitStage(name);
     const unit = spatial ? tile.index : tile.unit;
-    if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, signal);
+    if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, !info.seesAll(unitStage), signal);
     const conv = spatial ? info.convOf(name) : null;
     if (conv) this.showFilter(model, conv, tile.index, signal);
   }
@@ -60,10 +62,10 @@ export class Detail {
     }
   }
 
-  async showUnit(model, stage, unit, signal) {
+  async showUnit(model, stage, unit, fields, signal) {
     $("detail-top-title").textContent = `The test digits ${stage}:${unit} likes most`;
     $("detail-top-title").hidden = false;
-    const top = this.top.show(model, stage, unit);
+    const top = this.top.show(model, stage, unit, { fields });
     try {
       const pixels = await preferredImage(model, stage, unit, signal);
       if (signal.aborted) return;

@@ -36,7 +36,8 @@ export class EmbeddingView {
     $("embed-play").onclick = () => this.play();
   }
 
-  async show(model) {
+  /** Show `model`'s layouts; `available` false (ModelInfo.embedding) says it has none. */
+  async show(model, available = true) {
     if (this.model === model && this.data) return;
     this.model = model;
     this.data = null;
@@ -44,8 +45,16 @@ export class EmbeddingView {
     const signal = this.latest.next();
     $("embed-label").textContent = "loading…";
     $("embed-metrics").textContent = "";
-    const ctx = $("scatter").getContext("2d");
-    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    for (const id of ["scatter", "class-weights", "class-means"]) {
+      const ctx = $(id).getContext("2d");
+      ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    }
+    if (available === false) {
+      this.latest.cancel();
+      $("embed-label").textContent = "";
+      $("embed-metrics").textContent = `${model} has no training snapshots to lay out`;
+      return;
+    }
     let data;
     try {
       data = await getJSON(`api/embedding/${encodeURIComponent(model)}`, { signal });

@@ -15,8 +15,11 @@ export class TopExamples {
     this.latest = new Latest();
   }
 
-  /** Show `stage:unit`'s digits; resolves once drawn (or dropped for a newer unit). */
-  async show(model, stage, unit) {
+  /**
+   * Show `stage:unit`'s digits; resolves once drawn (or dropped for a newer unit).
+   * `fields`: outline each digit's receptive field (false for units that see everything).
+   */
+  async show(model, stage, unit, { fields = true } = {}) {
     const signal = this.latest.next();
     const c = this.container;
     c.replaceChildren();
@@ -29,7 +32,7 @@ export class TopExamples {
       c.replaceChildren(...top.map((t) => {
         const digit = digitCanvas(b64bytes(t.pixels));
         // the receptive field of the strongest position; null where a unit sees everything
-        if (t.field) drawField(digit.getContext("2d"), t.field);
+        if (fields && t.field) drawField(digit.getContext("2d"), t.field);
         return el("figure", {}, digit, el("figcaption", { textContent: `#${t.index} (${t.label}) ${t.score.toFixed(2)}` }));
       }));
       Object.assign(c.dataset, { stage, unit: String(unit) });
@@ -68,11 +71,12 @@ export class FeaturesView {
     $("feat-method").onchange = () => this.load();
   }
 
-  /** Show `model`'s galleries; `stages` names the stages that have one. */
-  show(model, stages) {
+  /** Show `model`'s galleries; `info` is its Stages. */
+  show(model, info) {
     if (this.model !== model) {
       this.model = model;
-      $("feat-stage").replaceChildren(...stages.map((s) => new Option(s, s)));
+      this.info = info;
+      $("feat-stage").replaceChildren(...info.featureStages().map((s) => new Option(s, s)));
       this.top.clear();
       $("feat-unit-title").textContent = "Top examples";
       $("feat-unit-image").hidden = true;
@@ -128,6 +132,6 @@ export class FeaturesView {
     const img = $("feat-unit-image");
     drawDigit(img.getContext("2d"), digitAt(this.images, unit));
     img.hidden = false;
-    return this.top.show(this.model, stage, unit);
+    return this.top.show(this.model, stage, unit, { fields: !this.info.seesAll(stage) });
   }
 }
