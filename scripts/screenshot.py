@@ -18,6 +18,7 @@ from tests.support.chromium import launch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
+IDLE = "document.body.dataset.idle === 'true'"  # no request in flight or scheduled
 
 
 def main() -> None:
@@ -48,8 +49,7 @@ def main() -> None:
                 for x, y in SEVEN[1:]:
                     page.mouse.move(box["x"] + x, box["y"] + y, steps=12)
                 page.mouse.up()
-                page.wait_for_function("window.cnnscope.renders > 0")
-                page.wait_for_timeout(500)
+                page.wait_for_function(IDLE)  # the last stroke's answer is painted
                 page.screenshot(path=str(DOCS / name), full_page=name == "phone.png")
                 if name == "screenshot.png":
                     page.select_option("#attr-method", "gradcam")
@@ -66,7 +66,7 @@ def main() -> None:
                         "document.querySelector('#embed-label').textContent.startsWith('step')"
                     )
                     page.locator("#embed-frame").fill("2")
-                    page.wait_for_timeout(1000)
+                    page.wait_for_selector("#scatter:not([data-moving])")
                     page.screenshot(path=str(DOCS / "embedding.png"))
                     page.click("button.tab[data-view='feat-view']")
                     page.select_option("#feat-stage", "conv2")

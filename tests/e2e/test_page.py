@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import uvicorn
 
@@ -34,23 +35,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it listens (``ready``), so nothing polls."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
 @pytest.fixture(scope="module")
 def server_url(mnist) -> Iterator[str]:
     models = [ServedModel(n, *cnnscope.load_model(n), "shipped") for n in cnnscope.bundled_models()]
     models.sort(key=lambda m: m.id != "deep_mnist")
     port = _free_port()
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
+    if not server.ready.wait(timeout=20):
+        raise RuntimeError("server did not start")
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(timeout=10)
@@ -67,10 +77,18 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, server_url):
+def errors() -> list[str]:
+    """Console errors and uncaught exceptions of the page; none may be left at the end.
+
+    A test that provokes an expected failed request removes its console line itself.
+    """
+    return []
+
+
+@pytest.fixture
+def page(browser, server_url, errors):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server_url)
@@ -80,8 +98,7 @@ def page(browser, server_url):
     assert not errors, errors
 
 
-_ANSWERED = """() => window.cnnscope.renders > 0
-    && !document.querySelector('#status').textContent.startsWith('draw')"""
+_IDLE = "document.body.dataset.idle === 'true'"
 # How many pixels of a canvas are brighter than dark grey.
 _LIT_PIXELS = """(selector) => {
     const c = document.querySelector(selector);
@@ -103,14 +120,27 @@ def _draw(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
+def _idle(page, timeout: float = 30_000) -> None:
+    """Wait until no request of the page is in flight or scheduled."""
+    page.wait_for_function(_IDLE, timeout=timeout)
+
+
+def _pixels(page, selector: str) -> list[int]:
+    """The RGBA bytes of a canvas."""
+    return page.evaluate(
+        """(s) => { const c = document.querySelector(s);
+            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""",
+        selector,
+    )
+
+
 def _predicted(page) -> str:
     return page.locator(".bar.top span").first.inner_text()
 
 
 def test_draw_a_seven_and_watch(page) -> None:
     _draw(page, [(70, 60), (210, 60), (150, 160), (120, 240)])  # a 7: bar, then diagonal
-    page.wait_for_function(_ANSWERED)
-    page.wait_for_timeout(400)  # the last throttled request after mouse-up
+    _idle(page)  # the last throttled request after mouse-up, answered
     assert _predicted(page) == "7"
     # Every stage of the compact view is painted (non-black pixels in its canvas).
     for stage in ("conv1", "pool1", "conv2", "pool2", "fc1", "logits"):
@@ -124,8 +154,7 @@ def test_draw_a_seven_and_watch(page) -> None:
 
 def test_pipeline_view_scales_hover_and_detail(page) -> None:
     _draw(page, [(140, 40), (140, 250)])  # a 1
-    page.wait_for_function("window.cnnscope.renders > 0")
-    page.wait_for_timeout(300)
+    _idle(page)
     assert _predicted(page) == "1"
     page.select_option("#view", "pipeline")
     for stage in ("relu1", "relu2"):
@@ -148,8 +177,7 @@ def test_pipeline_view_scales_hover_and_detail(page) -> None:
 def test_random_digit_clear_and_model_switch(page) -> None:
     page.click("#random")
     page.wait_for_function("document.querySelector('#digit-note').textContent.includes('label')")
-    page.wait_for_function("window.cnnscope.renders > 0")
-    page.wait_for_timeout(200)
+    _idle(page)
     label = page.locator("#digit-note").inner_text().rsplit(" ", 1)[1]
     assert _predicted(page) == label  # the app's seeded picks are digits the model gets right
     options = page.locator("#model option").all_inner_texts()
@@ -181,8 +209,7 @@ def test_confusion_cell_opens_digits_then_draw_view(page) -> None:
     assert f"predicted as {pred}" in page.locator("#cell-title").inner_text()
     page.locator("#cell-gallery figure").first.click()
     page.wait_for_selector("#draw-view:not([hidden])")
-    page.wait_for_function(_ANSWERED)
-    page.wait_for_timeout(200)
+    _idle(page)
     assert f"label {true}" in page.locator("#digit-note").inner_text()
     assert _predicted(page) == str(pred)  # the same mistake, now with its activations
     ARTIFACTS.mkdir(exist_ok=True)
@@ -223,7 +250,7 @@ def test_embedding_view_play_hover_and_open(page) -> None:
     )
     # Hover the densest point: the digit and its labels appear; click opens the draw view.
     page.locator("#embed-frame").fill("0")
-    page.wait_for_timeout(900)
+    page.wait_for_selector("#scatter:not([data-moving])")
     # The lit pixel nearest the canvas centre, spiralling outwards.
     target = page.evaluate(
         """() => {
@@ -246,7 +273,7 @@ def test_embedding_view_play_hover_and_open(page) -> None:
     label = text.split("true ")[1].split(",")[0]
     page.mouse.click(*target)
     page.wait_for_selector("#draw-view:not([hidden])")
-    page.wait_for_function(_ANSWERED)
+    _idle(page)
     assert f"label {label}" in page.locator("#digit-note").inner_text()
 
 
@@ -262,3 +289,241 @@ def test_features_view_gallery_and_top_examples(page) -> None:
     # The digits that excite logit 3 most are 3s.
     captions = page.locator("#feat-top figcaption").all_inner_texts()
     assert sum("(3)" in c for c in captions) >= 8
+
+
+# The stages the page rebuilt itself from the sent ones, with the index of the digit shown.
+_DERIVED = """() => {
+    const { result, drawing } = window.cnnscope.state;
+    const out = {};
+    for (const d of result.res.derived) {
+        const maps = result.stages[d.name].maps.map((m) => Array.from(m));
+        out[d.name] = { source: d.source, op: d.op, maps };
+    }
+    return { model: result.model, index: drawing.source.index, derived: out };
+}"""
+
+
+def test_page_relu_and_pooling_equal_pytorchs(page, mnist) -> None:
+    """The page's ReLU and 2×2 max-pool of the uint8 conv maps match PyTorch's own stages."""
+    from cnnscope.analysis.activations import record
+
+    checked = 0
+    for model_id in page.locator("#model option").evaluate_all("(os) => os.map((o) => o.value)"):
+        page.select_option("#model", model_id)
+        page.click("#random")
+        _idle(page)
+        got = page.evaluate(_DERIVED)
+        assert got["model"] == model_id
+        model, _ = cnnscope.load_model(model_id)
+        x = mnist.test_images[got["index"]].float().div(255).view(1, 1, 28, 28)
+        want = {k: v[0].numpy() for k, v in record(model, x).items()}
+        for name, d in got["derived"].items():
+            # The page's maps come from the quantised conv maps: each value is within half a
+            # step, (max - min) / 255 / 2 of its channel, and ReLU and max-pool keep that bound.
+            sent = d["source"]
+            while sent in got["derived"]:
+                sent = got["derived"][sent]["source"]
+            conv = want[sent]
+            step = (conv.max(axis=(1, 2)) - conv.min(axis=(1, 2))) / 255
+            page_maps = np.array(d["maps"]).reshape(want[name].shape)
+            error = np.abs(page_maps - want[name]).max(axis=(1, 2))
+            assert (error <= step / 2 + 1e-4).all(), (model_id, name, error.max())
+            checked += 1
+    assert checked >= 8  # relu1, pool1 (and relu2, pool2) of every served model
+
+
+SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
+ONE = [(140, 40), (140, 250)]
+_GRIDS = "document.querySelectorAll('#stages canvas.grid').length"
+
+
+def _stages_lit(page) -> dict[str, int]:
+    """Each stage grid of the draw view and how many of its pixels are lit."""
+    names = page.locator("#stages canvas.grid").evaluate_all(
+        "(cs) => cs.map((c) => c.dataset.stage)"
+    )
+    return {n: page.evaluate(_LIT_PIXELS, f'canvas.grid[data-stage="{n}"]') for n in names}
+
+
+def test_clear_then_draw_brings_the_maps_back(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    before = _pixels(page, 'canvas.grid[data-stage="conv1"]')
+    page.click("#clear")
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("[data-panel=probabilities] .bar").count() == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+    _draw(page, ONE)
+    _idle(page)
+    assert _predicted(page) == "1"
+    lit = _stages_lit(page)
+    assert set(lit) == {"conv1", "pool1", "conv2", "pool2", "fc1", "logits"}, lit
+    assert all(lit.values()), lit
+    assert _pixels(page, 'canvas.grid[data-stage="conv1"]') != before  # a 1 now, not the 7
+
+
+def test_undo_to_empty_then_draw(page) -> None:
+    _draw(page, ONE)
+    _idle(page)
+    assert page.evaluate(_GRIDS) > 0
+    page.click("#undo")  # the only stroke: the pad is empty again
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+    _draw(page, SEVEN)
+    _idle(page)
+    assert _predicted(page) == "7"
+    assert all(_stages_lit(page).values())
+
+
+def test_an_answer_for_a_cleared_drawing_is_not_shown(page) -> None:
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))  # every answer held back
+    with page.expect_request("**/api/predict"):
+        _draw(page, SEVEN)
+    assert held
+    page.click("#clear")
+    for route in held:  # the answers now arrive, after Clear
+        _release(route)
+    _idle(page)
+    assert page.evaluate(_GRIDS) == 0
+    assert page.locator("[data-panel=probabilities] .bar").count() == 0
+    assert page.locator("#status").inner_text() == "draw a digit"
+
+
+def _release(route) -> None:
+    """Let a held request through; the page may have aborted it meanwhile."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    with contextlib.suppress(PlaywrightError):
+        route.continue_()
+
+
+_ORANGE = """(panel) => [...document.querySelectorAll(panel + ' canvas')].reduce((n, c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4)
+        if (d[i] > 200 && d[i + 1] > 120 && d[i + 1] < 200 && d[i + 2] < 80) n++;
+    return n; }, 0)"""
+
+
+def _captions(answer: list[dict]) -> list[str]:
+    return [f"#{t['index']} ({t['label']}) {t['score']:.2f}" for t in answer]
+
+
+def test_top_examples_show_the_unit_clicked_last(page, server_url) -> None:
+    page.click("button.tab[data-view='feat-view']")
+    page.select_option("#feat-stage", "conv2")
+    page.wait_for_function("document.querySelectorAll('#feat-gallery figure').length === 64")
+    held = []
+
+    def hold_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/top-examples/**", hold_first)
+    with page.expect_request("**/api/top-examples/**"):
+        page.locator("#feat-gallery figure").nth(3).click()  # A: its answer is held back
+    page.locator("#feat-gallery figure").nth(5).click()  # B, answered at once
+    panel = page.locator("#feat-view [data-panel=top-examples]")
+    page.wait_for_selector("#feat-top[data-unit='5'] figure", timeout=60_000)
+    assert held and held[0].request.url.endswith("/conv2/3"), held
+    _release(held[0])  # A's answer lands last
+    _idle(page)
+    assert (panel.get_attribute("data-stage"), panel.get_attribute("data-unit")) == ("conv2", "5")
+    want = page.request.get(f"{server_url}api/top-examples/deep_mnist/conv2/5").json()
+    assert panel.locator("figcaption").all_inner_texts() == _captions(want)
+    assert page.evaluate(_ORANGE, "#feat-top") > 0  # conv units: receptive-field boxes
+    # fc units see the whole image: no boxes.
+    page.select_option("#feat-stage", "fc1")
+    page.wait_for_function("document.querySelectorAll('#feat-gallery figure').length === 1024")
+    page.locator("#feat-gallery figure").nth(7).click()
+    page.wait_for_selector("#feat-top[data-unit='7'][data-stage='fc1']", timeout=60_000)
+    assert panel.locator("figure").count() == 9
+    assert page.evaluate(_ORANGE, "#feat-top") == 0
+
+
+def test_a_busy_server_is_retried_not_an_error(page, errors) -> None:
+    busy = []
+
+    def first_busy(route) -> None:
+        if busy:
+            route.continue_()
+        else:
+            busy.append(route.request.url)
+            route.fulfill(status=503, headers={"Retry-After": "1"}, json={"detail": "busy"})
+
+    page.route("**/api/predict", first_busy)
+    _draw(page, ONE)
+    _idle(page)
+    assert busy
+    assert _predicted(page) == "1"
+    assert not page.locator("#status").inner_text().startswith("error")
+    errors[:] = [e for e in errors if "503" not in e]  # the browser logs the 503 itself
+
+
+@pytest.mark.slow  # an evaluation and top examples of every model: about a minute
+def test_every_model_through_every_tab(page, errors, server_url) -> None:
+    """Each served model in each view: no console error, no failed request of the page."""
+    failed: list[str] = []
+    foreign: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((server_url, "data:")) else foreign.append(r.url),
+    )
+    models = page.evaluate("window.cnnscope.state.models")
+    assert "single_conv" in [m["id"] for m in models]
+    for info in models:
+        model = info["id"]
+        page.click("button.tab[data-view='draw-view']")
+        page.select_option("#model", model)
+        page.click("#clear")
+        _draw(page, SEVEN)
+        _idle(page)
+        assert page.locator("#status").inner_text().startswith(f"{model}: "), model
+        lit = _stages_lit(page)
+        shown = [s["name"] for s in info["stages"] if s["kind"] != "act" or not s["parent"]]
+        assert list(lit) == shown and all(lit.values()), (model, lit)
+        for method in ("saliency", "occlusion"):
+            page.select_option("#attr-method", method)
+            _idle(page)
+            assert page.locator("#attr-note").inner_text().startswith(f"{method} for class"), model
+        page.select_option("#attr-method", "")
+        # A conv channel and an fc unit open with their top examples.
+        for stage in ("conv1", "fc1"):
+            page.locator(f'canvas.grid[data-stage="{stage}"]').click(position={"x": 2, "y": 2})
+            page.wait_for_selector(f"#detail-top[data-stage='{stage}']", timeout=60_000)
+            _idle(page)
+            assert page.locator("#detail-top figure").count() == 9, (model, stage)
+            assert (page.evaluate(_ORANGE, "#detail-top") > 0) == (stage == "conv1"), (model, stage)
+            page.keyboard.press("Escape")
+            page.wait_for_selector("#detail:not([open])", state="attached")
+        page.click("button.tab[data-view='eval-view']")
+        _idle(page, timeout=120_000)
+        assert page.locator("#eval-summary").inner_text().startswith(f"{model}: test accuracy")
+        page.click("#confusion td[data-true='3'][data-pred='3']")
+        _idle(page)
+        assert page.locator("#cell-gallery figure").count() > 0, model
+        page.click("button.tab[data-view='embed-view']")
+        _idle(page, timeout=120_000)
+        if info.get("embedding", True) and page.locator("#embed-label").inner_text() == "":
+            # No snapshots shipped, and a server without ModelInfo.embedding: the page asked.
+            assert f"404 {server_url}api/embedding/{model}" in failed, model
+            failed.remove(f"404 {server_url}api/embedding/{model}")
+            errors[:] = [e for e in errors if "404" not in e]
+        else:
+            assert page.locator("#embed-label").inner_text().startswith("step") or (
+                "no training snapshots" in page.locator("#embed-metrics").inner_text()
+            ), model
+        page.click("button.tab[data-view='feat-view']")
+        _idle(page)
+        assert page.locator("#feat-status").inner_text(), model
+        if page.locator("#feat-gallery figure").count():
+            page.locator("#feat-gallery figure").first.click()
+            page.wait_for_selector("#feat-top[data-unit='0']", timeout=60_000)
+    _idle(page)
+    assert not failed, failed
+    assert not foreign, foreign  # offline: nothing but the page's own server

@@ -1,47 +1,136 @@
-// Talking to the server. `Predictor` keeps at most one request in flight and always
-// sends the newest drawing next: no pile-up while the user keeps drawing.
+// Talking to the server. Every request goes through `request`, which
+// - counts what is in flight: `document.body.dataset.idle` is "true" exactly when nothing
+//   is (tests wait on it instead of sleeping);
+// - treats 503 as "busy": waits its Retry-After (at most 5 s) and tries again;
+// - passes an AbortSignal through, so a panel can drop a request it no longer wants.
 
-export async function getJSON(url) {
-  const r = await fetch(url);
-  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
-  return r.json();
+let pending = 0;
+const showIdle = () => { document.body.dataset.idle = String(pending === 0); };
+showIdle();
+
+/** Mark the page busy until the returned function is called (calling it again is a no-op). */
+export function busy() {
+  pending++;
+  showIdle();
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    pending--;
+    showIdle();
+  };
 }
 
+/** An answer other than 2xx; `message` is the server's `detail`. */
+export class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** True for the rejection of a request whose signal was aborted: not an error to show. */
+export const isAbort = (e) => e?.name === "AbortError";
+
+const TRIES = 5;
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => { clearTimeout(t); reject(signal.reason); }, { once: true });
+  });
+}
+
+async function detail(r) {
+  const d = (await r.json().catch(() => ({}))).detail;
+  return typeof d === "string" ? d : d ? JSON.stringify(d) : r.statusText;
+}
+
+/** JSON from `url`; `body` (an object) is POSTed as JSON. Throws HttpError or AbortError. */
+export async function request(url, { body, signal } = {}) {
+  const release = busy();
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const init = body === undefined ? { signal }
+        : { signal, method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+      const r = await fetch(url, init);
+      if (r.status === 503 && attempt < TRIES) {
+        const after = Number(r.headers.get("Retry-After"));
+        await sleep(Math.min(after > 0 ? after * 1000 : 500, 5000), signal);
+        continue;
+      }
+      if (!r.ok) throw new HttpError(r.status, r.status === 503 ? "server busy, try again" : await detail(r));
+      return await r.json();
+    }
+  } finally {
+    release();
+  }
+}
+
+export const getJSON = (url, options) => request(url, options);
+
+/**
+ * The latest request of one panel. `next()` aborts the one before and returns the new
+ * request's signal; after every await, a panel checks `signal.aborted` before painting,
+ * so an answer to a request it no longer wants is never shown.
+ */
+export class Latest {
+  constructor() { this.controller = null; }
+
+  next() {
+    this.controller?.abort();
+    this.controller = new AbortController();
+    return this.controller.signal;
+  }
+
+  cancel() {
+    this.controller?.abort();
+    this.controller = null;
+  }
+}
+
+/**
+ * Predictions while the user draws: at most one in flight, and the newest drawing is
+ * always sent next (no pile-up). `onResult(json, ms, tag)` gets each answer with the tag
+ * it was requested with; `cancel()` drops the queued drawing and aborts the one in flight.
+ */
 export class Predictor {
   constructor(onResult, onError) {
     this.onResult = onResult;
     this.onError = onError;
-    this.inFlight = false;
-    this.pending = null; // newest body not yet sent
+    this.latest = new Latest();
+    this.queued = null; // {body, tag} not yet sent
+    this.running = false;
+    this.release = null; // busy from the first request until the queue is empty
   }
 
-  /** Queue `body`; replaces any queued body that has not been sent. */
-  request(body) {
-    this.pending = body;
-    if (!this.inFlight) this._next();
+  request(body, tag) {
+    this.queued = { body, tag };
+    this.release ??= busy();
+    if (!this.running) this._next();
+  }
+
+  cancel() {
+    this.queued = null;
+    this.latest.cancel();
   }
 
   async _next() {
-    const body = this.pending;
-    if (!body) return;
-    this.pending = null;
-    this.inFlight = true;
+    const job = this.queued;
+    this.queued = null;
+    if (!job) { this.release?.(); this.release = null; return; }
+    this.running = true;
     const t0 = performance.now();
+    const signal = this.latest.next();
     try {
-      const r = await fetch("api/predict", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const json = await r.json();
-      if (!r.ok) throw new Error(typeof json.detail === "string" ? json.detail : JSON.stringify(json.detail));
+      const json = await request("api/predict", { body: job.body, signal });
       // A newer drawing is queued: skip painting this stale answer.
-      if (!this.pending) this.onResult(json, performance.now() - t0);
+      if (!signal.aborted && !this.queued) this.onResult(json, performance.now() - t0, job.tag);
     } catch (e) {
-      this.onError(e);
+      if (!isAbort(e)) this.onError(e);
     } finally {
-      this.inFlight = false;
-      if (this.pending) this._next();
+      this.running = false;
+      this._next();
     }
   }
 }

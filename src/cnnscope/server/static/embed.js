@@ -1,8 +1,9 @@
 // The Embedding view: every test-subset digit as a point, frame by frame over training.
-import { getJSON } from "./api.js";
-import { b64bytes, drawGray } from "./render.js";
+import { Latest, getJSON, isAbort } from "./api.js";
+import { b64bytes } from "./codec.js";
+import { $ } from "./dom.js";
+import { drawDigit } from "./render.js";
 
-const $ = (id) => document.getElementById(id);
 // tab10, the digits' colours in every cnnscope figure
 export const DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
@@ -23,30 +24,48 @@ export class EmbeddingView {
     this.model = null;
     this.t = 0; // the frame shown (fractional while moving)
     this.anim = null;
+    this.playing = null; // the timer between two frames while playing
     this.points = [];
     this.digits = new Map(); // test index → pixels
+    this.latest = new Latest(); // the model's layouts
+    this.hovered = new Latest(); // the digit under the pointer
     const c = $("scatter");
     c.addEventListener("mousemove", (e) => this.hover(e));
     c.addEventListener("click", (e) => this.click(e));
-    $("embed-frame").addEventListener("input", (e) => this.moveTo(Number(e.target.value)));
+    $("embed-frame").addEventListener("input", (e) => { this.stop(); this.moveTo(Number(e.target.value)); });
     $("embed-play").onclick = () => this.play();
   }
 
-  async show(model) {
+  /** Show `model`'s layouts; `available` false (ModelInfo.embedding) says it has none. */
+  async show(model, available = true) {
     if (this.model === model && this.data) return;
     this.model = model;
     this.data = null;
+    this.stop();
+    const signal = this.latest.next();
     $("embed-label").textContent = "loading…";
     $("embed-metrics").textContent = "";
-    const ctx = $("scatter").getContext("2d");
-    ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    for (const id of ["scatter", "class-weights", "class-means"]) {
+      const ctx = $(id).getContext("2d");
+      ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
+    }
+    if (available === false) {
+      this.latest.cancel();
+      $("embed-label").textContent = "";
+      $("embed-metrics").textContent = `${model} has no training snapshots to lay out`;
+      return;
+    }
+    let data;
     try {
-      this.data = await getJSON(`api/embedding/${encodeURIComponent(model)}`);
+      data = await getJSON(`api/embedding/${encodeURIComponent(model)}`, { signal });
     } catch (e) {
+      if (isAbort(e)) return;
       $("embed-label").textContent = "";
       $("embed-metrics").textContent = e.message;
       return;
     }
+    if (signal.aborted) return;
+    this.data = data;
     const n = this.data.frames.length;
     $("embed-frame").max = String(n - 1);
     $("embed-frame").value = String(n - 1);
@@ -93,9 +112,17 @@ export class EmbeddingView {
       `trustworthiness ${f.trustworthiness.toFixed(3)}.`;
   }
 
+  /** Stop playing and moving; `#scatter[data-moving]` is gone once nothing moves. */
+  stop() {
+    clearTimeout(this.playing);
+    cancelAnimationFrame(this.anim);
+    delete $("scatter").dataset.moving;
+  }
+
   /** Tween from the current frame to `target` (smooth, interruptible). */
   moveTo(target, duration = TWEEN_MS, done) {
     cancelAnimationFrame(this.anim);
+    $("scatter").dataset.moving = "true";
     const from = this.t, t0 = performance.now();
     const step = (now) => {
       const f = Math.min(1, (now - t0) / duration);
@@ -103,18 +130,20 @@ export class EmbeddingView {
       this.t = from + (target - from) * ease;
       this.draw();
       if (f < 1) this.anim = requestAnimationFrame(step);
-      else { this.t = target; this.draw(); done?.(); }
+      else { this.t = target; this.draw(); delete $("scatter").dataset.moving; done?.(); }
     };
     this.anim = requestAnimationFrame(step);
   }
 
   play() {
+    if (!this.data) return;
     const last = this.data.frames.length - 1;
     const go = (k) => {
       $("embed-frame").value = String(k);
-      this.moveTo(k, TWEEN_MS, () => { if (k < last) setTimeout(() => go(k + 1), 250); });
+      this.moveTo(k, TWEEN_MS, () => { if (k < last) this.playing = setTimeout(() => go(k + 1), 250); });
     };
     // From the first snapshot: show it, then move on at once.
+    this.stop();
     this.t = 0;
     $("embed-frame").value = "0";
     this.draw();
@@ -132,13 +161,13 @@ export class EmbeddingView {
     return best;
   }
 
-  async digit(k) {
-    const index = this.data.indices[k];
+  async digit(k, signal) {
+    const index = this.data.indices[k], label = this.data.labels[k];
     if (!this.digits.has(index)) {
-      const d = await getJSON(`api/test-digits/${index}`);
+      const d = await getJSON(`api/test-digits/${index}`, { signal });
       this.digits.set(index, b64bytes(d.pixels));
     }
-    return { index, label: this.data.labels[k], pixels: this.digits.get(index) };
+    return { index, label, pixels: this.digits.get(index) };
   }
 
   async hover(e) {
@@ -146,16 +175,26 @@ export class EmbeddingView {
     const k = this.nearest(e);
     if (k < 0) return;
     const frame = this.data.frames[Math.round(this.t)];
-    const d = await this.digit(k);
-    drawGray($("hover-digit").getContext("2d"), Array.from(d.pixels, (v) => v / 255), 28, 28);
-    $("hover-text").textContent =
-      `test #${d.index}: true ${d.label}, predicted ${frame.predictions[k]} at step ${frame.step}`;
+    const signal = this.hovered.next();
+    try {
+      const d = await this.digit(k, signal);
+      if (signal.aborted) return; // the pointer moved on to another point
+      drawDigit($("hover-digit").getContext("2d"), d.pixels);
+      $("hover-text").textContent =
+        `test #${d.index}: true ${d.label}, predicted ${frame.predictions[k]} at step ${frame.step}`;
+    } catch (err) {
+      if (!isAbort(err)) $("hover-text").textContent = `error: ${err.message}`;
+    }
   }
 
   async click(e) {
     if (!this.data) return;
     const k = this.nearest(e);
-    if (k >= 0) this.onPick(await this.digit(k));
+    if (k < 0) return;
+    this.hovered.cancel();
+    try {
+      this.onPick(await this.digit(k));
+    } catch (err) { $("hover-text").textContent = `error: ${err.message}`; }
   }
 
   drawClasses(canvas, xy) {

@@ -1,8 +1,9 @@
 // The Evaluation view: scores, a clickable confusion matrix, the digits in a cell.
-import { getJSON } from "./api.js";
-import { b64bytes, drawGray } from "./render.js";
+import { Latest, getJSON, isAbort } from "./api.js";
+import { b64bytes } from "./codec.js";
+import { $, el } from "./dom.js";
+import { digitCanvas } from "./render.js";
 
-const $ = (id) => document.getElementById(id);
 const pct = (v) => `${(v * 100).toFixed(2)} %`;
 
 export class EvaluationView {
@@ -11,23 +12,30 @@ export class EvaluationView {
     this.onPick = onPick;
     this.model = null;
     this.data = null;
+    this.latest = new Latest(); // the summary
+    this.cell = new Latest(); // the digits of a cell
   }
 
   async show(model) {
     if (this.model === model && this.data) return;
     this.model = model;
+    this.data = null;
+    const signal = this.latest.next();
+    this.cell.cancel();
+    $("cell-title").textContent = "Click a cell to see its digits";
     $("eval-summary").textContent = `evaluating ${model} on the 10,000 test images…`;
     $("confusion").replaceChildren();
     $("per-class").replaceChildren();
     $("cell-gallery").replaceChildren();
+    let d;
     try {
-      this.data = await getJSON(`api/evaluation/${encodeURIComponent(model)}`);
+      d = await getJSON(`api/evaluation/${encodeURIComponent(model)}`, { signal });
     } catch (e) {
-      $("eval-summary").textContent = `error: ${e.message}`;
+      if (!isAbort(e)) $("eval-summary").textContent = `error: ${e.message}`;
       return;
     }
-    if (this.model !== model) return; // switched meanwhile
-    const d = this.data;
+    if (signal.aborted) return; // switched meanwhile
+    this.data = d;
     $("eval-summary").textContent =
       `${model}: test accuracy ${pct(d.accuracy)} (${d.errors} errors in ${d.count.toLocaleString()}); ` +
       `untrained: ${pct(d.untrained_accuracy)}`;
@@ -71,20 +79,22 @@ export class EvaluationView {
   async openCell(t, p, td) {
     document.querySelectorAll("#confusion td.selected").forEach((c) => c.classList.remove("selected"));
     td.classList.add("selected");
-    const cell = await getJSON(`api/evaluation/${encodeURIComponent(this.model)}/cell?true=${t}&pred=${p}&limit=80`);
+    const signal = this.cell.next();
+    let cell;
+    try {
+      cell = await getJSON(`api/evaluation/${encodeURIComponent(this.model)}/cell?true=${t}&pred=${p}&limit=80`, { signal });
+    } catch (e) {
+      if (!isAbort(e)) $("cell-title").textContent = `error: ${e.message}`;
+      return;
+    }
+    if (signal.aborted) return;
     $("cell-title").textContent = t === p
       ? `${cell.count} ${t}s predicted correctly; the ${cell.digits.length} least confident`
       : `${cell.count} ${t}s predicted as ${p}; click one to open it in the draw view`;
     $("cell-gallery").replaceChildren(...cell.digits.map((d) => {
-      const fig = document.createElement("figure");
-      const c = document.createElement("canvas");
-      c.width = c.height = 28;
       const pixels = b64bytes(d.pixels);
-      drawGray(c.getContext("2d"), Array.from(pixels, (v) => v / 255), 28, 28);
-      const cap = document.createElement("figcaption");
-      cap.textContent = `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}`;
-      fig.title = `test image ${d.index}: true ${d.label}, predicted ${d.pred}`;
-      fig.append(c, cap);
+      const fig = el("figure", { title: `test image ${d.index}: true ${d.label}, predicted ${d.pred}` },
+        digitCanvas(pixels), el("figcaption", { textContent: `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}` }));
       fig.onclick = () => this.onPick({ index: d.index, label: d.label, pixels });
       return fig;
     }));

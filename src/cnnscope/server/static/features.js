@@ -1,41 +1,62 @@
 // The Features view: each unit's preferred image, and the test digits that excite it.
-import { getJSON } from "./api.js";
-import { b64bytes, drawGray } from "./render.js";
+import { Latest, getJSON, isAbort } from "./api.js";
+import { b64bytes, digitAt } from "./codec.js";
+import { $, el } from "./dom.js";
+import { digitCanvas, drawDigit, drawField } from "./render.js";
 
-const $ = (id) => document.getElementById(id);
+/**
+ * A panel of the test digits that excite one unit most. It shows only the answer for the
+ * unit asked last (an older answer is aborted or dropped), and carries that unit in
+ * `data-stage` / `data-unit` once its digits are drawn.
+ */
+export class TopExamples {
+  constructor(container) {
+    this.container = container;
+    this.latest = new Latest();
+  }
 
-function grayCanvas(pixels, offset = 0, scale = 255) {
-  const c = document.createElement("canvas");
-  c.width = c.height = 28;
-  drawGray(c.getContext("2d"), Array.from(pixels.subarray(offset, offset + 784), (v) => v / scale), 28, 28);
-  return c;
-}
-
-/** The test digits that excite `stage:unit` most, drawn into `container` with their fields. */
-export async function showTopExamples(container, model, stage, unit) {
-  container.replaceChildren();
-  const top = await getJSON(`api/top-examples/${encodeURIComponent(model)}/${stage}/${unit}`);
-  container.replaceChildren(...top.map((t) => {
-    const f = document.createElement("figure");
-    const c = grayCanvas(b64bytes(t.pixels));
-    if (t.field) { // the receptive field of the strongest position
-      const ctx = c.getContext("2d");
-      ctx.strokeStyle = "#f5a524";
-      ctx.lineWidth = 1;
-      ctx.strokeRect(t.field[1] + 0.5, t.field[0] + 0.5, t.field[3] - t.field[1] - 1, t.field[2] - t.field[0] - 1);
+  /**
+   * Show `stage:unit`'s digits; resolves once drawn (or dropped for a newer unit).
+   * `fields`: outline each digit's receptive field (false for units that see everything).
+   */
+  async show(model, stage, unit, { fields = true } = {}) {
+    const signal = this.latest.next();
+    const c = this.container;
+    c.replaceChildren();
+    delete c.dataset.stage;
+    delete c.dataset.unit;
+    c.setAttribute("aria-busy", "true");
+    try {
+      const top = await getJSON(`api/top-examples/${encodeURIComponent(model)}/${stage}/${unit}`, { signal });
+      if (signal.aborted) return;
+      c.replaceChildren(...top.map((t) => {
+        const digit = digitCanvas(b64bytes(t.pixels));
+        // the receptive field of the strongest position; null where a unit sees everything
+        if (fields && t.field) drawField(digit.getContext("2d"), t.field);
+        return el("figure", {}, digit, el("figcaption", { textContent: `#${t.index} (${t.label}) ${t.score.toFixed(2)}` }));
+      }));
+      Object.assign(c.dataset, { stage, unit: String(unit) });
+    } catch (e) {
+      if (isAbort(e)) return;
+      c.replaceChildren(el("p", { className: "note", textContent: `error: ${e.message}` }));
+    } finally {
+      if (!signal.aborted) c.removeAttribute("aria-busy");
     }
-    const cap = document.createElement("figcaption");
-    cap.textContent = `#${t.index} (${t.label}) ${t.score.toFixed(2)}`;
-    f.append(c, cap);
-    return f;
-  }));
+  }
+
+  clear() {
+    this.latest.cancel();
+    this.container.replaceChildren();
+    delete this.container.dataset.stage;
+    delete this.container.dataset.unit;
+    this.container.removeAttribute("aria-busy");
+  }
 }
 
-/** `stage:unit`'s preferred image (Uint8Array of 784) if rendered; starts rendering if not. */
-export async function preferredImage(model, stage, unit) {
-  const job = await getJSON(`api/features/${encodeURIComponent(model)}/${stage}`);
-  if (job.status !== "ready") return null;
-  return b64bytes(job.images).subarray(unit * 784, unit * 784 + 784);
+/** `stage:unit`'s preferred image (784 uint8) if rendered, else null (and it starts rendering). */
+export async function preferredImage(model, stage, unit, signal) {
+  const job = await getJSON(`api/features/${encodeURIComponent(model)}/${stage}`, { signal });
+  return job.status === "ready" ? digitAt(b64bytes(job.images), unit) : null;
 }
 
 export class FeaturesView {
@@ -44,34 +65,43 @@ export class FeaturesView {
     this.key = null;
     this.images = null;
     this.timer = null;
+    this.latest = new Latest();
+    this.top = new TopExamples($("feat-top"));
     $("feat-stage").onchange = () => this.load();
     $("feat-method").onchange = () => this.load();
   }
 
-  show(model, stages) {
+  /** Show `model`'s galleries; `info` is its Stages. */
+  show(model, info) {
     if (this.model !== model) {
       this.model = model;
-      const pick = stages.filter((s) => !s.startsWith("relu") && !s.startsWith("pool"));
-      $("feat-stage").replaceChildren(...pick.map((s) => new Option(s, s)));
+      this.info = info;
+      $("feat-stage").replaceChildren(...info.featureStages().map((s) => new Option(s, s)));
+      this.top.clear();
+      $("feat-unit-title").textContent = "Top examples";
+      $("feat-unit-image").hidden = true;
     }
     this.load();
   }
 
-  async load() {
+  load() {
     const stage = $("feat-stage").value, method = $("feat-method").value;
     const key = `${this.model}/${stage}/${method}`;
     if (key === this.key && this.images) return;
     this.key = key;
     this.images = null;
     clearTimeout(this.timer);
+    const signal = this.latest.next();
     $("feat-gallery").replaceChildren();
     const poll = async () => {
-      if (this.key !== key) return;
       let job;
       try {
-        job = await getJSON(`api/features/${encodeURIComponent(this.model)}/${stage}?method=${method}`);
-      } catch (e) { $("feat-status").textContent = `error: ${e.message}`; return; }
-      if (this.key !== key) return;
+        job = await getJSON(`api/features/${encodeURIComponent(this.model)}/${stage}?method=${method}`, { signal });
+      } catch (e) {
+        if (!isAbort(e)) $("feat-status").textContent = `error: ${e.message}`;
+        return;
+      }
+      if (signal.aborted) return;
       if (job.status === "ready") {
         $("feat-status").textContent = `${job.total} units`;
         this.images = b64bytes(job.images);
@@ -88,23 +118,20 @@ export class FeaturesView {
 
   render(stage, total) {
     $("feat-gallery").replaceChildren(...Array.from({ length: total }, (_, u) => {
-      const fig = document.createElement("figure");
-      fig.dataset.unit = u;
-      const cap = document.createElement("figcaption");
-      cap.textContent = String(u);
-      fig.append(grayCanvas(this.images, u * 784), cap);
+      const fig = el("figure", { dataset: { unit: u } }, digitCanvas(digitAt(this.images, u)),
+        el("figcaption", { textContent: String(u) }));
       fig.onclick = () => this.openUnit(stage, u, fig);
       return fig;
     }));
   }
 
-  async openUnit(stage, unit, fig) {
+  openUnit(stage, unit, fig) {
     document.querySelectorAll("#feat-gallery figure.selected").forEach((f) => f.classList.remove("selected"));
     fig.classList.add("selected");
     $("feat-unit-title").textContent = `${stage}:${unit}: its image and the 9 test digits it likes most`;
     const img = $("feat-unit-image");
-    drawGray(img.getContext("2d"), Array.from(this.images.subarray(unit * 784, unit * 784 + 784), (v) => v / 255), 28, 28);
+    drawDigit(img.getContext("2d"), digitAt(this.images, unit));
     img.hidden = false;
-    await showTopExamples($("feat-top"), this.model, stage, unit);
+    return this.top.show(this.model, stage, unit, { fields: !this.info.seesAll(stage) });
   }
 }

@@ -1,4 +1,5 @@
 // The drawing pad: pointer events (mouse, touch, pen), round thick strokes, undo.
+import { digitCanvas } from "./render.js";
 
 export class Pad {
   constructor(canvas, onChange, { brush = 22 } = {}) {
@@ -56,11 +57,7 @@ export class Pad {
 
   /** Show a 28×28 uint8 digit, scaled up, as the background. */
   setDigit(pixels) {
-    const small = new ImageData(28, 28);
-    for (let i = 0; i < 784; i++) { small.data[i * 4] = small.data[i * 4 + 1] = small.data[i * 4 + 2] = pixels[i]; small.data[i * 4 + 3] = 255; }
-    const tmp = document.createElement("canvas");
-    tmp.width = tmp.height = 28;
-    tmp.getContext("2d").putImageData(small, 0, 0);
+    const tmp = digitCanvas(pixels);
     this.strokes = [];
     this.ctx.fillStyle = "#000";
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);

@@ -1,53 +1,5 @@
 // Pure drawing functions: values in, pixels out. Every scale is an explicit argument.
-
-/** base64 → Uint8Array */
-export function b64bytes(b64) {
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-/**
- * Decode an EncodedStage into {shape, maps: Float32Array[]}: one array per map
- * (a channel of a conv stage, or the whole vector of an fc stage).
- */
-export function decodeStage(enc) {
-  const q = b64bytes(enc.data);
-  const n = enc.min.length;
-  const size = q.length / n;
-  const maps = [];
-  for (let m = 0; m < n; m++) {
-    const lo = enc.min[m], span = (enc.max[m] - enc.min[m]) / 255;
-    const arr = new Float32Array(size);
-    for (let i = 0; i < size; i++) arr[i] = lo + q[m * size + i] * span;
-    maps.push(arr);
-  }
-  return { shape: enc.shape, maps };
-}
-
-/** ReLU of every map. */
-export function relu(stage) {
-  return { shape: stage.shape, maps: stage.maps.map((m) => m.map((v) => (v > 0 ? v : 0))) };
-}
-
-/** 2×2 max-pool, stride 2, of every (H, W) map. */
-export function maxpool2(stage) {
-  const [c, h, w] = stage.shape;
-  const oh = Math.floor(h / 2), ow = Math.floor(w / 2);
-  const maps = stage.maps.map((m) => {
-    const out = new Float32Array(oh * ow);
-    for (let y = 0; y < oh; y++)
-      for (let x = 0; x < ow; x++) {
-        const i = 2 * y * w + 2 * x;
-        out[y * ow + x] = Math.max(m[i], m[i + 1], m[i + w], m[i + w + 1]);
-      }
-    return out;
-  });
-  return { shape: [c, oh, ow], maps };
-}
-
-export const DERIVE = { relu, maxpool2 };
+import { canvas } from "./dom.js";
 
 /** min and max over a list of arrays */
 export function range(arrays) {
@@ -139,15 +91,47 @@ export function drawLegend(ctx, scale) {
   ctx.putImageData(img, 0, 0);
 }
 
-/** A grayscale 28×28 (or any) image in [0, 1] into ctx. */
-export function drawGray(ctx, values, w, h) {
+/** A grayscale image into ctx: `values[i] / white` clipped to [0, 1] (white = 255 for uint8). */
+export function drawGray(ctx, values, w = 28, h = 28, white = 1) {
   const img = ctx.createImageData(w, h);
   for (let i = 0; i < w * h; i++) {
-    const g = Math.round(Math.max(0, Math.min(1, values[i])) * 255);
+    const g = Math.round(Math.max(0, Math.min(1, values[i] / white)) * 255);
     img.data[i * 4] = img.data[i * 4 + 1] = img.data[i * 4 + 2] = g;
     img.data[i * 4 + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
+}
+
+/** A 28×28 uint8 digit (0 black … 255 white) into ctx. */
+export const drawDigit = (ctx, pixels) => drawGray(ctx, pixels, 28, 28, 255);
+
+/** A new 28×28 canvas showing a uint8 digit. */
+export function digitCanvas(pixels) {
+  const c = canvas(28);
+  drawDigit(c.getContext("2d"), pixels);
+  return c;
+}
+
+/** A receptive field [top, left, bottom, right) outlined on a digit's canvas. */
+export function drawField(ctx, [top, left, bottom, right]) {
+  ctx.strokeStyle = "#f5a524";
+  ctx.lineWidth = 1;
+  ctx.strokeRect(left + 0.5, top + 0.5, right - left - 1, bottom - top - 1);
+}
+
+/**
+ * `stage`'s maps tiled into `canvas`, resized to fit them; one scale for all maps, or
+ * `scales` per map. Returns the layout (for hit-testing).
+ */
+export function drawMaps(target, stage, scales, maxCols = 16) {
+  const layout = tileLayout(stage.shape, maxCols);
+  if (target.width !== layout.width || target.height !== layout.height) {
+    target.width = layout.width;
+    target.height = layout.height;
+  }
+  const per = Array.isArray(scales) ? scales : stage.maps.map(() => scales);
+  drawStage(target.getContext("2d"), stage, layout, per);
+  return layout;
 }
 
 export function fmt(v) {

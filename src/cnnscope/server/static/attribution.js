@@ -1,0 +1,42 @@
+// The attribution panel ("why"): a map over the input saying which pixels raise the class.
+// Fast methods arrive with each prediction; slow ones are asked for on demand. What it
+// shows is drawn from the draw view's state only.
+import { decodeMaps } from "./codec.js";
+import { $ } from "./dom.js";
+import { drawOverlay } from "./render.js";
+
+/** Methods the server computes with every prediction (≤ 30 ms). */
+export const FAST = new Set(["saliency", "gradxinput", "gradcam"]);
+
+/**
+ * Paint the panel. `attr`: {method, target, slow: {rev, model, method, target, json} | null,
+ * computing, error}; `result`: the prediction shown (or null); `rev`: the drawing's revision.
+ */
+export function renderAttribution(attr, result, rev) {
+  const { method } = attr;
+  const canvas = $("attr"), note = $("attr-note");
+  const slow = Boolean(method) && !FAST.has(method);
+  $("attr-compute").hidden = !slow;
+  canvas.hidden = !method;
+  let shown = null;
+  if (method && !slow && result?.res.attribution?.method === method) {
+    shown = { input: result.res.input, a: result.res.attribution, ms: null };
+  } else if (slow && attr.slow && attr.slow.rev === rev && attr.slow.model === result?.model
+    && attr.slow.method === method && attr.slow.target === attr.target) {
+    shown = { input: attr.slow.json.input, a: attr.slow.json.attribution, ms: attr.slow.json.server_ms };
+  }
+  if (!shown) {
+    canvas.getContext("2d").clearRect(0, 0, 28, 28);
+    note.textContent = !method || !result ? ""
+      : attr.error ? `error: ${attr.error}`
+      : slow ? (attr.computing ? `computing ${method}…` : "press Compute for this drawing") : "";
+    return;
+  }
+  const x = decodeMaps(shown.input).maps[0];
+  const m = decodeMaps(shown.a.map).maps[0];
+  drawOverlay(canvas.getContext("2d"), x, m);
+  const extra = shown.a.details.baseline ? `; baseline: ${shown.a.details.baseline}` : "";
+  const empty = m.every((v) => v === 0) ? " — empty map: nothing here raises this class" : "";
+  const ms = shown.ms === null ? "" : ` (${shown.ms.toFixed(0)} ms)`;
+  note.textContent = `${shown.a.method} for class ${shown.a.target}: red raises it, blue lowers it${extra}${empty}${ms}`;
+}

@@ -1,0 +1,82 @@
+// The detail dialog: one map enlarged, the conv filter behind it, the unit's preferred
+// input and the test digits that excite it. Opening another map drops the answers still
+// due for the one before.
+import { Latest, getJSON, isAbort } from "./api.js";
+import { decodeFilter } from "./codec.js";
+import { $ } from "./dom.js";
+import { TopExamples, preferredImage } from "./features.js";
+import { drawDigit, drawMaps, fmt, makeScale, range } from "./render.js";
+
+export class Detail {
+  constructor() {
+    this.filters = {}; // `${model}/${conv}` → FilterWeights
+    this.latest = new Latest(); // filter weights and preferred image of the open map
+    this.top = new TopExamples($("detail-top"));
+    // Closed: the answers still due for it are no longer wanted.
+    $("detail").addEventListener("close", () => { this.latest.cancel(); this.top.clear(); });
+  }
+
+  /**
+   * Open map `tile.index` (or vector unit `tile.unit`) of stage `name`.
+   * `shown` is what the draw view shows: {model, info: Stages, stages}.
+   */
+  open(shown, name, tile) {
+    const { model, info } = shown;
+    const stage = shown.stages[name];
+    const spatial = stage.shape.length === 3;
+    const map = stage.maps[tile.index];
+    const [lo, hi] = range([map]);
+    if (spatial) drawMaps($("detail-map"), { shape: [1, ...stage.shape.slice(1)], maps: [map] }, makeScale(lo, hi));
+    else drawMaps($("detail-map"), stage, makeScale(lo, hi));
+    $("detail-title").textContent = spatial ? `${name}, channel ${tile.index}` : name;
+    $("detail-range").textContent = `min ${fmt(lo)}, max ${fmt(hi)}`;
+    $("detail-filter-fig").hidden = true;
+    $("detail-pref-fig").hidden = true;
+    $("detail-top-title").hidden = true;
+    this.top.clear();
+    const signal = this.latest.next();
+    if (!$("detail").open) $("detail").showModal();
+    // The unit behind this map: a conv layer's channel, an fc unit, or a class.
+    const unitStage = info.unitStage(name);
+    const unit = spatial ? tile.index : tile.unit;
+    if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, !info.seesAll(unitStage), signal);
+    const conv = spatial ? info.convOf(name) : null;
+    if (conv) this.showFilter(model, conv, tile.index, signal);
+  }
+
+  async showFilter(model, conv, channel, signal) {
+    const k = `${model}/${conv}`;
+    try {
+      this.filters[k] ??= await getJSON(`api/models/${encodeURIComponent(model)}/filters/${conv}`, { signal });
+      if (signal.aborted) return;
+      const filter = decodeFilter(this.filters[k], channel);
+      const [cin, kh, kw] = filter.shape;
+      // signed weights: always the diverging scale, even if one filter is all positive
+      const [lo, hi] = range(filter.maps);
+      drawMaps($("detail-filter"), filter, makeScale(Math.min(lo, -1e-6), hi), 8);
+      $("detail-filter-caption").textContent =
+        `${conv} filter ${channel}: ${cin} input channel${cin > 1 ? "s" : ""} × ${kh}×${kw}, blue < 0 < red`;
+      $("detail-filter-fig").hidden = false;
+    } catch (e) {
+      if (!isAbort(e)) $("detail-filter-caption").textContent = e.message;
+    }
+  }
+
+  async showUnit(model, stage, unit, fields, signal) {
+    $("detail-top-title").textContent = `The test digits ${stage}:${unit} likes most`;
+    $("detail-top-title").hidden = false;
+    const top = this.top.show(model, stage, unit, { fields });
+    try {
+      const pixels = await preferredImage(model, stage, unit, signal);
+      if (signal.aborted) return;
+      $("detail-pref-caption").textContent = pixels
+        ? `${stage}:${unit}'s preferred input (regularized)`
+        : "its preferred input is rendering: see the Features tab";
+      if (pixels) drawDigit($("detail-pref").getContext("2d"), pixels);
+      $("detail-pref-fig").hidden = false;
+    } catch (e) {
+      if (!isAbort(e)) $("detail-top-title").textContent = `error: ${e.message}`;
+    }
+    await top;
+  }
+}

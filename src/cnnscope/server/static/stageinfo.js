@@ -1,0 +1,62 @@
+// What each stage of a served model is, from its StageInfo (`/api/models`): kind, shape,
+// receptive field and the conv it follows. Nothing on the page reads a kind from a name.
+
+/** Kinds whose stages follow a conv (`parent`) and show that conv's channels again. */
+const FOLLOWERS = new Set(["act", "pool", "norm"]);
+
+export class Stages {
+  /** `infos`: a model's StageInfo list, in forward order. */
+  constructor(infos) {
+    this.list = infos;
+    this.byName = new Map(infos.map((s) => [s.name, s]));
+  }
+
+  get(name) { return this.byName.get(name); }
+
+  get names() { return this.list.map((s) => s.name); }
+
+  /**
+   * The stages as rows of the draw view. "pipeline": a conv with the stages that follow it
+   * side by side; "compact": one stage a row, without activations of a conv (its pool
+   * shows what survives of them).
+   */
+  rows(view) {
+    if (view === "pipeline") {
+      const out = [];
+      for (const s of this.list) {
+        const prev = out[out.length - 1];
+        if (prev && FOLLOWERS.has(s.kind) && s.parent && s.parent === prev[0]) prev.push(s.name);
+        else out.push([s.name]);
+      }
+      return out;
+    }
+    return this.list.filter((s) => !(s.kind === "act" && s.parent)).map((s) => [s.name]);
+  }
+
+  /** The conv whose channels `name`'s maps are (itself for a conv), or null. */
+  convOf(name) {
+    const s = this.get(name);
+    if (!s) return null;
+    if (s.kind === "conv") return s.name;
+    return FOLLOWERS.has(s.kind) && s.parent ? s.parent : null;
+  }
+
+  /**
+   * The stage whose unit a map or value of `name` stands for (for preferred images and top
+   * examples): the conv of a spatial stage, or a vector stage itself.
+   */
+  unitStage(name) {
+    const s = this.get(name);
+    if (!s) return null;
+    return s.shape.length === 3 ? this.convOf(name) : s.name;
+  }
+
+  /** Stages worth a gallery of preferred images: every stage but the followers of a conv. */
+  featureStages() { return this.list.filter((s) => !FOLLOWERS.has(s.kind)).map((s) => s.name); }
+
+  /** The last conv stage (Grad-CAM's layer), or null. */
+  lastConv() { return this.list.filter((s) => s.kind === "conv").at(-1)?.name ?? null; }
+
+  /** True where units have no receptive field: each sees the whole image. */
+  seesAll(name) { return this.get(name)?.rf_size == null; }
+}
