@@ -142,7 +142,7 @@ def bad_parameters(port: int, pid: int, rounds: int = 3, per_round: int = 1000) 
             elif which == 1:
                 codes[_request(conn, "GET", f"/api/top-examples/deep_mnist/s{k}/0", None)] += 1
             elif which == 2:
-                codes[_request(conn, "GET", f"/api/features/deep_mnist/conv{k}", None)] += 1
+                codes[_request(conn, "GET", f"/api/features/deep_mnist/conv{k}x", None)] += 1
             else:
                 body = f'{{"pixels": {pixels}, "model": "m{k}"}}'
                 codes[_request(conn, "POST", "/api/predict", body.encode())] += 1

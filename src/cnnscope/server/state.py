@@ -42,7 +42,7 @@ UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit sta
 RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
 # The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
 # Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
-FAST_WORKERS, FAST_QUEUE = 2, 16
+FAST_WORKERS, FAST_QUEUE = 2, 30  # 32 in flight: bench/predict_latency.py's 32 clients
 SLOW_WORKERS, SLOW_QUEUE = 2, 8
 
 
