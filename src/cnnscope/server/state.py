@@ -36,13 +36,13 @@ V = TypeVar("V")
 
 # Sizes of the caches of each served model: every key is a validated stage, method or
 # layer of that model, so these bound memory however many distinct requests arrive.
-EXPLAINERS = 16  # (copy, method, layer): a few kB each, but each holds hooks' closures
+EXPLAINERS = 16  # (copy, method, layer): captum wrappers around the copy, small each
 FEATURE_JOBS = 32  # (stage, method): up to 1 MB of base64 images each
 UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit stage
 RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
 # The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
 # Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
-FAST_WORKERS, FAST_QUEUE = 2, 16
+FAST_WORKERS, FAST_QUEUE = 2, 30  # 32 in flight: bench/predict_latency.py's 32 clients
 SLOW_WORKERS, SLOW_QUEUE = 2, 8
 
 

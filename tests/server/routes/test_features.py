@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import time
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from cnnscope.server.app import ServedModel, create_app
@@ -62,3 +64,41 @@ def test_top_examples_bad_stage_or_unit_is_4xx(client) -> None:
         r = client.get(path)
         assert r.status_code == 404, (path, r.text)
         assert words in r.json()["detail"], (path, r.text)
+
+
+def test_feature_renders_run_one_at_a_time_with_a_bounded_queue(
+    mnist, tmp_path, monkeypatch
+) -> None:
+    """Issue 12 #7: each request for a new layer started its own minute-long render."""
+    import threading
+
+    from cnnscope.models import build_model, stage_infos
+    from cnnscope.server.routes import features as route
+    from cnnscope.server.state import RENDER_QUEUE
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    gate, running, most = threading.Event(), [], [0]
+    lock = threading.Lock()
+
+    def fake_render(model, stage, config, progress):
+        with lock:
+            running.append(stage)
+            most[0] = max(most[0], len(running))
+        gate.wait(10)
+        with lock:
+            running.remove(stage)
+        return np.zeros((stage_infos(model)[stage].shape[0], 28, 28), np.float32)
+
+    monkeypatch.setattr(route, "layer_images", fake_render)
+    m = ServedModel("tiny", build_model("lenet5"), {}, "test")
+    c = TestClient(create_app([m], data=mnist, allowed_hosts=["testserver"]))
+    stages = ["conv1", "conv2", "fc1", "fc2"][: RENDER_QUEUE + 2]
+    answers = [c.get(f"/api/features/tiny/{s}") for s in stages]
+    assert [r.status_code for r in answers[:-1]] == [200] * (RENDER_QUEUE + 1)
+    assert answers[-1].status_code == 503 and answers[-1].headers["retry-after"] == "1"
+    gate.set()
+    deadline = time.monotonic() + 10
+    while any(c.get(f"/api/features/tiny/{s}").json()["status"] != "ready" for s in stages[:-1]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert most[0] == 1  # never two renders of one model at once

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException
 
 from ...analysis.activations import StageRecorder
 from ..schemas import Pixel255
-from ..state import State
+from ..state import ServedModel, State
 
 router = APIRouter()
 
@@ -18,7 +18,7 @@ _OLD_NAMES = ("h_conv1", "h_pool1", "h_conv2", "h_pool2")
 
 
 @router.post("/predict")
-def predict_compat(
+async def predict_compat(
     pixels: Annotated[list[Pixel255], Body(min_length=784, max_length=784)], state: State
 ) -> dict[str, list[Any]]:
     m = state.served(None)
@@ -26,6 +26,11 @@ def predict_compat(
         raise HTTPException(
             400, f"/predict needs a model with stages {', '.join(_NEEDED)}; {m.id} lacks them"
         )
+    return await state.fast.run(_answer, m, pixels)
+
+
+def _answer(m: ServedModel, pixels: list[float]) -> dict[str, list[Any]]:
+    """The old demo's answer, on a worker thread."""
     x = torch.tensor(pixels, dtype=torch.float32).view(1, 1, 28, 28) / 255.0
     with m.lock, torch.no_grad(), StageRecorder(m.model, list(_NEEDED)) as rec:
         logits = m.model(x)[0]
