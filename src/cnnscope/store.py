@@ -3,7 +3,8 @@
 - shipped files: ``cnnscope/weights/NAME.<part>`` (weights, metadata, curves, snapshots,
   embedding layouts, feature images), made by ``scripts/ship_weights.py``;
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
-  ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images);
+  ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images),
+  ``units`` (each unit's peak activation over the test set);
 - caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
 
 Knows nothing else of cnnscope's: the modules that read and write these files import it.
@@ -27,6 +28,7 @@ __all__ = [
     "fingerprint",
     "predictions_cache",
     "shipped",
+    "units_cache",
 ]
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
@@ -39,7 +41,7 @@ Part = Literal[
     "embedding.json",  # the snapshots' t-SNE layouts
     "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
 ]
-Area = Literal["mnist", "predictions", "features"]
+Area = Literal["mnist", "predictions", "features", "units"]
 
 
 def shipped(name: str, part: Part) -> Path:
@@ -78,3 +80,8 @@ def feature_key(stage: str, method: str) -> str:
 def features_cache(model_fingerprint: str, stage: str, method: str) -> Path:
     """The cached feature images of one layer and method (same format as shipped)."""
     return cache_dir("features") / f"{model_fingerprint[:24]}-{stage}-{method}.safetensors"
+
+
+def units_cache(model_fingerprint: str, stage: str) -> Path:
+    """Each unit's peak activation on the test set: ``{"peak": (units,) float32}``."""
+    return cache_dir("units") / f"{model_fingerprint[:24]}-{stage}.safetensors"

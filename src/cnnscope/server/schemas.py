@@ -187,6 +187,10 @@ class FeatureImages(BaseModel):
         default=None, description="when ready: base64 of total × 784 uint8, unit by unit"
     )
     error: str | None = None
+    dead: list[int] | None = Field(
+        default=None,
+        description="units that never fire on the test set (as `cnnscope unused` counts)",
+    )
 
 
 class TopExampleOut(BaseModel):
@@ -217,6 +221,7 @@ class ModelInfo(BaseModel):
     stages: list[StageInfo]
     metrics: dict[str, object]
     source: str
+    embedding: bool = Field(description="training snapshots exist: the Embedding view works")
 
 
 class TestDigit(BaseModel):

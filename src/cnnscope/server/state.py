@@ -25,7 +25,7 @@ from ..analysis.evaluation import Report
 from ..data import MNIST, DataError, load_mnist
 from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
-from ..store import fingerprint
+from ..store import fingerprint, shipped
 from .pool import WorkerPool
 from .schemas import DerivedStage, EvaluationSummary, FeatureImages
 
@@ -135,6 +135,18 @@ class ServedModel:
                 self.sent.append(info.name)
         # Feature renders (a minute each): one at a time per model, a short queue.
         self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
+
+    def embedding_source(self) -> Path | None:
+        """The file the Embedding view is made from: shipped layouts, shipped or run
+        snapshots; ``None`` when the model has none (the page says so without asking)."""
+        if self.source == "shipped":
+            candidates = [
+                shipped(self.id, "embedding.json"),
+                shipped(self.id, "snapshots.safetensors"),
+            ]
+        else:
+            candidates = [Path(self.source).parent / "snapshots"]
+        return next((p for p in candidates if p.exists()), None)
 
     @property
     def fingerprint(self) -> str:

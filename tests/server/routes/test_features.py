@@ -102,3 +102,23 @@ def test_feature_renders_run_one_at_a_time_with_a_bounded_queue(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert most[0] == 1  # never two renders of one model at once
+
+
+def test_features_report_dead_units_as_unused_counts_them(shipped, mnist, tmp_path, monkeypatch):
+    # The page draws these as dead instead of as grey squares; the figure agrees with
+    # `cnnscope unused` (relu2: channel 23 of the shipped deep_mnist), and is cached on disk.
+    from cnnscope.analysis.features import unused_channels
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, meta = shipped
+    expected = unused_channels(model, mnist.test_images, "conv2")["unused"]
+    assert expected == [23]
+
+    def app():  # type: ignore[no-untyped-def]
+        served = [ServedModel("deep_mnist", model, meta, "shipped")]
+        return TestClient(create_app(served, data=mnist, allowed_hosts=["testserver"]))
+
+    job = app().get("/api/features/deep_mnist/conv2").json()
+    assert job["status"] == "ready" and job["dead"] == expected
+    assert list((tmp_path / "cnnscope" / "units").iterdir())
+    assert app().get("/api/features/deep_mnist/logits").json()["dead"] == []

@@ -13,6 +13,8 @@ def test_health_and_models(client) -> None:
     info = client.get("/api/models/deep_mnist").json()
     assert info["parameters"] == 3_274_634 and info["metrics"]["test_accuracy"] >= 0.992
     assert [s["name"] for s in info["stages"]][:3] == ["conv1", "relu1", "pool1"]
+    # The page hides the Embedding view of a model without snapshots instead of asking.
+    assert {m["id"]: m["embedding"] for m in models} == {"deep_mnist": True, "tiny": False}
     r = client.get("/api/models/nope")
     assert r.status_code == 404 and "deep_mnist, tiny" in r.json()["detail"]
 

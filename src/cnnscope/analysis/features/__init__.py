@@ -18,7 +18,7 @@ class 3). They compose: ``parse("logits:3") - 0.5 * parse("logits:8")``.
 
 from .objectives import Objective, channels, check_units, parse, stage_size
 from .render import RenderConfig, compare_regularizers, layer_images, render, with_overrides
-from .units import TopExample, filters, top_examples, unit_scores, unused_channels
+from .units import TopExample, dead_units, filters, top_examples, unit_scores, unused_channels
 
 __all__ = [
     "Objective",
@@ -27,6 +27,7 @@ __all__ = [
     "channels",
     "check_units",
     "compare_regularizers",
+    "dead_units",
     "filters",
     "layer_images",
     "parse",

@@ -13,7 +13,14 @@ from ...models import StagedModel, activation_stage, resolve_stage, stage_infos
 from ..activations import forward_until
 from .objectives import check_units
 
-__all__ = ["TopExample", "filters", "top_examples", "unit_scores", "unused_channels"]
+__all__ = [
+    "TopExample",
+    "dead_units",
+    "filters",
+    "top_examples",
+    "unit_scores",
+    "unused_channels",
+]
 
 
 def filters(model: StagedModel, stage: str) -> np.ndarray:
@@ -91,6 +98,13 @@ def top_examples(
     return out
 
 
+def dead_units(peak: np.ndarray, threshold: float = 1e-3) -> list[int]:
+    """Units whose largest activation ``peak`` (units,) is below ``threshold`` × the
+    stage's largest: the one rule of "dead" for ``unused`` and the Features view."""
+    ceiling = float(peak.max()) if peak.size else 0.0
+    return [int(u) for u in np.flatnonzero(peak <= threshold * max(ceiling, 1e-12))]
+
+
 def unused_channels(
     model: StagedModel,
     images: torch.Tensor,
@@ -108,8 +122,7 @@ def unused_channels(
     stage = activation_stage(model, stage)
     s = unit_scores(model, images, stage) if scores is None else scores
     peak = s.max(axis=0)  # (units,)
-    ceiling = float(peak.max()) if peak.size else 0.0
-    unused = [int(u) for u in np.flatnonzero(peak <= threshold * max(ceiling, 1e-12))]
+    unused = dead_units(peak, threshold)
     return {
         "stage": stage,
         "units": len(peak),

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
 from ...analysis.embedding import embed_snapshots
 from ...analysis.snapshots import load_snapshots
-from ...store import shipped
 from ..schemas import Embedding
 from ..state import ServedModel, State
 
@@ -34,19 +32,15 @@ def _embedded(m: ServedModel) -> bytes:
 
 def _embedding_json(m: ServedModel) -> bytes:
     """The model's snapshot layouts: shipped precomputed, or computed from its run's snapshots."""
-    if m.source == "shipped":
-        layouts = shipped(m.id, "embedding.json")
-        if layouts.exists():
-            return layouts.read_bytes()
-        snapshots = shipped(m.id, "snapshots.safetensors")
-    else:
-        snapshots = Path(m.source).parent / "snapshots"
-    if not snapshots.exists():
+    source = m.embedding_source()
+    if source is not None and source.suffix == ".json":
+        return source.read_bytes()  # shipped layouts
+    if source is None:
         raise HTTPException(
             404,
             f"no training snapshots for {m.id}. Train it with `cnnscope train --model "
             f"{m.model.arch} --run-dir runs/{m.model.arch}` and serve it with "
             f"`--weights runs/{m.model.arch}/model.safetensors`.",
         )
-    _, payload = embed_snapshots(load_snapshots(snapshots), m.model)  # reads the weights only
+    _, payload = embed_snapshots(load_snapshots(source), m.model)  # reads the weights only
     return json.dumps(payload).encode()

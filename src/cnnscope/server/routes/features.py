@@ -10,9 +10,15 @@ from safetensors.numpy import load_file as load_np
 from safetensors.numpy import save_file as save_np
 
 from ..._io import atomic_write
-from ...analysis.features import RenderConfig, layer_images, top_examples, unit_scores
+from ...analysis.features import (
+    RenderConfig,
+    dead_units,
+    layer_images,
+    top_examples,
+    unit_scores,
+)
 from ...models import activation_stage
-from ...store import feature_key, features_cache, shipped
+from ...store import feature_key, features_cache, shipped, units_cache
 from ..encoding import b64
 from ..schemas import FeatureImages, TopExampleOut
 from ..state import AppState, ServedModel, State
@@ -38,16 +44,38 @@ async def features(
     job = m.feature_jobs.get((stage, method))
     if job is None or job.status == "failed":
         # Reading the files and hashing the weights take a moment: a worker's job.
-        job = await state.slow.run(_job, m, stage, method)
+        job = await state.slow.run(_job, state, m, stage, method)
     return job.model_copy()
 
 
-def _job(m: ServedModel, stage: str, method: str) -> FeatureImages:
+def _job(state: AppState, m: ServedModel, stage: str, method: str) -> FeatureImages:
     with m.features_lock:  # one lookup at a time per model: no render starts twice
         job = m.feature_jobs.get((stage, method))
         if job is None or job.status == "failed":
-            job = m.feature_jobs.put((stage, method), _start_features(m, stage, method))
+            job = _start_features(m, stage, method)
+            job.dead = _dead(state, m, stage)
+            m.feature_jobs.put((stage, method), job)
         return job
+
+
+def _dead(state: AppState, m: ServedModel, stage: str) -> list[int]:
+    """Units of ``stage`` that never fire on the test set, where they fire (after the
+    activation); cached on disk by weights fingerprint. Classes are never dead."""
+    if stage == "prob" or m.stages[stage].kind == "logits":
+        return []
+    read = activation_stage(m.model, stage)
+    path = units_cache(m.fingerprint, read)
+    try:
+        peak = load_np(str(path))["peak"]
+    except Exception:  # absent or unreadable: measure again (~3 s for 10,000 digits)
+        d = state.mnist()
+        with m.worker("slow") as model:
+            scores = m.unit_scores.get_or_make(
+                read, lambda: unit_scores(model, d.test_images, read)
+            )
+        peak = scores.max(axis=0).astype(np.float32)
+        atomic_write(path, lambda tmp: save_np({"peak": peak}, str(tmp)))
+    return dead_units(peak)
 
 
 def _units(m: ServedModel, stage: str) -> int:

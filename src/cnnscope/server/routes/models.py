@@ -31,6 +31,7 @@ def _info(m: ServedModel) -> ModelInfo:
         stages=[StageInfo(**i.as_dict()) for i in m.stages.values()],
         metrics=dict(m.meta.get("metrics", {})),
         source=m.source,
+        embedding=m.embedding_source() is not None,
     )
 
 
