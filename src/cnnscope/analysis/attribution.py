@@ -144,9 +144,19 @@ class Explainer:
             target = int(probs.argmax())
         if not 0 <= target < probs.numel():
             raise ValueError(f"target {target} outside 0–{probs.numel() - 1}")
+        attr, details = self._attribute(x.clone().requires_grad_(True), target)
+        return Attribution(
+            map=attr.detach().reshape(28, 28).numpy().astype(np.float32),
+            method=self.method,
+            target=target,
+            probabilities=[float(p) for p in probs],
+            details=details,
+        )
+
+    def _attribute(self, x: torch.Tensor, target: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The method's captum call: the (1, 1, H, W) map and what it was made with."""
         details: dict[str, Any] = {}
         o = self.options
-        x = x.clone().requires_grad_(True)
         if self.method == "saliency":
             attr = self._impl.attribute(x, target=target, abs=True)
         elif self.method == "gradxinput":
@@ -188,13 +198,7 @@ class Explainer:
                 perturbations_per_eval=64,
             )
             details.update(baseline=BASELINE, window=w, stride=s)
-        return Attribution(
-            map=attr.detach().reshape(28, 28).numpy().astype(np.float32),
-            method=self.method,
-            target=target,
-            probabilities=[float(p) for p in probs],
-            details=details,
-        )
+        return attr, details
 
 
 def default_cam_layer(model: StagedModel) -> str:
