@@ -74,6 +74,16 @@ def test_header_length_mismatch(idx_dir: Path) -> None:
         load_mnist(idx_dir, validation_size=20)
 
 
+@pytest.mark.parametrize("kept", [8, 11, 15])
+def test_truncated_header_names_file(idx_dir: Path, kept: int) -> None:
+    # An images file's header is 16 bytes (magic + 3 dimensions); cut inside it.
+    path = idx_dir / FILES["train_images"]
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:kept]))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: header names 3 dim"):
+        read_idx(path, expected_magic=2051)
+
+
 def test_count_mismatch_between_images_and_labels(tmp_path: Path) -> None:
     folder = make_idx_dir(tmp_path / "a")
     write_idx(folder / FILES["test_labels"], np.zeros(39, np.uint8))

@@ -124,6 +124,11 @@ def _parse_idx(raw: bytes, path: Path, expected_magic: int | None) -> np.ndarray
         want = f"{expected_magic}" if expected_magic is not None else "an unsigned-byte IDX file"
         raise DataError(f"{path}: magic number {magic}, expected {want}. Is it the right file?")
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(
+            f"{path}: header names {ndim} dimensions but only {len(raw)} bytes follow the "
+            "compression. The file is truncated or corrupt; replace it."
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     count = int(np.prod(dims))
     if len(raw) - header != count:

@@ -83,14 +83,16 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import load_model
-    from ..analysis.features import layer_images
+    from ..analysis.features import check_units, layer_images
     from ..plots import image_grid_figure
 
+    cfg = _config(args)
+    cfg.validate()  # out-of-range flags fail before the model loads
+    units = parse_units(args.units)
     model, _ = load_model(model_ref(args))
     if args.compare:
         return _compare(args, model)
-    cfg = _config(args)
-    units = parse_units(args.units)
+    check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones
     t0 = time.perf_counter()
     images = layer_images(model, args.layer, units, cfg)
     seconds = time.perf_counter() - t0

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import add_data_flag, add_model_flags, int_in, model_ref, out_dir
 
 HELP = "the test images that excite one unit most"
 
 
 def add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", required=True, help="stage, e.g. conv2, relu2, fc1, logits")
-    p.add_argument("--unit", type=int, required=True, help="channel or unit index")
-    p.add_argument("-k", type=int, default=9, help="how many images")
+    p.add_argument("--unit", type=int_in(0), required=True, help="channel or unit index")
+    p.add_argument("-k", type=int_in(1, 1000), default=9, help="how many images, 1–1000")
     add_model_flags(p)
     add_data_flag(p)
     p.add_argument("--out", required=True, help="folder for the PNG and JSON")

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             **overrides,
         }
     config = TrainConfig.from_recipe(args.recipe, **overrides)
+    config.validate()  # out-of-range flags fail before the data loads
     progress = ProgressBar()
     try:
         result = fit(config, [progress], resume=args.resume)
