@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 from .. import __version__
 from ._common import Parser, UserError, one_line
@@ -50,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():  # restores showwarning on the way out
+            warnings.showwarning = _warning_line(args.command)
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -59,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # a bug: the traceback is what a report needs
         print(f"cnnscope {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def _warning_line(command: str) -> Callable[..., None]:
+    """Show a warning as one line, ``cnnscope COMMAND: warning: ...``, like an error."""
+
+    def show(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
+        print(f"cnnscope {command}: warning: {one_line(str(message))}", file=sys.stderr)
+
+    return show
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
