@@ -50,3 +50,24 @@ def test_a_bug_is_a_traceback_not_exit_2(monkeypatch) -> None:
     monkeypatch.setattr(models, "run", broken)
     with pytest.raises(KeyError):
         main(["models"])
+
+
+def test_help_imports_no_command_dependencies() -> None:
+    # What `cnnscope --help` adds to `import cnnscope`: the command modules, nothing heavy.
+    code = (
+        "import sys, cnnscope; before = set(sys.modules)\n"
+        "from cnnscope.cli import main; main(['--help'])\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root / "src")},
+        check=True,
+    )
+    added = done.stdout.strip().splitlines()[-1].split()
+    heavy = ("cnnscope.train", "cnnscope.analysis", "cnnscope.server", "matplotlib", "uvicorn")
+    assert not [m for m in added if m.startswith(heavy)], added

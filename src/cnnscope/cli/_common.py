@@ -80,5 +80,7 @@ def model_ref(args: argparse.Namespace) -> str:
 def out_dir(path: str) -> Path:
     """The --out folder, created if needed."""
     out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {path} is a file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     return out

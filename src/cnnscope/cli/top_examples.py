@@ -23,9 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import top_examples
     from ..data import load_mnist
+    from ..models import resolve_stage
     from ..plots import image_grid_figure
 
     model, _ = load_model(model_ref(args))
+    resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)
     data = load_mnist(args.data_dir)
     top = top_examples(model, data.test_images, args.layer, args.unit, k=args.k)
     images = data.test_images[[t.index for t in top]].numpy()
