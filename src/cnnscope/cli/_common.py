@@ -44,6 +44,17 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a number that is neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number in [lo, hi] (in (lo, hi] when ``low_open``)."""
 
