@@ -104,6 +104,8 @@ CASES: list[tuple[list[str], str]] = [
     (["features", *M, "--layer", "conv9", "--out", "o"], "unknown stage 'conv9'"),
     (["features", *M, "--layer", "conv1", "--units", "0-99", "--out", "o"], "outside"),
     (["features", *M, "--layer", "conv1", "--units", "a", "--out", "o"], "--units"),
+    (["features", *M, "--layer", "conv1", "--units", "3-1", "--out", "o"], "runs backwards"),
+    (["features", *M, "--layer", "conv1", "--diversity", "nan", "--out", "o"], "--diversity"),
     (["features", *M, "--layer", "conv1", "--steps", "0", "--out", "o"], "steps"),
     (["features", *M, "--layer", "conv1", "--variants", "99", "--out", "o"], "variants"),
     (["features", *M, "--layer", "conv1", "--compare", "conv9:1", "--out", "o"], "conv9"),

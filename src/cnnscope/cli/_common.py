@@ -59,12 +59,9 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
     """An argparse type: a finite number in [lo, hi] (in (lo, hi] when ``low_open``)."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        value = finite_float(text)
         below = value <= lo if low_open else value < lo
-        if not math.isfinite(value) or below or value > hi:
+        if below or value > hi:
             interval = f"{'(' if low_open else '['}{lo:g}, {hi:g}]"
             raise argparse.ArgumentTypeError(f"{value:g} outside {interval}")
         return value
