@@ -62,6 +62,11 @@ def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "empty_run").mkdir()
     (tmp_path / "bad_run" / "snapshots").mkdir(parents=True)
     (tmp_path / "bad_run" / "snapshots" / "index.json").write_text("{}")
+    torn = tmp_path / "torn_run" / "snapshots"
+    torn.mkdir(parents=True)
+    index = {"snapshots": [{"file": "s0.safetensors", "step": 0}], "stages": ["fc1"]}
+    (torn / "index.json").write_text(json.dumps(index))
+    (torn / "s0.safetensors").write_bytes(b"\x00" * 50)
     (tmp_path / "state_run").mkdir()
     (tmp_path / "state_run" / "state.safetensors").write_bytes(b"\x00" * 64)
     return tmp_path
@@ -99,6 +104,7 @@ CASES: list[tuple[list[str], str]] = [
     (["explain", *M, "--test-index", "1", "--method", "magic", "--out", "o"], "--method"),
     (["embed", "--run", "empty_run", "--out", "o"], "no snapshots"),
     (["embed", "--run", "bad_run", "--out", "o"], "bad_run"),
+    (["embed", "--run", "torn_run", "--out", "o"], "torn_run/snapshots: not a readable"),
     (["embed", "--model", "nonesuch", "--out", "o"], "nonesuch"),
     (["embed", "--perplexity", "0", "--out", "o"], "--perplexity"),
     (["features", *M, "--layer", "conv9", "--out", "o"], "unknown stage 'conv9'"),

@@ -36,6 +36,8 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+
     from .. import load_model
     from ..analysis.embedding import embed_snapshots
     from ..analysis.snapshots import load_snapshots
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     source, ref = _sources(args)
     try:
         snaps = load_snapshots(source)
-    except (KeyError, TypeError, OSError) as e:  # ValueError (bad JSON) is a user error too
+    except (KeyError, TypeError, OSError, SafetensorError) as e:  # and ValueError: bad JSON
         raise UserError(
             f"{source}: not a readable snapshots folder or file ({type(e).__name__}: {e}); "
             "re-run cnnscope train, or use another --run"
