@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from cnnscope import checkpoints
 from cnnscope.checkpoints import (
@@ -15,7 +16,7 @@ from cnnscope.checkpoints import (
     save_training_state,
     save_weights,
 )
-from cnnscope.models import build_model
+from cnnscope.models import MODELS, ModelSpec, build_model
 
 
 def test_round_trip_float32(tmp_path: Path) -> None:
@@ -115,3 +116,106 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
 def test_weights_json_is_plain_json(tmp_path: Path) -> None:
     path = save_weights(build_model("lenet5"), tmp_path / "w.safetensors", {"x": [1, 2]})
     assert json.loads(path.with_suffix(".json").read_text())["x"] == [1, 2]
+
+
+def _crafted(path: Path, header: object, tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """A safetensors file with hvass's tensors (or ``tensors``) under any cnnscope header."""
+    state = tensors or {k: v.contiguous() for k, v in build_model("hvass").state_dict().items()}
+    text = header if isinstance(header, str) else json.dumps(header)
+    save_file(state, str(path), metadata={"cnnscope": text})
+    return path
+
+
+@pytest.fixture
+def built_on(monkeypatch) -> list[str]:
+    """The device of every hvass construction: a crafted header must reach only 'meta'."""
+    devices: list[str] = []
+    real = MODELS["hvass"]
+
+    def factory(**options):
+        devices.append(torch.empty(0).device.type)
+        return real.factory(**options)
+
+    spy = ModelSpec(real.name, factory, real.defaults, real.description)
+    monkeypatch.setitem(MODELS, "hvass", spy)
+    return devices
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"hidden": 10_000_000}, r"hidden=10000000 outside 1–65536"),  # ~125 GB for fc1
+        ({"hidden": "many"}, r"hidden='many' is not an integer"),
+        ({"hidden": 1.5}, r"hidden=1.5 is not an integer"),
+        ({"conv1": True}, r"conv1=True is not an integer"),
+        ({"conv2": 0}, r"conv2=0 outside"),
+        ({"dropout": 7}, r"dropout=7 outside 0–1"),
+        ({"dropout": "half"}, r"dropout='half' is not a number"),
+        ({"layers": 3}, r"unknown option 'layers'"),
+        ([16, 36], r"header 'config' is not a JSON object"),
+    ],
+)
+def test_crafted_options_refused_before_building(tmp_path, built_on, config, message) -> None:
+    path = _crafted(tmp_path / "w.safetensors", {"model": "hvass", "config": config})
+    built_on.clear()  # making the file built one
+    with pytest.raises(CheckpointError, match=rf"w\.safetensors: .*{message}"):
+        load_weights(path)
+    assert built_on == []
+
+
+def test_header_checked_on_meta_device_before_allocating(tmp_path, built_on) -> None:
+    # In range, but the file's tensors are for hidden=128: found on meta, nothing allocated.
+    header = {"model": "hvass", "config": {"hidden": 60_000}}
+    path = _crafted(tmp_path / "w.safetensors", header)
+    built_on.clear()  # making the file built one
+    with pytest.raises(CheckpointError, match=r"shape mismatch fc1\.weight \(128, 1764\)"):
+        load_weights(path)
+    assert built_on == ["meta"]
+    # A sound file: checked on meta, then built for real once.
+    ok = save_weights(build_model("hvass"), tmp_path / "ok.safetensors")
+    built_on.clear()
+    load_weights(ok)
+    assert built_on == ["meta", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("{not json", "header is not JSON"),
+        ("[1, 2]", "header is not a JSON object"),
+        ({"model": 5}, "made for architecture 5"),
+        ({"model": ["hvass"]}, "made for architecture"),
+    ],
+)
+def test_unreadable_headers_named(tmp_path: Path, header, message) -> None:
+    path = _crafted(tmp_path / "w.safetensors", header)
+    with pytest.raises(CheckpointError, match=message):
+        load_weights(path)
+
+
+def test_integer_tensors_refused(tmp_path: Path) -> None:
+    state = {
+        k: torch.zeros(v.shape, dtype=torch.int32)
+        for k, v in build_model("hvass").state_dict().items()
+    }
+    path = _crafted(tmp_path / "w.safetensors", {"model": "hvass", "config": {}}, state)
+    with pytest.raises(CheckpointError, match="not floating point"):
+        load_weights(path)
+
+
+def test_sidecar_not_an_object(tmp_path: Path) -> None:
+    path = save_weights(build_model("lenet5"), tmp_path / "w.safetensors")
+    path.with_suffix(".json").write_text("[]")
+    with pytest.raises(CheckpointError, match=r"w\.json: not a JSON object"):
+        load_weights(path)
+
+
+def test_incomplete_training_state_named(tmp_path: Path) -> None:
+    model = build_model("lenet5")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    path = save_training_state(tmp_path / "s.safetensors", model, opt, {"step": 7})
+    tensors = {k: v for k, v in load_file(str(path)).items() if k != "rng/torch"}
+    meta = {"cnnscope": json.dumps({"model": "lenet5", "config": {}})}
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=r"s\.safetensors: incomplete training state"):
+        load_training_state(path, model, opt)

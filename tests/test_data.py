@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,33 @@ def test_header_length_mismatch(idx_dir: Path) -> None:
     path.write_bytes(gzip.compress(raw[:-3]))
     with pytest.raises(DataError, match="bytes follow"):
         load_mnist(idx_dir, validation_size=20)
+
+
+@pytest.mark.parametrize("kept", [8, 11, 15])
+def test_truncated_header_names_file(idx_dir: Path, kept: int) -> None:
+    # An images file's header is 16 bytes (magic + 3 dimensions); cut inside it.
+    path = idx_dir / FILES["train_images"]
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:kept]))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: header names 3 dim"):
+        read_idx(path, expected_magic=2051)
+
+
+def test_header_claiming_gigabytes_refused_before_reading(idx_dir: Path, monkeypatch) -> None:
+    # 100,000 × 100,000 × 28 bytes claimed, a few bytes held: a damaged file or a bomb.
+    path = idx_dir / FILES["train_images"]
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 0x0803, 100_000, 100_000, 28) + b"\0" * 64)
+    monkeypatch.setattr(data_mod, "_read_at_most", None)  # the body must not be read
+    with pytest.raises(DataError, match=r"more than the 2,147,483,648 bytes"):
+        read_idx(path, expected_magic=2051)
+
+
+def test_trailing_bytes_reported(idx_dir: Path) -> None:
+    path = idx_dir / FILES["train_labels"]
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"\1\2"))
+    with pytest.raises(DataError, match="but at least 121 bytes follow"):
+        read_idx(path)
 
 
 def test_count_mismatch_between_images_and_labels(tmp_path: Path) -> None:

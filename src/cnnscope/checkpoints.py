@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ __all__ = [
 ]
 
 _HEADER_KEY = "cnnscope"
+# The built-in architectures' options are layer widths (int) and rates (float); a width
+# beyond this is a crafted or damaged header, not a model (fc1 alone would need > 4 GB).
+_MAX_WIDTH = 1 << 16
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_FIX = "re-run `cnnscope train` or restore the file"
 
 
 class CheckpointError(RuntimeError):
@@ -129,7 +135,90 @@ def _read_header(path: Path) -> dict[str, Any]:
             f"{path}: a safetensors file without cnnscope metadata; it was not written by "
             "cnnscope, so its architecture is unknown."
         )
-    return dict(json.loads(header))
+    try:
+        parsed = json.loads(header)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: its cnnscope header is not JSON ({e}); {_FIX}.") from e
+    if not isinstance(parsed, dict):
+        raise CheckpointError(f"{path}: its cnnscope header is not a JSON object; {_FIX}.")
+    return parsed
+
+
+def _check_options(path: Path, arch: str, config: Any) -> dict[str, Any]:
+    """The header's options, checked (names, types, ranges) before anything is built."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: header 'config' is not a JSON object; {_FIX}.")
+    defaults = get_spec(arch).defaults
+    problems = []
+    for key, value in config.items():
+        default = defaults.get(key)
+        if key not in defaults:
+            problems.append(f"unknown option {key!r} (valid: {', '.join(defaults) or 'none'})")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if type(value) is not int:
+                problems.append(f"{key}={value!r} is not an integer")
+            elif not 1 <= value <= _MAX_WIDTH:
+                problems.append(f"{key}={value} outside 1–{_MAX_WIDTH}")
+        elif isinstance(default, float):
+            if type(value) not in (int, float) or not math.isfinite(value):
+                problems.append(f"{key}={value!r} is not a number")
+            elif not 0 <= value <= 1:
+                problems.append(f"{key}={value} outside 0–1")
+        elif type(value) is not type(default):
+            problems.append(f"{key}={value!r} is not a {type(default).__name__}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: header options for {arch!r} are invalid: {'; '.join(problems)}; {_FIX}."
+        )
+    return config
+
+
+def _check_tensors(path: Path, arch: str, config: dict[str, Any]) -> None:
+    """The file's tensor names, shapes and dtypes against ``arch`` built on the meta device.
+
+    Nothing is allocated: a meta model has shapes but no storage, and the file's tensors
+    are read from its header only.
+    """
+    from safetensors import safe_open
+
+    try:
+        with torch.device("meta"):
+            skeleton = get_spec(arch).build(**config)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: header options do not build {arch!r} ({e}); {_FIX}.") from e
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+            found = {k: tuple(s.get_shape()) for k, s in slices.items()}
+            odd = sorted(k for k, s in slices.items() if s.get_dtype() not in _FLOAT_DTYPES)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable tensor index ({e}); {_FIX}.") from e
+    if odd:
+        raise CheckpointError(f"{path}: tensors {', '.join(odd)} are not floating point; {_FIX}.")
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    _check_shapes(path, arch, expected, found)
+
+
+def _check_shapes(
+    path: Path, arch: str, own: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
+) -> None:
+    missing = sorted(set(own) - set(found))
+    extra = sorted(set(found) - set(own))
+    wrong = [f"{k} {found[k]} vs {own[k]}" for k in own if k in found and found[k] != own[k]]
+    if missing or extra or wrong:
+        details = "; ".join(
+            part
+            for part in (
+                missing and f"missing {', '.join(missing)}",
+                extra and f"unexpected {', '.join(extra)}",
+                wrong and f"shape mismatch {', '.join(wrong)}",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{path}: tensors do not fit architecture {arch!r}: {details}. The file was not "
+            f"written for this architecture or was altered; {_FIX}."
+        )
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -138,12 +227,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     sidecar = _sidecar(path)
     if sidecar.exists():
         try:
-            return dict(json.loads(sidecar.read_text()))
-        except json.JSONDecodeError as e:
+            meta = json.loads(sidecar.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(
                 f"{sidecar}: invalid JSON ({e}). Delete it to fall back on the metadata "
                 f"inside {path.name}, or restore it."
             ) from e
+        if not isinstance(meta, dict):
+            raise CheckpointError(
+                f"{sidecar}: not a JSON object. Delete it to fall back on the metadata "
+                f"inside {path.name}, or restore it."
+            )
+        return meta
     return _read_header(path)
 
 
@@ -159,13 +254,17 @@ def load_weights(
     expect
         If given, the architecture the caller wants; weights made for another one raise
         :class:`CheckpointError` naming both.
+
+    The whole header is checked before anything is allocated: the options' names, types
+    and ranges, then the file's tensor names and shapes against the architecture built on
+    the ``meta`` device. A crafted or damaged file raises :class:`CheckpointError`.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file.")
     header = _read_header(path)
     arch = header.get("model")
-    if arch not in MODELS:
+    if not isinstance(arch, str) or arch not in MODELS:
         raise CheckpointError(
             f"{path}: made for architecture {arch!r}, which this cnnscope "
             f"({__version__}) does not know; known: {', '.join(MODELS)}."
@@ -178,7 +277,9 @@ def load_weights(
             f"{path}: its SHA-256 does not match {_sidecar(path).name}; the two files come "
             "from different saves (an interrupted copy?). Restore both from the same run."
         )
-    model = get_spec(arch).build(**header.get("config", {}))
+    config = _check_options(path, arch, header.get("config", {}))
+    _check_tensors(path, arch, config)
+    model = get_spec(arch).build(**config)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
@@ -189,26 +290,9 @@ def load_weights(
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or extra or wrong:
-        arch = getattr(model, "arch", type(model).__name__)
-        details = "; ".join(
-            part
-            for part in (
-                missing and f"missing {', '.join(missing)}",
-                extra and f"unexpected {', '.join(extra)}",
-                wrong and f"shape mismatch {', '.join(wrong)}",
-            )
-            if part
-        )
-        raise CheckpointError(f"{path}: tensors do not fit architecture {arch!r}: {details}.")
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    arch = getattr(model, "arch", type(model).__name__)
+    _check_shapes(path, arch, own, {k: tuple(v.shape) for k, v in state.items()})
     model.load_state_dict(state)
 
 
@@ -257,14 +341,20 @@ def load_training_state(
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt training state ({e}).") from e
     _load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}, path)
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, idx, slot = key.split("/", 2)
-            state.setdefault(int(idx), {})[slot] = value
-    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
-    torch.set_rng_state(tensors["rng/torch"])
-    return dict(header["info"])
+    try:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim/"):
+                _, idx, slot = key.split("/", 2)
+                state.setdefault(int(idx), {})[slot] = value
+        optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+        torch.set_rng_state(tensors["rng/torch"])
+        return dict(header["info"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: incomplete training state ({type(e).__name__}: {e}). Start a new "
+            "--run-dir, or resume from a copy of the run made before the damage."
+        ) from e
 
 
 def bundled_path(name: str) -> Path:

@@ -101,37 +101,73 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255.0)
 
 
+# More than any MNIST-layout set holds (EMNIST's largest split is ~0.7 GB): a header that
+# claims more is damaged or a decompression bomb, refused before the body is decompressed.
+MAX_IDX_BYTES = 1 << 31
+
+
 def read_idx(path: Path, *, expected_magic: int | None = None) -> np.ndarray:
-    """Read one gzipped IDX file into a uint8 array, checking its header and length."""
+    """Read one gzipped IDX file into a uint8 array, checking its header and length.
+
+    The header is read and checked first; the body is then decompressed in chunks up to
+    the size the header states (plus one byte, to notice trailing data), never more.
+    """
     try:
         with gzip.open(path, "rb") as f:
-            raw = f.read()
+            head = f.read(4)
+            if len(head) == 4:
+                head += f.read(4 * head[3])  # byte 3: the number of dimensions
+            dims = _parse_header(head, path, expected_magic)
+            count = int(np.prod(dims))
+            body = _read_at_most(f, count + 1)
     except (OSError, EOFError, zlib.error) as e:
         # gzip raises BadGzipFile/EOFError on a truncated or corrupt stream.
         raise DataError(
             f"{path}: not a readable gzip file ({e}). The file is truncated or corrupt; "
             "replace it with a fresh copy (delete it to let cnnscope download it again)."
         ) from e
-    return _parse_idx(raw, path, expected_magic)
+    if len(body) != count:
+        more = "at least " if len(body) > count else ""
+        raise DataError(
+            f"{path}: header says shape {dims} ({count} bytes) but {more}{len(body)} "
+            "bytes follow. The file is truncated or corrupt; replace it."
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def _parse_idx(raw: bytes, path: Path, expected_magic: int | None) -> np.ndarray:
-    if len(raw) < 8:
-        raise DataError(f"{path}: only {len(raw)} bytes after decompression; not an IDX file.")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    magic = struct.unpack(">I", raw[:4])[0]
+def _parse_header(head: bytes, path: Path, expected_magic: int | None) -> tuple[int, ...]:
+    """The dimensions an IDX header states, after checking its magic number and size."""
+    if len(head) < 4:
+        raise DataError(f"{path}: only {len(head)} bytes after decompression; not an IDX file.")
+    zero, dtype_code, ndim = struct.unpack(">HBB", head[:4])
+    magic = struct.unpack(">I", head[:4])[0]
     if zero != 0 or dtype_code != 0x08 or (expected_magic is not None and magic != expected_magic):
         want = f"{expected_magic}" if expected_magic is not None else "an unsigned-byte IDX file"
         raise DataError(f"{path}: magic number {magic}, expected {want}. Is it the right file?")
-    header = 4 + 4 * ndim
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(dims))
-    if len(raw) - header != count:
+    if len(head) < 4 + 4 * ndim:
         raise DataError(
-            f"{path}: header says shape {dims} ({count} bytes) but {len(raw) - header} "
-            "bytes follow. The file is truncated or corrupt; replace it."
+            f"{path}: header names {ndim} dimensions but only {len(head)} bytes follow the "
+            "compression. The file is truncated or corrupt; replace it."
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    if int(np.prod(dims, dtype=np.float64)) > MAX_IDX_BYTES:
+        raise DataError(
+            f"{path}: header says shape {dims}, more than the {MAX_IDX_BYTES:,} bytes "
+            "cnnscope reads from one file. The file is damaged or not an IDX file; replace it."
+        )
+    return dims
+
+
+def _read_at_most(f: gzip.GzipFile, limit: int, chunk: int = 1 << 22) -> bytes:
+    """Up to ``limit`` decompressed bytes, in chunks: memory follows the data, not a claim."""
+    parts = []
+    while limit > 0:
+        part = f.read(min(limit, chunk))
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return b"".join(parts)
 
 
 def _sha256(path: Path) -> str:

@@ -12,9 +12,7 @@ from cnnscope.cli import COMMANDS, main
 
 
 def test_help_lists_every_command(capsys) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["--help"])
-    assert e.value.code == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
 
@@ -26,9 +24,7 @@ def test_no_command_prints_help_exit_2(capsys) -> None:
 
 def test_every_command_has_help(capsys) -> None:
     for name in COMMANDS:
-        with pytest.raises(SystemExit) as e:
-            main([name, "--help"])
-        assert e.value.code == 0, name
+        assert main([name, "--help"]) == 0, name
         assert f"cnnscope {name}" in capsys.readouterr().out
 
 
@@ -54,3 +50,24 @@ def test_a_bug_is_a_traceback_not_exit_2(monkeypatch) -> None:
     monkeypatch.setattr(models, "run", broken)
     with pytest.raises(KeyError):
         main(["models"])
+
+
+def test_help_imports_no_command_dependencies() -> None:
+    # What `cnnscope --help` adds to `import cnnscope`: the command modules, nothing heavy.
+    code = (
+        "import sys, cnnscope; before = set(sys.modules)\n"
+        "from cnnscope.cli import main; main(['--help'])\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root / "src")},
+        check=True,
+    )
+    added = done.stdout.strip().splitlines()[-1].split()
+    heavy = ("cnnscope.train", "cnnscope.analysis", "cnnscope.server", "matplotlib", "uvicorn")
+    assert not [m for m in added if m.startswith(heavy)], added

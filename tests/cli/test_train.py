@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cnnscope.checkpoints import load_weights
 from cnnscope.cli import main
 
@@ -44,3 +46,20 @@ def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
     meta = json.loads((run / "model.json").read_text())
     cfg = meta["train_config"]
     assert (cfg["lr"], cfg["optimizer"], cfg["steps"], cfg["model"]) == (0.01, "sgd", 3, "hvass")
+
+
+@pytest.mark.filterwarnings("default::RuntimeWarning")
+def test_resume_after_a_torn_metrics_line(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"]
+    args += ["--steps", "10"]
+    assert main(args) == 0
+    capsys.readouterr()
+    with open(run / "metrics.jsonl", "a") as f:  # a crash in the middle of an append
+        f.write('{"step": 11, "loss": 0.')
+    assert main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    torn = [line for line in err.splitlines() if "torn last line" in line]
+    assert len(torn) == 1 and torn[0].startswith("cnnscope train: warning: "), err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["step"] <= 10 for r in records)

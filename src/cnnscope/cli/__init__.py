@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 from .. import __version__
-from ._common import UserError
+from ._common import Parser, UserError, one_line
 
 __all__ = ["COMMANDS", "UserError", "main"]
 
@@ -42,20 +44,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cnnscope`` command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(_chosen(argv))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():  # restores showwarning on the way out
+            warnings.showwarning = _warning_line(args.command)
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
         if not isinstance(e, _user_errors()):
             raise  # a bug: the traceback is what a report needs
-        print(f"cnnscope {args.command}: error: {e}", file=sys.stderr)
+        print(f"cnnscope {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def _warning_line(command: str) -> Callable[..., None]:
+    """Show a warning as one line, ``cnnscope COMMAND: warning: ...``, like an error."""
+
+    def show(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
+        print(f"cnnscope {command}: warning: {one_line(str(message))}", file=sys.stderr)
+
+    return show
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -64,8 +80,19 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ..data import DataError
     from ..preprocess import PreprocessError
 
-    # ValueError: the API's validation (unknown model, stage, unit, option out of range).
-    return (UserError, DataError, CheckpointError, PreprocessError, ValueError, FileNotFoundError)
+    # ValueError: the API's validation (unknown model, stage, unit, option out of range);
+    # OSError subclasses: a path that is missing, unwritable, or a folder where a file goes.
+    return (
+        UserError,
+        DataError,
+        CheckpointError,
+        PreprocessError,
+        ValueError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    )
 
 
 def _command(name: str) -> ModuleType:
@@ -80,7 +107,7 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def _parser(chosen: str | None) -> argparse.ArgumentParser:
     """The parser: every command listed, only ``chosen``'s flags built (lazy imports)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="cnnscope",
         description="Train a CNN on MNIST and see what it learned.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -97,5 +124,5 @@ def _parser(chosen: str | None) -> argparse.ArgumentParser:
         )
         if name == chosen:
             module.add(c)
-            c.set_defaults(run=module.run)
+            c.set_defaults(handler=module.run)  # not `run`: embed has a --run flag
     return p

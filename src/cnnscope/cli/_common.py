@@ -3,11 +3,70 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 
 class UserError(Exception):
     """A mistake the user can fix (a bad value, a missing file): one line on stderr, exit 2."""
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: the lines of a multi-line message joined by spaces."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with cnnscope's error form: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``lo``–``hi`` (no upper bound if ``hi`` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"{value} outside {lo}–{hi}" if hi is not None else f"{value} is below {lo}"
+            )
+        return value
+
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a number that is neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [lo, hi] (in (lo, hi] when ``low_open``)."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        below = value <= lo if low_open else value < lo
+        if below or value > hi:
+            interval = f"{'(' if low_open else '['}{lo:g}, {hi:g}]"
+            raise argparse.ArgumentTypeError(f"{value:g} outside {interval}")
+        return value
+
+    return parse
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -29,5 +88,7 @@ def model_ref(args: argparse.Namespace) -> str:
 def out_dir(path: str) -> Path:
     """The --out folder, created if needed."""
     out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {path} is a file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, add_data_flag, out_dir
+from ._common import UserError, add_data_flag, float_in, out_dir
 
 HELP = "2-D embeddings of training snapshots: PNG per snapshot, GIF, JSON"
 
@@ -24,19 +24,32 @@ def add(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="embed each snapshot on its own instead of from the previous one",
     )
-    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument(
+        "--perplexity",
+        type=float_in(0, 1000, low_open=True),
+        default=30.0,
+        help="t-SNE perplexity; 5–50 is typical",
+    )
     p.add_argument("--out", required=True, help="folder for frames, embedding.gif, embedding.json")
     p.add_argument("--tensorboard", help="also write TensorBoard projector files here")
     add_data_flag(p, "MNIST folder (digit sprites for the projector)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+
     from .. import load_model
     from ..analysis.embedding import embed_snapshots
     from ..analysis.snapshots import load_snapshots
 
     source, ref = _sources(args)
-    snaps = load_snapshots(source)
+    try:
+        snaps = load_snapshots(source)
+    except (KeyError, TypeError, OSError, SafetensorError) as e:  # and ValueError: bad JSON
+        raise UserError(
+            f"{source}: not a readable snapshots folder or file ({type(e).__name__}: {e}); "
+            "re-run cnnscope train, or use another --run"
+        ) from e
     model, _ = load_model(ref)
     series, payload = embed_snapshots(
         snaps,
@@ -72,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
 def _sources(args: argparse.Namespace) -> tuple[Path, str]:
     """The snapshots folder and the weights to load: a run's, or a shipped model's."""
     from ..analysis.snapshots import shipped_snapshots
+    from ..models import get_spec
 
     if not args.run:
+        get_spec(args.model)  # an unknown name lists the valid ones
         return shipped_snapshots(args.model), args.model
     source = Path(args.run) / "snapshots"
     if not (source / "index.json").exists():

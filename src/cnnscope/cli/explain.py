@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import UserError, add_data_flag, add_model_flags, int_in, model_ref, out_dir
 
 HELP = "attribution maps: which pixels made the network decide"
 
@@ -17,9 +17,11 @@ def add(p: argparse.ArgumentParser) -> None:
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file (a drawing, a scan: preprocessed MNIST-style)")
-    src.add_argument("--test-index", type=int, help="an MNIST test image, 0–9999")
+    src.add_argument("--test-index", type=int_in(0), help="an MNIST test image, 0–9999")
     p.add_argument("--method", default="all", choices=[*METHODS, "all"], help="attribution method")
-    p.add_argument("--target", type=int, help="class to explain, 0–9; default: the predicted one")
+    p.add_argument(
+        "--target", type=int_in(0, 9), help="class to explain, 0–9; default: the predicted one"
+    )
     p.add_argument("--layer", default="conv2", help="stage for gradcam")
     add_model_flags(p)
     add_data_flag(p)
@@ -35,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
     model, _ = load_model(model_ref(args))
     image, source = _input(args)
-    if args.target is not None and not 0 <= args.target <= 9:
-        raise UserError(f"--target {args.target} outside 0–9")
     methods = list(METHODS) if args.method == "all" else [args.method]
     results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]
     out = out_dir(args.out)
@@ -80,16 +80,31 @@ def _input(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _read_image(path: Path) -> Any:
-    """An image file → (28, 28) float in [0, 1], white ink on black, MNIST-style."""
+    """An image file → (28, 28) float in [0, 1], white ink on black, MNIST-style.
+
+    The size is checked from the header, before any pixel is decoded: a small file may
+    claim billions of pixels (a decompression bomb).
+    """
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from ..preprocess import to_mnist
+    from ..preprocess import MAX_PNG_PIXELS, to_mnist
 
+    too_big = f"exceeds the limit of {MAX_PNG_PIXELS:,} pixels; scale it down"
     try:
-        with Image.open(path) as img:
-            gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as e:
+        with warnings.catch_warnings():
+            # Pillow warns past its own limit; the budget below is smaller and an error.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_PNG_PIXELS:
+                    raise UserError(f"{path}: an image of {width}×{height} pixels {too_big}")
+                gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{path}: {too_big} ({e})") from e
+    except (OSError, UnidentifiedImageError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({e})") from e
     if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
         gray = 1.0 - gray

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from typing import Any
 
-from ._common import UserError, add_model_flags, model_ref, out_dir
+from ._common import UserError, add_model_flags, float_in, model_ref, out_dir
 
 HELP = "activation maximization: the image each unit of a layer likes most"
 
@@ -28,7 +29,7 @@ def add(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--no-{flag}", action="store_true", help=f"switch off {what}")
     p.add_argument(
         "--diversity",
-        type=float,
+        type=float_in(0, math.inf),
         help="push a unit's variants apart (default 1.0 when --variants > 1)",
     )
     p.add_argument(
@@ -50,6 +51,8 @@ def parse_units(text: str | None) -> list[int] | None:
         lo, _, hi = part.partition("-")
         if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
             raise UserError(f"--units {text!r}: use ranges and lists such as 0-15 or 3,5,9")
+        if hi and int(hi) < int(lo):
+            raise UserError(f"--units {text!r}: range {part} runs backwards; write {hi}-{lo}")
         units.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
     return units
 
@@ -83,14 +86,16 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import load_model
-    from ..analysis.features import layer_images
+    from ..analysis.features import check_units, layer_images
     from ..plots import image_grid_figure
 
+    cfg = _config(args)
+    cfg.validate()  # out-of-range flags fail before the model loads
+    units = parse_units(args.units)
     model, _ = load_model(model_ref(args))
     if args.compare:
         return _compare(args, model)
-    cfg = _config(args)
-    units = parse_units(args.units)
+    check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones
     t0 = time.perf_counter()
     images = layer_images(model, args.layer, units, cfg)
     seconds = time.perf_counter() - t0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_data_flag, add_model_flags
+from ._common import add_data_flag, add_model_flags, int_in
 
 HELP = "the web app: draw a digit and watch every layer respond"
 
@@ -26,12 +26,12 @@ def add(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="extra Host names the server accepts besides loopback names and --host (repeatable)",
     )
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="TCP port")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     add_data_flag(p, "MNIST folder for the random test digits")
     p.add_argument(
         "--threads",
-        type=int,
+        type=int_in(1, 256),
         default=1,
         help="torch threads per forward pass; one image gains nothing from more",
     )
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..server.app import create_app, served_models
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     models = served_models(_model_names(args), [args.weights] if args.weights else [])
     app = create_app(models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host])
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import add_data_flag, add_model_flags, int_in, model_ref, out_dir
 
 HELP = "the test images that excite one unit most"
 
 
 def add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", required=True, help="stage, e.g. conv2, relu2, fc1, logits")
-    p.add_argument("--unit", type=int, required=True, help="channel or unit index")
-    p.add_argument("-k", type=int, default=9, help="how many images")
+    p.add_argument("--unit", type=int_in(0), required=True, help="channel or unit index")
+    p.add_argument("-k", type=int_in(1, 1000), default=9, help="how many images, 1–1000")
     add_model_flags(p)
     add_data_flag(p)
     p.add_argument("--out", required=True, help="folder for the PNG and JSON")
@@ -23,9 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import top_examples
     from ..data import load_mnist
+    from ..models import resolve_stage
     from ..plots import image_grid_figure
 
     model, _ = load_model(model_ref(args))
+    resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)
     data = load_mnist(args.data_dir)
     top = top_examples(model, data.test_images, args.layer, args.unit, k=args.k)
     images = data.test_images[[t.index for t in top]].numpy()

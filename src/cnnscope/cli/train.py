@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from ._common import add_data_flag
+from ._common import UserError, add_data_flag, finite_float, int_in
 
 HELP = "train a model (progress bar, checkpoints, metrics, snapshots)"
 
@@ -58,6 +59,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         default = f.default
         kind: Any = {"float | None": float}.get(str(f.type), type(default))
+        # Counts and seeds are never negative, numbers never NaN; TrainConfig.validate
+        # owns the finer ranges.
+        kind = {int: int_in(0), float: finite_float}.get(kind, kind)
         if f.name in RECIPES["fast"]:
             shown = ", ".join(f"{r}: {v.get(f.name, default)}" for r, v in RECIPES.items())
         else:
@@ -87,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
             **overrides,
         }
     config = TrainConfig.from_recipe(args.recipe, **overrides)
+    config.validate()  # out-of-range flags fail before the data loads
+    if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
+        raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
     progress = ProgressBar()
     try:
         result = fit(config, [progress], resume=args.resume)

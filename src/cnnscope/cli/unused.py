@@ -1,20 +1,30 @@
-"""``cnnscope unused``: channels and units that (almost) never fire on the test set."""
+"""``cnnscope unused``: channels and units that (almost) never fire on the test set.
+
+Units are measured where they fire: a pre-activation conv stage (``conv1``) is signed, so
+its mean says nothing about firing; it is measured after its activation (``relu1``), the
+same maps the feature images and top examples use.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from ._common import add_data_flag, add_model_flags, model_ref
+from ._common import add_data_flag, add_model_flags, float_in, model_ref
 
 HELP = "channels and units that (almost) never fire on the test set"
 
 
 def add(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layers", help="comma-separated stages; default: every ReLU, pool and fc")
+    p.add_argument(
+        "--layers",
+        help="comma-separated stages; a conv stage is measured after its activation; "
+        "default: every activation, pool and fc stage",
+    )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=float_in(0, 1),
         default=1e-3,
         help="unused if its largest mean activation < threshold × the layer's largest",
     )
@@ -23,18 +33,31 @@ def add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def stages(model: Any, requested: str | None) -> list[tuple[str, str]]:
+    """(requested, measured) stage pairs; unknown names raise, listing the valid ones."""
+    from ..models import activation_stage, resolve_stage, stage_infos
+
+    infos = stage_infos(model)
+    if not requested:
+        return [(s, s) for s, info in infos.items() if info.kind not in ("conv", "logits")]
+    names = [s.strip() for s in requested.split(",") if s.strip()]
+    for name in names:
+        resolve_stage(model, name)
+    return [(name, activation_stage(model, name)) for name in names]
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import unused_channels
     from ..data import load_mnist
 
     model, _ = load_model(model_ref(args))
+    pairs = stages(model, args.layers)
     data = load_mnist(args.data_dir)
-    if args.layers:
-        layers = [s.strip() for s in args.layers.split(",")]
-    else:
-        layers = [s for s in model.stage_names if not s.startswith("conv") and s != "logits"]
-    results = [unused_channels(model, data.test_images, s, args.threshold) for s in layers]
+    results = []
+    for requested, measured in pairs:
+        r = unused_channels(model, data.test_images, measured, args.threshold)
+        results.append({"requested": requested, **r})
     if args.json:
         print(
             json.dumps(
@@ -48,4 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f"{r['stage']:<7} {len(r['unused']):4d} of {r['units']:4d} unused"
             + (f": {listed}" if r["unused"] else "")
         )
+    moved = [f"{r['requested']} → {r['stage']}" for r in results if r["requested"] != r["stage"]]
+    if moved:
+        print(f"measured after the activation, where units fire: {', '.join(moved)}")
     return 0

@@ -25,7 +25,7 @@ from ..data import MNIST
 from ..models import StagedModel
 from .config import TrainConfig
 
-__all__ = ["MetricsLog", "check_resumable", "metadata"]
+__all__ = ["MetricsLog", "check_resumable", "metadata", "read_metrics"]
 
 WEIGHTS = "model.safetensors"
 STATE = "state.safetensors"
@@ -44,11 +44,7 @@ class MetricsLog:
         if start_step == 0:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= start_step
-            ]
+            kept = [line for step, line in read_metrics(self.path) if step <= start_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")  # noqa: SIM115 - closed in close()
         # purge_step drops events a crashed run wrote after the step we resume from.
@@ -74,6 +70,39 @@ class MetricsLog:
     def close(self) -> None:
         self._file.close()
         self.tb.close()
+
+
+def read_metrics(path: Path) -> list[tuple[int, str]]:
+    """(step, line) of each record in ``path``; a torn last line is dropped with a warning.
+
+    A crash mid-append leaves the last line cut short: that is expected and harmless (the
+    run resumes from its last checkpoint, whose records are all whole). A bad line anywhere
+    else means the file was damaged, and resuming onto it would hide that.
+    """
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            step = record["step"]
+            if not isinstance(step, int):
+                raise TypeError(f"step {step!r} is not an integer")
+        except (ValueError, KeyError, TypeError) as e:
+            if i < len(lines) - 1:
+                raise CheckpointError(
+                    f"{path}: line {i + 1} is not a metrics record ({type(e).__name__}: {e}). "
+                    "The file is damaged: delete that line (or the file) to resume, or start "
+                    "a new --run-dir."
+                ) from e
+            warnings.warn(
+                f"{path}: dropped its torn last line ({line[:40]!r}), left by a run that "
+                "stopped mid-write; its figures are written again as training goes on.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            continue
+        records.append((step, line))
+    return records
 
 
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
