@@ -140,3 +140,16 @@ def test_embed_cli_run_without_snapshots(tmp_path: Path, capsys) -> None:
 def test_embed_cli_model_without_shipped_snapshots(tmp_path: Path, capsys) -> None:
     assert main(["embed", "--model", "lenet5", "--out", str(tmp_path / "o")]) == 2
     assert "no snapshots ship with 'lenet5'" in capsys.readouterr().err
+
+
+def test_malformed_snapshots_are_value_errors_naming_the_path(tmp_path: Path) -> None:
+    from cnnscope.analysis.snapshots import load_snapshots
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    (folder / "index.json").write_text('{"snapshots": [{"file": "nope"}]}')
+    with pytest.raises(ValueError, match="snapshots"):
+        load_snapshots(folder)
+    (tmp_path / "x.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"x\.safetensors"):
+        load_snapshots(tmp_path / "x.safetensors")

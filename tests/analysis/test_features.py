@@ -243,3 +243,21 @@ def test_every_live_unit_fires_on_its_image(mnist) -> None:
     assert not live <= firing(dataclasses.replace(cfg, redirect=0.0))
     assert live <= firing(cfg)
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_bad_stages_are_value_errors_listing_the_valid_ones(mnist) -> None:
+    # Found from outside: IndexError and KeyError reached the server and the CLI.
+    from cnnscope.analysis.features import unit_scores
+
+    model = _tiny()
+    for call in (
+        lambda: unit_scores(model, mnist.test_images[:4], "conv9"),
+        lambda: layer_images(model, "conv9"),
+        lambda: forward_until(model, torch.zeros(1, 1, 28, 28), {"conv9"}),
+    ):
+        with pytest.raises(ValueError, match="valid: conv1, relu1"):
+            call()
+    with pytest.raises(ValueError, match="'prob' is only an objective"):
+        top_examples(model, mnist.test_images[:4], "prob", 0)
+    with pytest.raises(ValueError, match="diversity"):
+        RenderConfig(diversity=float("nan")).validate()

@@ -138,3 +138,11 @@ def test_invalid_config(tmp_path: Path, field, value, message) -> None:
 def test_unknown_recipe() -> None:
     with pytest.raises(ValueError, match="valid: fast, seed"):
         TrainConfig.from_recipe("slow")
+
+
+@pytest.mark.parametrize(
+    "bad", [{"snapshot_size": -1}, {"seed": -3}, {"lr": float("nan")}, {"epochs": float("inf")}]
+)
+def test_config_refuses_negative_counts_and_non_finite_numbers(bad) -> None:
+    with pytest.raises(ValueError, match="invalid TrainConfig"):
+        TrainConfig(**bad).validate()

@@ -115,7 +115,11 @@ def forward_until(model: StagedModel, x: torch.Tensor, stages: set[str]) -> dict
     Outputs stay in the autograd graph (feature visualization differentiates them); a
     ``"logits"`` entry is added when the pass runs to the end.
     """
+    for name in stages:
+        resolve_stage(model, name)  # unknown stages list the valid ones
     order = [s for s in model.stage_names if s in stages]
+    if not order:
+        raise ValueError("forward_until needs at least one stage")
     last = order[-1]
     recorder = StageRecorder(model, order, detach=False)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .._io import atomic_write, atomic_write_text
@@ -101,8 +101,24 @@ class Snapshots:
 
 
 def load_snapshots(path: str | os.PathLike[str]) -> Snapshots:
-    """Read a run's ``snapshots/`` folder or a compact ``.safetensors`` file."""
+    """Read a run's ``snapshots/`` folder or a compact ``.safetensors`` file.
+
+    A folder or file that is not what ``cnnscope train`` writes raises ``ValueError``
+    naming it (``FileNotFoundError`` when there are no snapshots at all).
+    """
     path = Path(path)
+    try:
+        return _load_snapshots(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
+        raise ValueError(
+            f"{path}: not a snapshots folder or file written by cnnscope train "
+            f"({type(e).__name__}: {e}); train again or point at another run"
+        ) from None
+
+
+def _load_snapshots(path: Path) -> Snapshots:
     if path.is_dir():
         index_path = path / "index.json"
         if not index_path.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,12 @@ class TrainConfig:
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.train_limit >= 0, "train_limit must be ≥ 0"),
             (self.log_every >= 1, "log_every must be ≥ 1"),
+            (self.snapshot_size >= 0, "snapshot_size must be ≥ 0"),
+            (self.seed >= 0, "seed must be ≥ 0"),
+            (
+                all(math.isfinite(v) for v in (self.lr, self.epochs, self.weight_decay)),
+                "lr, epochs and weight_decay must be finite",
+            ),
         ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:

@@ -102,13 +102,14 @@ def parse(spec: str, model: StagedModel | None = None) -> Objective:
 
 
 def stage_size(model: StagedModel, stage: str) -> int:
-    """Number of units (channels for conv stages) of ``stage``."""
-    return stage_infos(model)["logits" if stage == "prob" else stage].shape[0]
+    """Number of units (channels for conv stages) of ``stage``; ``"prob"``: the classes."""
+    if stage == "prob":
+        return list(stage_infos(model).values())[-1].shape[0]
+    resolve_stage(model, stage)  # unknown stages list the valid ones
+    return stage_infos(model)[stage].shape[0]
 
 
 def check_units(model: StagedModel, stage: str, units: Sequence[int]) -> None:
-    if stage != "prob":
-        resolve_stage(model, stage)  # unknown stages list the valid ones
     n = stage_size(model, stage)
     bad = [u for u in units if not 0 <= u < n]
     if bad:

@@ -77,6 +77,8 @@ class RenderConfig:
             (0 <= self.scale < 0.5, "scale must be in [0, 0.5)"),
             (0 <= self.rotate <= 45, "rotate must be in 0–45 degrees"),
             (self.lr > 0, "lr must be > 0"),
+            (0 <= self.diversity < float("inf"), "diversity must be a finite number ≥ 0"),
+            (0 <= self.redirect <= 1, "redirect must be in [0, 1]"),
         ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:

@@ -68,6 +68,8 @@ def top_examples(
 ) -> list[TopExample]:
     """The ``k`` images that excite ``unit`` of ``stage`` most, with the receptive field of
     the strongest position for conv units (where in the digit the unit fired)."""
+    if stage == "prob":
+        raise ValueError("top examples need a stage; 'prob' is only an objective (use logits)")
     check_units(model, stage, [unit])
     # A pre-activation conv channel's mean is mostly negative: the least negative images are
     # the ones with least ink, not the ones it detects. Rank by what fires: its ReLU.
