@@ -82,3 +82,19 @@ def test_untrained_baseline_near_chance_and_rng_untouched(mnist) -> None:
     acc = untrained_accuracy(model, mnist.test_images[:1000], mnist.test_labels[:1000])
     assert torch.equal(torch.rand(1), expected)
     assert 0.0 <= acc < 0.3
+
+
+def test_untrained_baseline_is_cached_like_any_model(tmp_path, monkeypatch, mnist) -> None:
+    # A cached evaluation took 6 s on the page: the baseline was recomputed every time.
+    from cnnscope.analysis import evaluation
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = build_model("lenet5")
+    images, labels = mnist.test_images[:300], mnist.test_labels[:300]
+    first = evaluation.untrained_accuracy(model, images, labels, seed=1)
+
+    def no_forward(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("the baseline ran the test set again")
+
+    monkeypatch.setattr(evaluation, "predict", no_forward)
+    assert evaluation.untrained_accuracy(model, images, labels, seed=1) == first

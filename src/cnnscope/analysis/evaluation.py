@@ -242,10 +242,14 @@ def report(
 def untrained_accuracy(
     model: StagedModel, images: torch.Tensor, labels: torch.Tensor, seed: int = 0
 ) -> float:
-    """Accuracy of the same architecture freshly initialised with ``seed``: the baseline."""
+    """Accuracy of the same architecture freshly initialised with ``seed``: the baseline.
+
+    Its predictions are cached like any model's (by fingerprint), so a second report of
+    the same architecture and seed costs a model build, not a pass over the test set.
+    """
     from ..models import build_model
 
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
         fresh = build_model(model.arch, **model.config())
-    return evaluate(fresh, images, labels).accuracy
+    return report(fresh, images, labels).accuracy
