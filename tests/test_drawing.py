@@ -10,7 +10,15 @@ from scipy import ndimage
 
 import cnnscope
 from cnnscope.preprocess import STROKE_RANGE, Prepared, prepare, to_mnist
-from tests.support.rerender import BRUSH, THIN_PEN, draw, inverted, stroke, with_stray_dot
+from tests.support.rerender import (
+    BRUSH,
+    THIN_PEN,
+    _thin,
+    draw,
+    inverted,
+    stroke,
+    with_stray_dot,
+)
 
 
 def _segments(*points: tuple[float, float]) -> np.ndarray:
@@ -140,3 +148,27 @@ def test_redrawn_digits_are_read(mnist) -> None:
     assert acc([with_stray_dot(d, rng) for d in full]) >= 0.97
     assert acc([draw(x, rng, 200, THIN_PEN) for x in images]) >= 0.96
     assert acc([draw(x, rng, 45, BRUSH) for x in images]) >= 0.80
+
+
+def test_a_dot_and_a_large_image_are_read() -> None:
+    dot = np.zeros((28, 28), np.float32)
+    dot[13, 13] = 1.0
+    assert prepare(dot).image.max() == pytest.approx(1.0)  # not thinned away
+    big = np.zeros((2800, 2800), np.float32)
+    big[420:2380, 1260:1480] = 1.0  # a "1" on a photo ten times the canvas
+    small = np.zeros((280, 280), np.float32)
+    small[42:238, 126:148] = 1.0  # the same on the canvas
+    diff = np.abs(to_mnist(big) - to_mnist(small))
+    assert diff.mean() < 0.01 and diff.max() < 0.15
+
+
+def test_the_simulated_pen_draws_its_width() -> None:
+    line = stroke(_segments((40, 140), (240, 140)), BRUSH)
+    assert line[140].sum() == pytest.approx(BRUSH, abs=0.5)  # across the line: 22 px of ink
+    assert line[140, 140] == 1.0 and line[5, 140] == 0.0
+    thin = stroke(_segments((40, 140), (240, 140)), THIN_PEN)
+    assert thin[140].sum() == pytest.approx(THIN_PEN, abs=0.2)
+    bar = np.zeros((40, 40), bool)
+    bar[10:30, 15:22] = True
+    skel = _thin(bar)
+    assert skel.sum(axis=1).max() == 1 and skel.sum() >= 12  # one pixel wide, most of 20 long

@@ -58,6 +58,7 @@ STROKE_TARGET = 0.132  # MNIST's median: what a thin pen is thickened to
 # than MNIST's median (bench/drawing_path.py, 45-px digits: 0.132 → 87 %, 0.17 → 88 %,
 # 0.20 → 90 %, 0.23 → 90 %; still inside MNIST's range).
 STROKE_THINNED = 0.20
+LARGEST = 560  # larger inputs are shrunk to this first (twice the page's canvas)
 WORK = 112  # crops smaller than this are upsampled first, so widths are measured finely
 SPECK_MASS = 0.15  # a part with less ink than this fraction of the largest part …
 SPECK_GAP = 0.2  # … farther than this fraction of the digit's size from it is a speck
@@ -122,6 +123,12 @@ def prepare(image: np.ndarray) -> Prepared:
     if image.size == 0:
         return Prepared(np.zeros((SIZE, SIZE), np.float32))
     image = np.clip(np.nan_to_num(image), 0.0, 1.0)
+    if max(image.shape) > LARGEST:
+        # A photo or a big export: the steps below cost time in proportion to the pixels,
+        # and the digit ends up 20 pixels tall anyway.
+        k = LARGEST / max(image.shape)
+        size = (max(1, round(image.shape[1] * k)), max(1, round(image.shape[0] * k)))
+        image = np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
 
     background = float(np.median(_border(image)))
     inverted = background > BACKGROUND_BRIGHT
@@ -158,7 +165,11 @@ def prepare(image: np.ndarray) -> Prepared:
         path = max(length - width, 1.0)
         goal = STROKE_TARGET if width < STROKE_RANGE[0] * length else STROKE_THINNED
         target = goal * path / (1.0 - goal)
-        crop = _offset(mask, (target - width) / 2)
+        thinned = _offset(mask, (target - width) / 2)
+        if thinned.max() >= 0.5:  # a dot is not thinned away
+            crop = thinned
+        else:
+            restroked = False
     out = _fit(crop)
     top = float(out.max())
     gain = 1.0 / peak
@@ -257,6 +268,7 @@ def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
 
 def _fit(image: np.ndarray) -> np.ndarray:
     """Crop the ink, fit it in 20×20 (aspect kept, anti-aliased), centre its mass in 28×28."""
+    image = np.asarray(image, np.float32)  # PIL's mode "F" reads float32 only
     peak = float(image.max())
     if peak <= 0.0:
         return np.zeros((SIZE, SIZE), np.float32)
