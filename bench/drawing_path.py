@@ -57,16 +57,18 @@ def old_to_mnist(image: np.ndarray) -> np.ndarray:
     return out
 
 
-Drawer = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+# (digit, its centre line, its full-size drawing, rng) → a drawing. The stray dot and
+# black-on-white are made from the full-size drawings, so their loss is theirs alone.
+Drawer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 CONDITIONS: dict[str, Drawer] = {
-    "full size, 22-px brush": lambda x, line, rng: draw(x, rng, FULL, BRUSH, line=line),
-    "60 px tall": lambda x, line, rng: draw(x, rng, 60, BRUSH, line=line),
-    "45 px tall": lambda x, line, rng: draw(x, rng, 45, BRUSH, line=line),
-    "30 px tall": lambda x, line, rng: draw(x, rng, 30, BRUSH, line=line),
-    "2-px pen": lambda x, line, rng: draw(x, rng, FULL, THIN_PEN, line=line),
-    "stray dot": lambda x, line, rng: with_stray_dot(draw(x, rng, FULL, BRUSH, line=line), rng),
-    "black on white": lambda x, line, rng: inverted(draw(x, rng, FULL, BRUSH, line=line)),
+    "full size, 22-px brush": lambda x, line, full, rng: full,
+    "60 px tall": lambda x, line, full, rng: draw(x, rng, 60, BRUSH, line=line),
+    "45 px tall": lambda x, line, full, rng: draw(x, rng, 45, BRUSH, line=line),
+    "30 px tall": lambda x, line, full, rng: draw(x, rng, 30, BRUSH, line=line),
+    "2-px pen": lambda x, line, full, rng: draw(x, rng, FULL, THIN_PEN, line=line),
+    "full size + a stray dot": lambda x, line, full, rng: with_stray_dot(full, rng),
+    "full size, black on white": lambda x, line, full, rng: inverted(full),
 }
 
 
@@ -92,6 +94,8 @@ def main() -> None:
     labels = data.test_labels.numpy()[pick]
     originals = digits.astype(np.float32) / 255.0
     lines = [centre_line(x) for x in digits]
+    place = np.random.default_rng([args.seed, 1])
+    fulls = [draw(x, place, FULL, BRUSH, line=line) for x, line in zip(digits, lines, strict=True)]
 
     rows: list[tuple[str, dict[str, float], dict[str, float], float]] = []
     ref = {m: accuracy(model, originals, labels) for m, model in models.items()}
@@ -105,7 +109,10 @@ def main() -> None:
     rows.append(("28×28 originals through the path", *through, 0.0))
     for name, drawer in CONDITIONS.items():
         cond_rng = np.random.default_rng([args.seed, len(rows)])
-        drawings = [drawer(x, line, cond_rng) for x, line in zip(digits, lines, strict=True)]
+        drawings = [
+            drawer(x, line, full, cond_rng)
+            for x, line, full in zip(digits, lines, fulls, strict=True)
+        ]
         old = np.stack([old_to_mnist(d) for d in drawings])
         t0 = time.perf_counter()
         new = np.stack([to_mnist(d) for d in drawings])

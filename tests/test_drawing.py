@@ -141,13 +141,17 @@ def test_redrawn_digits_are_read(mnist) -> None:
         with torch.no_grad():
             return float((model(batch).argmax(1).numpy() == labels).mean())
 
+    # Measured (this seed): 99.5 % full size, black on white and with a dot; 99 % with the
+    # 2-px pen; 92.5 % at 45 px and 80 % at 30 px with the page's brush.
     rng = np.random.default_rng(0)
     full = [draw(x, rng, 200, BRUSH) for x in images]
-    assert acc(full) >= 0.97
-    assert acc([inverted(d) for d in full]) >= 0.97
-    assert acc([with_stray_dot(d, rng) for d in full]) >= 0.97
-    assert acc([draw(x, rng, 200, THIN_PEN) for x in images]) >= 0.96
-    assert acc([draw(x, rng, 45, BRUSH) for x in images]) >= 0.80
+    ordinary = acc(full)
+    assert ordinary >= 0.97
+    assert acc([inverted(d) for d in full]) >= ordinary - 0.01
+    assert acc([with_stray_dot(d, rng) for d in full]) >= ordinary - 0.01
+    assert acc([draw(x, rng, 200, THIN_PEN) for x in images]) >= 0.97
+    assert acc([draw(x, rng, 45, BRUSH) for x in images]) >= 0.88
+    assert acc([draw(x, rng, 30, BRUSH) for x in images]) >= 0.75
 
 
 def test_a_dot_and_a_large_image_are_read() -> None:
