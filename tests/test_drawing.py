@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 
 import cnnscope
-from cnnscope.preprocess import STROKE_RANGE, Prepared, prepare, to_mnist
+from cnnscope.preprocess import STROKE_RANGE, STROKE_TARGET, Prepared, prepare, to_mnist
 from tests.support.rerender import (
     BRUSH,
     THIN_PEN,
@@ -33,8 +34,14 @@ def _relative_stroke(image: np.ndarray) -> float:
 
 
 def _ink_extent(image: np.ndarray) -> float:
-    rows, cols = np.flatnonzero((image > 0.5).any(1)), np.flatnonzero((image > 0.5).any(0))
-    return float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    """The ink's longer side, in pixels; measured 4× upsampled, as `prepare` does for
+    small images."""
+    h, w = image.shape
+    big = Image.fromarray(image.astype(np.float32), mode="F")
+    big = big.resize((4 * w, 4 * h), Image.Resampling.BILINEAR)
+    ink = np.asarray(big) > 0.5 * image.max()
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)) / 4
 
 
 def test_blank_and_uniform_images_stay_blank() -> None:
@@ -116,6 +123,15 @@ def test_a_faint_thin_pen_is_stretched_and_thickened(mnist) -> None:
     lo, hi = STROKE_RANGE
     assert lo <= _relative_stroke(p.image) <= hi
     assert (p.image > 0.5).sum() > 60  # a real stroke, not a faint trace
+
+
+def test_the_stroke_range_is_mnists(mnist) -> None:
+    # STROKE_RANGE and STROKE_TARGET were measured on training digits; test digits agree.
+    images = mnist.test_images[:300].numpy() / 255.0
+    rel = np.array([_relative_stroke(x) for x in images])
+    assert abs(np.median(rel) - STROKE_TARGET) < 0.015
+    lo, hi = STROKE_RANGE
+    assert 0.005 <= ((rel < lo) | (rel > hi)).mean() <= 0.06  # ≈ 2 % outside by design
 
 
 def test_an_mnist_digit_passes_through_essentially_unchanged(mnist) -> None:
