@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-__all__ = ["Prepared", "PreprocessError", "decode_png", "prepare", "read_image", "to_mnist"]
+__all__ = [
+    "Prepared",
+    "PreprocessError",
+    "decode_png",
+    "ink_on_black",
+    "prepare",
+    "read_image",
+    "to_mnist",
+]
 
 BOX = 20  # the digit's longer side after scaling
 SIZE = 28
@@ -159,11 +167,8 @@ def prepare(image: np.ndarray) -> Prepared:
         )
         image = np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
 
-    background = float(np.median(_border(image)))
-    inverted = background > BACKGROUND_BRIGHT
-    if inverted:
-        image, background = 1.0 - image, 1.0 - background
-    image = np.clip(image - background, 0.0, None)
+    image, inverted = ink_on_black(image)
+    image = np.clip(image - float(np.median(_border(image))), 0.0, None)
 
     peak = float(image.max())
     if peak < 1.0 / 255:  # blank, or only the noise of an 8-bit background
@@ -212,6 +217,13 @@ def prepare(image: np.ndarray) -> Prepared:
         restroked=restroked,
         gain=gain,
     )
+
+
+def ink_on_black(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``image`` as white ink on black: inverted when its border is bright paper
+    (median above ``BACKGROUND_BRIGHT``). Returns the image and whether it was inverted."""
+    inverted = float(np.median(_border(image))) > BACKGROUND_BRIGHT
+    return (1.0 - image if inverted else image), inverted
 
 
 def _border(image: np.ndarray) -> np.ndarray:

@@ -114,6 +114,9 @@ class PredictResponse(BaseModel):
     probabilities: list[float]
     logits: list[float]
     input: EncodedStage = Field(description="the 28×28 image the network saw")
+    inverted: bool = Field(
+        default=False, description="the input was dark ink on a bright background: inverted"
+    )
     stages: dict[str, EncodedStage] = Field(description="sent stages, in forward order")
     derived: list[DerivedStage] = Field(description="stages to compute from the sent ones")
     order: list[str] = Field(description="every stage name in forward order")

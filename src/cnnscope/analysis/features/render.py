@@ -46,6 +46,10 @@ class RenderConfig:
     blur_sigma: float = 0.5  # pixels
     l2: float = 0.02  # weight of the mean squared pixel value: dark backgrounds, as MNIST
     tv: float = 0.05  # weight of total variation: smooth strokes, no speckle
+    l1: float = 0.0  # weight of the mean pixel value: sparse ink on a dark field
+    frame: float = 0.0  # weight of ink in the 4-px frame MNIST keeps empty around its 20×20 box
+    start_lo: float = 0.2  # the noisy start's pixel range; a dark start needs redirect > 0
+    start_hi: float = 0.8
     fourier: bool = False  # decorrelated (Fourier) parameterization instead of pixels
     redirect: float = 0.1  # ReLU gradient leak over the first half of the steps (0 = off)
     diversity: float = 0.0  # > 0 pushes apart the variants of one unit (see ``variants``)
@@ -77,6 +81,8 @@ class RenderConfig:
             (0 <= self.scale < 0.5, "scale must be in [0, 0.5)"),
             (0 <= self.rotate <= 45, "rotate must be in 0–45 degrees"),
             (self.lr > 0, "lr must be > 0"),
+            (0 < self.start_lo < self.start_hi < 1, "start range must lie inside (0, 1)"),
+            (self.l1 >= 0 and self.frame >= 0, "l1 and frame must be ≥ 0"),
             (0 <= self.diversity < float("inf"), "diversity must be a finite number ≥ 0"),
             (0 <= self.redirect <= 1, "redirect must be in [0, 1]"),
         ]
@@ -187,6 +193,10 @@ def _render_plain(
     return x.detach().squeeze(1).numpy()
 
 
+_FRAME = torch.ones(28, 28)
+_FRAME[4:24, 4:24] = 0  # MNIST fits digits in the central 20×20 box: the frame stays dark
+
+
 class _RedirectedReLUs:
     """Let a silent ReLU pass a small gradient (Lucid's "redirected ReLU"), hooks released.
 
@@ -230,7 +240,8 @@ def _render_regularized(
     objective = _expand(objective, cfg.variants)
     # Noisy mid-grey start (pixels ≈ 0.2–0.8): every ReLU unit fires somewhere, so every
     # objective has a gradient (a dark start leaves many units dead at zero).
-    param = FourierParam(total, g) if cfg.fourier else SigmoidParam(0.2 + 0.6 * start)
+    lo, span = cfg.start_lo, cfg.start_hi - cfg.start_lo
+    param = FourierParam(total, g) if cfg.fourier else SigmoidParam(lo + span * start)
     opt = torch.optim.Adam(param.params, lr=cfg.lr)
 
     redirect = _RedirectedReLUs(model, cfg.redirect)
@@ -242,6 +253,10 @@ def _render_regularized(
         loss = -score.sum()
         if cfg.l2:
             loss = loss + cfg.l2 * total * (x**2).mean()
+        if cfg.l1:
+            loss = loss + cfg.l1 * total * x.mean()
+        if cfg.frame:
+            loss = loss + cfg.frame * total * (x * _FRAME).sum() / _FRAME.sum()
         if cfg.tv:
             tv = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
                 x[..., :, 1:] - x[..., :, :-1]
