@@ -1,7 +1,7 @@
 """The built sdist and wheel: what they hold, and the wheel installed offline beside torch.
 
-Building takes ~10 s and the install test ~30 s, so every test here is marked slow; they
-need ``build`` (the [dev] extra) and no network.
+Building takes ~10 s and the install test 30–90 s, so every test that builds is marked
+slow; they need ``build`` (the [dev] extra) and no network.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "cnnscope"
-
-pytestmark = pytest.mark.slow
 
 # Run from the unpacked sdist: quick, and reading the shipped weights and data/mnist.
 SDIST_TESTS = ("tests/test_data.py", "tests/test_checkpoints.py")
@@ -69,6 +67,7 @@ def _package_files() -> Iterator[str]:
             yield path.relative_to(PACKAGE.parent).as_posix()
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_whole_package(dists: tuple[Path, Path]) -> None:
     with zipfile.ZipFile(dists[1]) as z:
         names = set(z.namelist())
@@ -80,6 +79,7 @@ def test_wheel_holds_the_whole_package(dists: tuple[Path, Path]) -> None:
     assert not any(n.startswith(("tests/", "data/")) for n in names)
 
 
+@pytest.mark.slow
 def test_wheel_metadata_declares_extras_and_licence(dists: tuple[Path, Path]) -> None:
     meta = _wheel_metadata(dists[1])
     assert meta["License-Expression"] == "MIT"
@@ -94,6 +94,7 @@ def test_wheel_metadata_declares_extras_and_licence(dists: tuple[Path, Path]) ->
     )
 
 
+@pytest.mark.slow
 def test_sdist_holds_the_tests_and_their_data(dists: tuple[Path, Path]) -> None:
     with tarfile.open(dists[0]) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
@@ -103,6 +104,7 @@ def test_sdist_holds_the_tests_and_their_data(dists: tuple[Path, Path]) -> None:
         assert needed in names
 
 
+@pytest.mark.slow
 def test_sdist_tests_run(dists: tuple[Path, Path], tmp_path: Path) -> None:
     """The fast tests of two modules pass from an unpacked sdist (its conftest, its data)."""
     with tarfile.open(dists[0]) as t:
@@ -181,6 +183,7 @@ def _torch_fingerprint(python: Path) -> str:
     ).stdout.strip()
 
 
+@pytest.mark.slow
 def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path: Path) -> None:
     """pip installs the wheel with no index into a venv that has torch; cnnscope runs there.
 
@@ -199,8 +202,9 @@ def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path:
     before = _torch_fingerprint(python)
     offline = _clean_env(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    offline_install = ["install", "--no-index", "--no-compile", "--find-links", str(wheel.parent)]
     install = subprocess.run(
-        [*pip, "install", "--no-index", "--find-links", str(wheel.parent), "cnnscope"],
+        [*pip, *offline_install, "cnnscope"],
         capture_output=True,
         text=True,
         env=offline,
@@ -240,3 +244,18 @@ def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path:
     )
     assert embed.returncode != 0
     assert "MissingExtra" in embed.stderr and "pip install 'cnnscope[tsne]'" in embed.stderr
+
+
+def test_readme_links_resolve_and_images_read_without_loading() -> None:
+    """Relative links point at files the sdist carries; images have alt text to read.
+
+    On a package index relative links cannot load (no repository URL to make them
+    absolute), so each image's alt text must say what the picture shows.
+    """
+    text = (REPO / "README.md").read_text()
+    for _, target in re.findall(r"!?\[([^\]]*)\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:|#", target):
+            continue
+        assert (REPO / target).exists(), f"README links to a missing file: {target}"
+    for alt, _ in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", text):
+        assert len(alt.split()) >= 5, f"an image's alt text is too short to stand in: {alt!r}"
