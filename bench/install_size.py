@@ -47,7 +47,7 @@ def main(extras: list[str]) -> None:
             capture_output=True,
         )
         wheel = next(dist.glob("cnnscope-*.whl"))
-        print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB")
+        print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB", flush=True)
         for extra in extras:
             venv = Path(tmp) / f"venv{extra.strip('[]')}"
             subprocess.run([sys.executable, "-m", "venv", venv], check=True)
@@ -61,7 +61,8 @@ def main(extras: list[str]) -> None:
             print(
                 f"cnnscope{extra}: {added / 1e6:.0f} MB beside torch "
                 f"(torch + its dependencies: {(with_torch - empty) / 1e6:.0f} MB, "
-                f"of which torch/ {torch_only / 1e6:.0f} MB)"
+                f"of which torch/ {torch_only / 1e6:.0f} MB)",
+                flush=True,
             )
 
 
