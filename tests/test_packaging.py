@@ -259,3 +259,23 @@ def test_readme_links_resolve_and_images_read_without_loading() -> None:
         assert (REPO / target).exists(), f"README links to a missing file: {target}"
     for alt, _ in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", text):
         assert len(alt.split()) >= 5, f"an image's alt text is too short to stand in: {alt!r}"
+
+
+def test_cli_reference_covers_every_command() -> None:
+    """The docs' CLI page (docs/_hooks/cli_reference.py) shows every command's flags."""
+    import importlib.util
+
+    from cnnscope.cli import COMMANDS
+
+    spec = importlib.util.spec_from_file_location(
+        "cli_reference", REPO / "docs" / "_hooks" / "cli_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.on_page_markdown(f"# CLI\n\n{hook.MARKER}\n", page=None)
+    assert hook.MARKER not in page
+    for name in COMMANDS:
+        assert f"## cnnscope {name}\n" in page
+        assert f"usage: cnnscope {name}" in page
+    assert "--data-dir" in page  # a command's own flags, not only the list of commands

@@ -31,12 +31,19 @@ def reference() -> str:
     """Markdown: the top-level help, then one section per command."""
     if str(SRC) not in sys.path:
         sys.path.insert(0, str(SRC))
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix it for stable pages
     from cnnscope.cli import COMMANDS
 
-    parts = ["```text", _help([]), "```"]
-    for name in COMMANDS:
-        parts += ["", f"## cnnscope {name}", "", "```text", _help([name]), "```"]
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix it for stable pages
+    try:
+        parts = ["```text", _help([]), "```"]
+        for name in COMMANDS:
+            parts += ["", f"## cnnscope {name}", "", "```text", _help([name]), "```"]
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return "\n".join(parts)
 
 
