@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test test-fast check lint bench fuzz clean
+.PHONY: setup run test test-fast check lint bench fuzz dist docs clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ bench: setup  ## every benchmark in bench/, ~10 minutes on 2 cores
 	$(PY) bench/eval_speed.py
 	$(PY) bench/embedding_speed.py
 	$(PY) bench/features_speed.py
+	$(PY) bench/cli_startup.py
+
+# Offline-safe: --no-isolation builds with the venv's setuptools ([dev] pins its floor), so
+# neither target fetches anything.
+dist: setup  ## sdist + wheel in dist/, checked by twine (the sdist carries tests/ and data/)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
+docs: setup  ## the documentation site into build/site, strict: a warning or broken link fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.linalg import orthogonal_procrustes
-from sklearn.decomposition import PCA
-from sklearn.manifold import trustworthiness
-from sklearn.neighbors import NearestNeighbors
 
+from .._extras import require
 from .snapshots import Snapshots
 
 __all__ = [
@@ -34,9 +31,19 @@ __all__ = [
 METHODS = ("tsne", "pca", "umap")
 
 
+# scikit-learn, SciPy and openTSNE come with the [tsne] extra (umap-learn pulls the first
+# two as well): imported on use, so the page and the other views run without them.
+def _sklearn(module: str) -> Any:
+    return require(f"sklearn.{module}", "tsne", "embeddings (PCA, kNN accuracy)")
+
+
+def _umap() -> Any:
+    return require("umap", "umap", "method 'umap'")
+
+
 def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
     """Leave-one-out k-nearest-neighbour accuracy: how well neighbours share a class."""
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(x)
+    nn = _sklearn("neighbors").NearestNeighbors(n_neighbors=k + 1).fit(x)
     idx = nn.kneighbors(x, return_distance=False)[:, 1:]  # drop each point itself
     votes = labels[idx]  # (N, k)
     counts = np.apply_along_axis(np.bincount, 1, votes, minlength=int(labels.max()) + 1)
@@ -156,13 +163,12 @@ class Embedder:
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown embedding method {method!r}; valid: {', '.join(METHODS)}")
+        # A missing extra fails here, before any work, with the package to install.
+        _sklearn("neighbors")
         if method == "umap":
-            try:
-                import umap  # noqa: F401
-            except ImportError as e:
-                raise ValueError(
-                    "method 'umap' needs the optional package umap-learn: pip install umap-learn"
-                ) from e
+            _umap()
+        elif method == "tsne":
+            require("openTSNE", "tsne", "method 'tsne'")
         self.method, self.stage, self.aligned = method, stage, aligned
         self.perplexity, self.components, self.knn = perplexity, components, knn
         self.seed, self.n_jobs = seed, n_jobs
@@ -187,7 +193,7 @@ class Embedder:
             previous = y
             knn_orig.append(knn_accuracy(x, labels, self.knn))
             knn_2d.append(knn_accuracy(y, labels, self.knn))
-            trust.append(float(trustworthiness(x, y, n_neighbors=self.knn)))
+            trust.append(float(_sklearn("manifold").trustworthiness(x, y, n_neighbors=self.knn)))
             preds.append(np.asarray(snaps.stages["logits"][i]).argmax(1))
             if callback is not None:
                 callback(i + 1, len(snaps.steps))
@@ -217,25 +223,30 @@ class Embedder:
     def _reduce(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] <= self.components:
             return x
-        return PCA(self.components, random_state=self.seed).fit_transform(x).astype(np.float32)
+        return (
+            _sklearn("decomposition")
+            .PCA(self.components, random_state=self.seed)
+            .fit_transform(x)
+            .astype(np.float32)
+        )
 
     def _embed(self, x: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         if self.method == "pca":
-            y = PCA(2, random_state=self.seed).fit_transform(x)
+            y = _sklearn("decomposition").PCA(2, random_state=self.seed).fit_transform(x)
             return _rotate_onto(y, previous)
         if self.method == "umap":
-            import umap
-
-            y = umap.UMAP(
-                random_state=self.seed, init="spectral" if previous is None else previous
-            ).fit_transform(x)
+            y = (
+                _umap()
+                .UMAP(random_state=self.seed, init="spectral" if previous is None else previous)
+                .fit_transform(x)
+            )
             return _rotate_onto(np.asarray(y), previous)
         return self._tsne(x, previous)
 
     def _tsne(self, x: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-        from openTSNE import TSNE
-        from openTSNE.initialization import pca as pca_init
-        from openTSNE.initialization import rescale
+        TSNE = require("openTSNE", "tsne").TSNE
+        init_ = require("openTSNE.initialization", "tsne")
+        pca_init, rescale = init_.pca, init_.rescale
 
         perplexity = min(self.perplexity, (len(x) - 1) / 3)
         if previous is None:
@@ -271,7 +282,7 @@ def _rotate_onto(y: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     if previous is None:
         return y
     a, b = y - y.mean(0), previous - previous.mean(0)
-    r, _ = orthogonal_procrustes(a, b)
+    r, _ = require("scipy.linalg", "tsne").orthogonal_procrustes(a, b)
     return a @ r
 
 
@@ -283,6 +294,7 @@ def class_embedding(
     Ten points are too few for t-SNE's neighbourhoods, so both use PCA; each is returned
     as 10 (x, y) pairs in class order.
     """
+    PCA = _sklearn("decomposition").PCA
     out = {"weights": PCA(2, random_state=seed).fit_transform(weights).round(4).tolist()}
     if means is not None:
         out["means"] = PCA(2, random_state=seed).fit_transform(means).round(4).tolist()

@@ -7,6 +7,7 @@ A run folder holds everything a run makes::
       state.safetensors               model + optimizer + RNG + loop position (--resume)
       metrics.jsonl                   one JSON object per log interval and per validation
       tb/                             TensorBoard events: accuracy, cross_entropy, the graph
+                                      (with the [tensorboard] extra installed)
       snapshots/                      fc1 and logits of a fixed test subset over training
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .._extras import MissingExtra, require
 from ..checkpoints import CheckpointError
 from ..data import MNIST
 from ..models import StagedModel
@@ -34,12 +36,25 @@ TENSORBOARD = "tb"
 SNAPSHOTS = "snapshots"
 
 
+def _summary_writer() -> Any:
+    """TensorBoard's writer, or None without the [tensorboard] extra (metrics.jsonl suffices)."""
+    try:
+        require("tensorboard", "tensorboard")
+    except MissingExtra:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter
+
+
 class MetricsLog:
-    """metrics.jsonl plus TensorBoard scalars, both trimmed to ``start_step`` on resume."""
+    """metrics.jsonl plus TensorBoard scalars, both trimmed to ``start_step`` on resume.
+
+    TensorBoard events are written only when the [tensorboard] extra is installed.
+    """
 
     def __init__(self, run_dir: Path, start_step: int, model: StagedModel, graph: bool) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
+        SummaryWriter = _summary_writer()
         self.path = run_dir / METRICS
         if start_step == 0:
             self.path.write_text("")
@@ -48,8 +63,12 @@ class MetricsLog:
             self.path.write_text("".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")  # noqa: SIM115 - closed in close()
         # purge_step drops events a crashed run wrote after the step we resume from.
-        self.tb = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_step or None)
-        if graph:
+        self.tb = (
+            None
+            if SummaryWriter is None
+            else SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_step or None)
+        )
+        if graph and self.tb is not None:
             was_training = model.training
             model.eval()
             with warnings.catch_warnings():
@@ -62,6 +81,8 @@ class MetricsLog:
     def write(self, record: dict[str, Any], prefix: str = "") -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        if self.tb is None:
+            return
         for name in ("accuracy", "cross_entropy"):
             if name in record:
                 self.tb.add_scalar(prefix + name, record[name], record["step"])
@@ -69,7 +90,8 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def read_metrics(path: Path) -> list[tuple[int, str]]:
