@@ -27,8 +27,8 @@ SDIST_TESTS = ("tests/test_data.py", "tests/test_checkpoints.py")
 FAST = "not slow and not browser"
 
 # Import names of what the extras bring; none of them may be in a base install.
-OPTIONAL_MODULES = ("openTSNE", "sklearn", "scipy", "umap", "tensorboard", "onnx", "onnxruntime")
-OPTIONAL_DISTS = ("opentsne", "scikit-learn", "scipy", "umap-learn", "tensorboard", "onnx")
+OPTIONAL_MODULES = ("openTSNE", "sklearn", "umap", "tensorboard", "onnx", "onnxruntime")
+OPTIONAL_DISTS = ("opentsne", "scikit-learn", "umap-learn", "tensorboard", "onnx")
 
 
 @pytest.fixture(scope="session")

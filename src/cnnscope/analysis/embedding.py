@@ -282,7 +282,9 @@ def _rotate_onto(y: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     if previous is None:
         return y
     a, b = y - y.mean(0), previous - previous.mean(0)
-    r, _ = require("scipy.linalg", "tsne").orthogonal_procrustes(a, b)
+    from scipy.linalg import orthogonal_procrustes  # SciPy is in the base install
+
+    r, _ = orthogonal_procrustes(a, b)
     return a @ r
 
 
