@@ -13,3 +13,23 @@ def test_embedding_shipped_and_missing(client) -> None:
     assert np.asarray(emb["classes"]["weights"]).shape == (10, 2)
     r = client.get("/api/embedding/tiny")
     assert r.status_code == 404 and "cnnscope train --model lenet5" in r.json()["detail"]
+
+
+def test_a_missing_extra_is_a_501_naming_it(shipped, mnist, monkeypatch) -> None:
+    # Without openTSNE a run's embedding raised MissingExtra in the worker: a 500.
+    from fastapi.testclient import TestClient
+
+    from cnnscope._extras import MissingExtra
+    from cnnscope.server.app import ServedModel, create_app
+    from cnnscope.server.routes import embedding
+
+    def missing(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise MissingExtra("openTSNE", "tsne", "t-SNE")
+
+    monkeypatch.setattr(embedding, "_embedding_json", missing)
+    model, meta = shipped
+    app = create_app(
+        [ServedModel("m", model, meta, "test")], data=mnist, allowed_hosts=["testserver"]
+    )
+    r = TestClient(app, raise_server_exceptions=False).get("/api/embedding/m")
+    assert r.status_code == 501 and "cnnscope[tsne]" in r.json()["detail"]
