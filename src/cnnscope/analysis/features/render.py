@@ -38,18 +38,20 @@ class RenderConfig:
 
     method: str = "regularized"  # "regularized" or "plain"
     steps: int = 80  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s here)
-    lr: float = 0.05  # Adam's step size on the parameterization (regularized only)
+    lr: float = 0.1  # Adam's step size on the parameterization (regularized only)
     jitter: int = 2  # random translation, pixels, each step (0 = off)
     scale: float = 0.1  # random scale in [1 − s, 1 + s] (0 = off)
     rotate: float = 10.0  # random rotation, degrees, ± (0 = off)
     blur_every: int = 4  # blur the image every N steps (0 = off)
     blur_sigma: float = 0.5  # pixels
-    l2: float = 0.02  # weight of the mean squared pixel value: dark backgrounds, as MNIST
-    tv: float = 0.05  # weight of total variation: smooth strokes, no speckle
-    l1: float = 0.0  # weight of the mean pixel value: sparse ink on a dark field
-    frame: float = 0.0  # weight of ink in the 4-px frame MNIST keeps empty around its 20×20 box
-    start_lo: float = 0.2  # the noisy start's pixel range; a dark start needs redirect > 0
-    start_hi: float = 0.8
+    # On MNIST's terms: sparse ink (L1) on a dark field whose 4-px frame stays empty, as
+    # MNIST's digits sit in a 20×20 box (frame mean 0.02–0.03, was 0.45: grey everywhere).
+    l2: float = 0.0  # weight of the mean squared pixel value
+    tv: float = 0.03  # weight of total variation: smooth strokes, no speckle
+    l1: float = 0.02  # weight of the mean pixel value: sparse ink on a dark field
+    frame: float = 50.0  # weight of ink in the 4-px frame MNIST keeps empty around its 20×20 box
+    start_lo: float = 0.02  # the noisy start's pixel range: dark, as MNIST's background;
+    start_hi: float = 0.3  # silent units still get a gradient through ``redirect``
     fourier: bool = False  # decorrelated (Fourier) parameterization instead of pixels
     redirect: float = 0.1  # ReLU gradient leak over the first half of the steps (0 = off)
     diversity: float = 0.0  # > 0 pushes apart the variants of one unit (see ``variants``)
@@ -67,6 +69,8 @@ class RenderConfig:
             rotate=0.0,
             blur_every=0,
             l2=0.0,
+            l1=0.0,
+            frame=0.0,
             tv=0.0,
             redirect=0.0,
             seed=seed,
@@ -256,7 +260,8 @@ def _render_regularized(
         if cfg.l1:
             loss = loss + cfg.l1 * total * x.mean()
         if cfg.frame:
-            loss = loss + cfg.frame * total * (x * _FRAME).sum() / _FRAME.sum()
+            # Each image's mean frame ink, summed: a unit's image does not depend on its batch.
+            loss = loss + cfg.frame * (x * _FRAME).sum() / _FRAME.sum()
         if cfg.tv:
             tv = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
                 x[..., :, 1:] - x[..., :, :-1]
@@ -326,10 +331,11 @@ def compare_regularizers(
         "no jitter": replace(base, jitter=0),
         "no scale/rotation": replace(base, scale=0.0, rotate=0.0),
         "no blur": replace(base, blur_every=0),
-        "no L2": replace(base, l2=0.0),
+        "no L1": replace(base, l1=0.0),
+        "no frame": replace(base, frame=0.0),
         "no TV": replace(base, tv=0.0),
         "none (Adam only)": replace(
-            base, jitter=0, scale=0.0, rotate=0.0, blur_every=0, l2=0.0, tv=0.0
+            base, jitter=0, scale=0.0, rotate=0.0, blur_every=0, l2=0.0, l1=0.0, frame=0.0, tv=0.0
         ),
         "Fourier": replace(base, fourier=True),
         "plain (tutorial)": RenderConfig.plain(seed=base.seed),
