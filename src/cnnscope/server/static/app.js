@@ -29,7 +29,7 @@ const state = {
   attr: { method: "", target: "", slow: null, computing: false, error: null },
 };
 // Exposed for tests and benchmarks: the state and how long the last full repaint took.
-window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render() };
+window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render(true) };
 
 /** Apply `change(state)`, then repaint the draw view. */
 function update(change) {
@@ -114,8 +114,6 @@ async function computeSlowAttribution() {
   if (!src || !method || FAST.has(method)) return;
   const tag = { rev: state.drawing.rev, model: state.model, method, target };
   const body = { ...inputBody(), method };
-  const conv = state.info[state.model].lastConv();
-  if (conv) body.layer = conv; // Grad-CAM's layer
   if (target !== "") body.target = Number(target);
   const signal = slowAttr.next();
   update((s) => { s.attr.computing = true; s.attr.error = null; });
@@ -146,17 +144,24 @@ function statusText() {
   return state.drawing.source ? "…" : "draw a digit";
 }
 
-function render() {
-  const t0 = performance.now();
+// What the maps were last painted from: a stroke changes the state but not the maps, and
+// repainting every stage on every pointer move would slow the drawing down.
+let painted = null;
+
+/** Paint the draw view from `state`; the maps only when what they show changed (or `force`). */
+function render(force = false) {
   const r = state.result;
   $("status").textContent = statusText();
   const src = state.drawing.source;
   $("digit-note").textContent = src?.kind === "pixels" ? `test image #${src.index}, label ${src.label}` : "";
+  renderAttribution(state.attr, r, state.drawing.rev);
+  if (!force && painted && painted.result === r && painted.view === state.view && painted.scale === state.scale) return;
+  painted = { result: r, view: state.view, scale: state.scale };
+  const t0 = performance.now();
   const seen = $("seen").getContext("2d");
   if (r) drawGray(seen, decodeMaps(r.res.input).maps[0]); else seen.clearRect(0, 0, 28, 28);
   renderBars(r?.res);
   stagesView.render(r && { model: r.model, info: state.info[r.model], stages: r.stages }, state.view, state.scale);
-  renderAttribution(state.attr, r, state.drawing.rev);
   window.cnnscope.lastRenderMs = performance.now() - t0;
   if (r) window.cnnscope.renders++; // repaints of a prediction
 }
@@ -187,9 +192,10 @@ const stagesView = new StagesView($("stages"), (name, tile) => {
 });
 
 const pad = new Pad($("pad"), (why) => {
+  randomDigit.cancel();
   if (why === "clear" || pad.isEmpty()) { drawingChanged(null, false); return; }
   // A stroke over a test digit makes it a drawing: from now on the pad's PNG is sent.
-  drawingChanged({ kind: "png" }, state.drawing.source?.kind === "png");
+  drawingChanged({ kind: "png" }, state.drawing.source !== null);
 });
 $("clear").onclick = () => pad.clear();
 $("undo").onclick = () => pad.undo();
@@ -201,14 +207,18 @@ function showDigit(d) {
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
 }
 
+const randomDigit = new Latest(); // a stroke before its answer arrives wins over it
 $("random").onclick = async () => {
+  const signal = randomDigit.next();
   try {
-    const d = await getJSON("api/test-digits/random");
-    showDigit({ ...d, pixels: b64bytes(d.pixels) });
-  } catch (e) { update((s) => { s.error = e.message; }); }
+    const d = await getJSON("api/test-digits/random", { signal });
+    if (!signal.aborted) showDigit({ ...d, pixels: b64bytes(d.pixels) });
+  } catch (e) {
+    if (!isAbort(e)) update((s) => { s.error = e.message; });
+  }
 };
 
-const openInDrawView = (d) => { showView("draw-view"); showDigit(d); };
+const openInDrawView = (d) => { randomDigit.cancel(); showView("draw-view"); showDigit(d); };
 const evaluation = new EvaluationView(openInDrawView);
 const embedding = new EmbeddingView(openInDrawView);
 const featuresView = new FeaturesView();

@@ -54,9 +54,6 @@ export class Stages {
   /** Stages worth a gallery of preferred images: every stage but the followers of a conv. */
   featureStages() { return this.list.filter((s) => !FOLLOWERS.has(s.kind)).map((s) => s.name); }
 
-  /** The last conv stage (Grad-CAM's layer), or null. */
-  lastConv() { return this.list.filter((s) => s.kind === "conv").at(-1)?.name ?? null; }
-
   /** True where units have no receptive field: each sees the whole image. */
   seesAll(name) { return this.get(name)?.rf_size == null; }
 }
