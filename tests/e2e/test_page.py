@@ -464,6 +464,24 @@ def test_a_busy_server_is_retried_not_an_error(page, errors) -> None:
     errors[:] = [e for e in errors if "503" not in e]  # the browser logs the 503 itself
 
 
+def test_a_failed_attribution_keeps_the_prediction(page, errors) -> None:
+    def refuse_explain(route) -> None:
+        if '"explain"' in (route.request.post_data or ""):
+            route.fulfill(status=400, json={"detail": "no layer for gradcam"})
+        else:
+            route.continue_()
+
+    page.route("**/api/predict", refuse_explain)
+    page.select_option("#attr-method", "gradcam")
+    _draw(page, ONE)
+    _idle(page)
+    assert _predicted(page) == "1"  # predicted again, without the attribution
+    assert all(_stages_lit(page).values())
+    assert page.locator("#attr-note").inner_text() == "error: no layer for gradcam"
+    assert not page.locator("#status").inner_text().startswith("error")
+    errors[:] = [e for e in errors if "400" not in e]  # the browser logs the 400 itself
+
+
 @pytest.mark.slow  # an evaluation and top examples of every model: about a minute
 def test_every_model_through_every_tab(page, errors, server_url) -> None:
     """Each served model in each view: no console error, no failed request of the page."""

@@ -2,7 +2,7 @@
 // and its results; every change goes through `update`, and `render` paints the draw view
 // from the state alone, so what is shown is always what the state says.
 import { FAST, renderAttribution } from "./attribution.js";
-import { Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
+import { HttpError, Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
 import { b64bytes, decodeMaps, decodeStages } from "./codec.js";
 import { Detail } from "./detail.js";
 import { $, el } from "./dom.js";
@@ -26,7 +26,7 @@ const state = {
   drawing: { rev: 0, since: 0, source: null }, // source: {kind: "png"} | {kind: "pixels", pixels, label, index}
   result: null, // {seq, rev, model, res, stages, ms}: the prediction shown
   error: null,
-  attr: { method: "", target: "", slow: null, computing: false, error: null },
+  attr: { method: "", target: "", slow: null, computing: false, error: null, failed: null },
 };
 // Exposed for tests and benchmarks: the state and how long the last full repaint took.
 window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render(true) };
@@ -63,7 +63,7 @@ function inputBody() {
 }
 
 // ---- predictions -------------------------------------------------------------
-const predictor = new Predictor(onResult, (e) => update((s) => { s.error = e.message; }));
+const predictor = new Predictor(onResult, onPredictError);
 
 let requests = 0; // numbers each prediction request: a later one's answer wins
 
@@ -71,12 +71,22 @@ function requestPrediction() {
   cancelSchedule();
   if (!state.drawing.source) return;
   const body = inputBody();
-  const { method, target } = state.attr;
-  if (FAST.has(method)) {
+  const { method, target, failed } = state.attr;
+  if (FAST.has(method) && failed !== state.model) {
     body.explain = method;
     if (target !== "") body.target = Number(target);
   }
-  predictor.request(body, { seq: ++requests, rev: state.drawing.rev, model: state.model });
+  predictor.request(body, { seq: ++requests, rev: state.drawing.rev, model: state.model, explain: body.explain });
+}
+
+function onPredictError(e, tag) {
+  if (tag.explain && e instanceof HttpError && e.status < 500 && tag.model === state.model) {
+    // The attribution failed, not the prediction: say so in its panel, predict without it.
+    update((s) => { s.attr.error = e.message; s.attr.failed = tag.model; });
+    requestPrediction();
+    return;
+  }
+  update((s) => { s.error = e.message; });
 }
 
 // While drawing, ask at most every 60 ms (the Predictor also drops stale answers). The
@@ -129,7 +139,10 @@ async function computeSlowAttribution() {
 function onAttrChange() {
   slowAttr.cancel();
   update((s) => {
-    s.attr = { method: $("attr-method").value, target: $("attr-target").value, slow: null, computing: false, error: null };
+    s.attr = {
+      method: $("attr-method").value, target: $("attr-target").value,
+      slow: null, computing: false, error: null, failed: null, // failed: the model it failed for
+    };
   });
   const { method } = state.attr;
   if (!method || !state.drawing.source) return;
