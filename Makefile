@@ -5,16 +5,16 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test check lint bench clean
+.PHONY: setup run test test-fast check lint bench fuzz clean
 
 setup: $(VENV)/.installed
 
-# torch first and pinned: the CPU build lies on disk; letting another package resolve
-# torch would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch first, pinned by constraints.txt: the CPU build lies on disk; letting another
+# package resolve torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -c constraints.txt torch
+	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
 run: setup  ## the web app on the shipped deep_mnist weights
@@ -28,7 +28,14 @@ lint: setup
 test: lint  ## lint, type-check, then every test (browser tests included)
 	$(PY) -m pytest
 
+test-fast: setup  ## the inner loop: lint, then every test not marked slow or browser (~30 s)
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q -m "not slow and not browser"
+
 check: test
+
+fuzz: setup  ## schemathesis over the OpenAPI schema: ≥ 5,000 cases, 0 server errors (~3 min)
+	CNNSCOPE_FUZZ_EXAMPLES=300 CNNSCOPE_FUZZ_AT_LEAST=5000 $(PY) -m pytest -q -s tests/server/test_fuzz.py
 
 bench: setup  ## every benchmark in bench/, ~10 minutes on 2 cores
 	$(PY) bench/train_speed.py

@@ -1,6 +1,7 @@
 """Package trained runs as the weights shipped in src/cnnscope/weights/.
 
     python scripts/ship_weights.py runs/deep_mnist runs/hvass ...
+    python scripts/ship_weights.py --features-of deep_mnist   # re-render shipped images only
 
 For each run: the weights in float16 (refused if that changes test accuracy by more than
 0.05 points), their metadata, the training curves (metrics.jsonl) and, where asked, the
@@ -49,12 +50,21 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("runs", nargs="+", type=Path, help="run folders made by cnnscope train")
+    p.add_argument("runs", nargs="*", type=Path, help="run folders made by cnnscope train")
+    p.add_argument(
+        "--features-of",
+        nargs="*",
+        default=[],
+        help="shipped models whose feature images to re-render (after a renderer change)",
+    )
     p.add_argument(
         "--snapshots", nargs="*", default=["deep_mnist"], help="architectures whose snapshots ship"
     )
     p.add_argument("--components", type=int, default=50, help="fc1 principal components kept")
     args = p.parse_args()
+    for name in args.features_of:
+        model, _ = load_weights(shipped(name, "safetensors"), expect=name)
+        ship_features(model, name)
     data = load_mnist()
     for run in args.runs:
         model, meta = load_weights(run / "model.safetensors")

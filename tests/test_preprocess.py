@@ -57,3 +57,53 @@ def test_rerendered_digits_come_back_and_classify_the_same(mnist, capsys) -> Non
     # A single digit, checked by eye in numbers: close to the original everywhere.
     x = images[0] / 255.0
     assert np.abs(to_mnist(rerender(x, np.random.default_rng(1))) - x).mean() < 0.05
+
+
+def _png(image: np.ndarray, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).astype(np.uint8)).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def test_decode_png_checks_pixels_from_the_header_first() -> None:
+    import time
+
+    data = _png(np.zeros((4096, 4096)))
+    t0 = time.perf_counter()
+    with pytest.raises(PreprocessError, match="4096×4096 pixels exceeds the limit of 1,000"):
+        decode_png(data, max_pixels=1000)
+    assert time.perf_counter() - t0 < 0.05
+
+
+def test_decode_png_drops_ancillary_chunks_unread() -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 30))
+    info = PngInfo()
+    info.add_text("big", "x" * 5_000_000, zip=True)  # inflates past Pillow's 1 MB cap
+    noisy = _png(image, pnginfo=info, icc_profile=b"\0" * 5_000_000)
+    assert np.array_equal(decode_png(noisy), decode_png(_png(image)))
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\xff\xd8\xff\xe0" + b"\0" * 40, "expected a PNG, got a JPEG"),
+        (b"hello world", "expected a PNG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 30, "no IHDR"),
+    ],
+)
+def test_decode_png_rejects_non_pngs(data, words) -> None:
+    with pytest.raises(PreprocessError, match=words):
+        decode_png(data)
+
+
+def test_decode_png_rejects_truncated_and_corrupt_files() -> None:
+    data = _png(np.ones((20, 20)) * 0.5)
+    with pytest.raises(PreprocessError, match="truncated"):
+        decode_png(data[:-20])
+    corrupt = bytearray(data)
+    corrupt[45] ^= 0xFF  # inside IDAT: a CRC (or inflate) error
+    with pytest.raises(PreprocessError):
+        decode_png(bytes(corrupt))

@@ -1,22 +1,28 @@
-"""cnnscope: train a CNN on MNIST and see what it learned."""
+"""cnnscope: train a CNN on MNIST and see what it learned.
+
+The public API. Names load on first use, so ``import cnnscope`` (and ``cnnscope --help``)
+does not import torch.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .checkpoints import (
-    CheckpointError,
-    bundled_models,
-    bundled_path,
-    load_weights,
-    save_weights,
-)
-from .data import MNIST, DataError, load_mnist
-from .models import MODELS, build_model, get_spec
+if TYPE_CHECKING:
+    from .checkpoints import (
+        CheckpointError,
+        bundled_models,
+        bundled_path,
+        load_weights,
+        save_weights,
+    )
+    from .data import MNIST, DataError, load_mnist
+    from .models import MODELS, StagedModel, build_model, get_spec
 
 __all__ = [
     "MNIST",
@@ -26,6 +32,7 @@ __all__ = [
     "__version__",
     "build_model",
     "bundled_models",
+    "bundled_path",
     "get_spec",
     "load_mnist",
     "load_model",
@@ -33,10 +40,32 @@ __all__ = [
     "save_weights",
 ]
 
+_LAZY = {
+    "CheckpointError": "checkpoints",
+    "bundled_models": "checkpoints",
+    "bundled_path": "checkpoints",
+    "load_weights": "checkpoints",
+    "save_weights": "checkpoints",
+    "MNIST": "data",
+    "DataError": "data",
+    "load_mnist": "data",
+    "MODELS": "models",
+    "build_model": "models",
+    "get_spec": "models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnscope' has no attribute {name!r}")
+
 
 def load_model(
     name_or_path: str | os.PathLike[str] = "deep_mnist",
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[StagedModel, dict[str, Any]]:
     """Load trained weights: a registered name (the shipped weights) or a file path.
 
     Returns
@@ -49,6 +78,9 @@ def load_model(
     >>> model, meta = cnnscope.load_model()  # the shipped deep_mnist
     >>> model, meta = cnnscope.load_model("runs/deep_mnist/model.safetensors")
     """
+    from .checkpoints import bundled_path, load_weights
+    from .models import MODELS
+
     text = os.fspath(name_or_path)
     if text in MODELS:
         return load_weights(bundled_path(text), expect=text)

@@ -10,9 +10,11 @@ A digit drawn large and off-centre on a canvas looks nothing like that until it 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 __all__ = ["PreprocessError", "decode_png", "to_mnist"]
 
@@ -21,6 +23,19 @@ SIZE = 28
 CENTRE = 14.0  # where MNIST put the centre of mass, in pixel indices
 INK_THRESHOLD = 0.1  # fraction of the brightest pixel that counts as ink for the crop
 MAX_PNG_PIXELS = 4096 * 4096  # more is a decompression bomb, not a drawing
+
+# Pillow's own limits, in case an image reaches it by another path: text chunks are
+# inflated while the header is read (default 1 MB each, 64 MB in all).
+PngImagePlugin.MAX_TEXT_CHUNK = min(PngImagePlugin.MAX_TEXT_CHUNK, 64 * 1024)
+PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, 256 * 1024)
+Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PNG_PIXELS, MAX_PNG_PIXELS)
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What a drawing needs: the header, a palette and its transparency, the pixels. Every
+# other chunk (text, zTXt, iCCP, EXIF, animation…) is dropped unread.
+_NEEDED_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
+# Errors Pillow raises on malformed PNGs (SyntaxError: "broken PNG file").
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
 
 
 class PreprocessError(ValueError):
@@ -73,30 +88,56 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def _needed_chunks(data: bytes, max_pixels: int) -> bytes:
+    """The PNG ``data`` with only the chunks a drawing needs, its size checked first.
+
+    Walks the chunk list (a few microseconds) so that neither a huge pixel count nor a
+    compressed ancillary chunk costs anything before it is refused.
+    """
+    if not data.startswith(_SIGNATURE):
+        kind = "a JPEG" if data.startswith(b"\xff\xd8") else "bytes that are not a PNG"
+        raise PreprocessError(f"expected a PNG, got {kind}")
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise PreprocessError("not a readable PNG (no IHDR header chunk)")
+    width, height = struct.unpack(">II", data[16:24])
+    if width * height > max_pixels:
+        raise PreprocessError(
+            f"image of {width}×{height} pixels exceeds the limit of {max_pixels:,} pixels"
+        )
+    if width == 0 or height == 0:
+        raise PreprocessError(f"image of {width}×{height} pixels is empty")
+    kept, pos = [_SIGNATURE], len(_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise PreprocessError(f"truncated PNG: chunk {kind!r} runs past the end")
+        if kind in _NEEDED_CHUNKS:
+            kept.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    return b"".join(kept)
+
+
 def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     """Decode a PNG (a canvas export) into a (H, W) float32 image, white ink on black.
 
     Transparent pixels count as black, so a canvas drawn with white strokes on a
-    transparent background works as well as one drawn on black.
+    transparent background works as well as one drawn on black. The pixel count is
+    checked from the header before anything is decompressed, and ancillary chunks
+    (text, colour profiles) are dropped unread.
     """
+    data = _needed_chunks(data, max_pixels)
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=["PNG"])
+        rgba = img.convert("RGBA")
     except Image.DecompressionBombError as e:
         raise PreprocessError(f"image exceeds the limit of {max_pixels:,} pixels ({e})") from e
-    except (UnidentifiedImageError, OSError) as e:
+    except UnidentifiedImageError as e:
         raise PreprocessError(f"not a readable image ({e})") from e
-    if img.format != "PNG":
-        raise PreprocessError(f"expected a PNG, got {img.format}")
-    width, height = img.size
-    if width * height > max_pixels:
-        # Checked from the header, before any pixel is decompressed.
-        raise PreprocessError(
-            f"image of {width}×{height} pixels exceeds the limit of {max_pixels:,} pixels"
-        )
-    try:
-        rgba = img.convert("RGBA")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise PreprocessError(f"could not decode the PNG ({e})") from e
+    except _PIL_ERRORS as e:
+        raise PreprocessError(f"could not decode the PNG ({type(e).__name__}: {e})") from e
     arr = np.asarray(rgba, dtype=np.float32) / 255.0  # (H, W, 4)
     gray = arr[..., :3].mean(axis=2) * arr[..., 3]
     return gray.astype(np.float32)

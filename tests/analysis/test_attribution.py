@@ -92,5 +92,13 @@ def test_gradcam_uses_relu_of_a_conv_stage() -> None:
     assert e.layer == "relu2"
     x = cnnscope.load_mnist().test_images[0].numpy() / 255.0
     assert e(x).map.max() > 0
-    with pytest.raises(ValueError, match="conv/relu/pool"):
+    with pytest.raises(ValueError, match=r"needs a stage with maps.*valid: conv1"):
         Explainer(model, "gradcam", layer="fc1")
+
+
+def test_gradcam_defaults_to_the_models_last_conv() -> None:
+    # single_conv has no conv2: a default hard-wired to "conv2" failed on it.
+    from cnnscope.models import build_model
+
+    assert Explainer(build_model("single_conv"), "gradcam").layer == "relu1"
+    assert Explainer(build_model("lenet5"), "gradcam").layer == "relu2"

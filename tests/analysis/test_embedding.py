@@ -37,6 +37,7 @@ def test_knn_accuracy_hand_example() -> None:
     assert knn_accuracy(x, np.array([0, 1, 0, 1, 0, 1]), k=2) < 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["tsne", "pca"])
 def test_clusters_come_out_separated(method: str) -> None:
     series = Embedder(method, knn=10).fit(_series())
@@ -70,6 +71,7 @@ def _drifting(frames: int = 5, n: int = 300, dim: int = 20) -> Snapshots:
     )
 
 
+@pytest.mark.slow
 def test_alignment_lowers_frame_to_frame_displacement() -> None:
     # Measured here: 0.13 aligned vs 0.84 independent. (With static clusters both are
     # stable: PCA initialisations agree when the geometry does not change.)
@@ -98,6 +100,7 @@ def test_class_embedding_gives_ten_points() -> None:
     assert np.asarray(out["weights"]).shape == (10, 2) == np.asarray(out["means"]).shape
 
 
+@pytest.mark.slow
 def test_embed_cli_frames_gif_json_and_projector(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     argv = ["train", "--dry-run", "--model", "hvass", "--run-dir", str(run), "--json"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -210,3 +211,35 @@ def test_diverse_variants_differ() -> None:
     images = render(model, channels("logits", [2]), 1, cfg)
     assert images.shape == (3, 28, 28)
     assert np.abs(images[0] - images[1]).mean() > 0.01
+
+
+def test_unused_reads_conv_stages_after_their_activation(mnist) -> None:
+    # conv1's pre-activation maps are mostly negative: read there, 27 of 32 shipped
+    # channels looked "unused" while relu1 has none.
+    model = _tiny()
+    with torch.no_grad():
+        model.conv1.bias[0] = -1e4  # channel 0 never fires; channel 1 does
+    report = unused_channels(model, mnist.test_images[:100], "conv1")
+    assert report["stage"] == "relu1" and report["unused"] == [0]
+
+
+@pytest.mark.slow
+def test_every_live_unit_fires_on_its_image(mnist) -> None:
+    # A unit silent on the starting noise has no gradient: without the redirected ReLU
+    # its image stays the start (flat grey after blur), although it fires on digits.
+    import cnnscope
+    from cnnscope.analysis.activations import record
+
+    model, _ = cnnscope.load_model()
+    units = list(range(32))
+    live = set(units) - set(unused_channels(model, mnist.test_images[:2000], "fc1")["unused"])
+    cfg = RenderConfig()  # the defaults, as the page and the shipped images use them
+
+    def firing(config: RenderConfig) -> set[int]:
+        x = torch.from_numpy(layer_images(model, "fc1", units, config)).unsqueeze(1)
+        values = record(model, x, ["fc1"])["fc1"][torch.arange(len(units)), units]
+        return {u for u, v in zip(units, values.tolist(), strict=True) if v > 0}
+
+    assert not live <= firing(dataclasses.replace(cfg, redirect=0.0))
+    assert live <= firing(cfg)
+    assert not any(m._forward_hooks for m in model.modules())

@@ -25,6 +25,7 @@ def _config(tmp_path: Path, **overrides) -> TrainConfig:
     return TrainConfig.from_recipe("fast", **{**base, **overrides})
 
 
+@pytest.mark.slow
 def test_learns_on_a_small_subset(tmp_path: Path, mnist) -> None:
     config = _config(tmp_path, model="deep_mnist", epochs=1, train_limit=3000, batch_size=64)
     result = fit(config, data=mnist)
@@ -50,6 +51,7 @@ class _InterruptAt(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupt_at", [10, 13])  # an epoch boundary (10) and mid-epoch
 def test_resume_ends_where_uninterrupted_run_ends(tmp_path: Path, mnist, interrupt_at) -> None:
     whole = fit(_config(tmp_path / "a"), data=mnist)
@@ -76,6 +78,7 @@ def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
         fit(other, resume=True, data=mnist)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, mnist) -> None:
     a = fit(_config(tmp_path / "a", epochs=1), data=mnist).model
     b = fit(_config(tmp_path / "b", epochs=1), data=mnist).model
@@ -84,6 +87,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, mnist) -> Non
     assert not torch.equal(a.fc1.weight, c.fc1.weight)
 
 
+@pytest.mark.slow
 def test_run_folder_contents(tmp_path: Path, mnist) -> None:
     config = _config(tmp_path)
     fit(config, data=mnist)
@@ -104,6 +108,7 @@ def test_run_folder_contents(tmp_path: Path, mnist) -> None:
     )
 
 
+@pytest.mark.slow
 def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

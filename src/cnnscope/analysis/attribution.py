@@ -36,9 +36,16 @@ from captum.attr import (
     Saliency,
 )
 
-from ..models import StagedModel, activation_stage, resolve_stage
+from ..models import StagedModel, activation_stage, resolve_stage, stage_infos
 
-__all__ = ["FAST_METHODS", "METHODS", "Attribution", "Explainer", "explain"]
+__all__ = [
+    "FAST_METHODS",
+    "METHODS",
+    "Attribution",
+    "Explainer",
+    "default_cam_layer",
+    "explain",
+]
 
 METHODS = ("saliency", "gradxinput", "gradcam", "ig", "smoothgrad", "occlusion")
 FAST_METHODS = ("saliency", "gradxinput", "gradcam")
@@ -66,8 +73,8 @@ class Explainer:
     method
         One of :data:`METHODS`.
     layer
-        Stage for ``gradcam``; typical values are the last conv stage (``"conv2"``) for
-        coarse class regions or ``"conv1"`` for finer ones.
+        Stage for ``gradcam``; ``None`` (the default) takes the model's last conv stage,
+        for coarse class regions; an earlier one (``"conv1"``) gives finer ones.
     steps
         Integration steps of ``ig``; 32–64 keep the completeness error under 1 %.
     samples, noise
@@ -82,7 +89,7 @@ class Explainer:
         model: StagedModel,
         method: str = "saliency",
         *,
-        layer: str = "conv2",
+        layer: str | None = None,
         steps: int = 32,
         samples: int = 20,
         noise: float = 0.15,
@@ -93,7 +100,7 @@ class Explainer:
             raise ValueError(f"unknown attribution method {method!r}; valid: {', '.join(METHODS)}")
         self.model = model.eval()
         self.method = method
-        self.layer = layer
+        self.layer = layer or default_cam_layer(model)
         self.options = {
             "steps": steps,
             "samples": samples,
@@ -104,11 +111,15 @@ class Explainer:
         if method == "gradcam":
             # Grad-CAM weighs feature maps that are activations (≥ 0); on a pre-activation
             # conv stage the negative parts cancel and the map comes out empty.
-            layer = activation_stage(model, layer)
-            self.layer = layer
-            module = resolve_stage(model, layer)
-            if not isinstance(module, torch.nn.Conv2d | torch.nn.ReLU | torch.nn.MaxPool2d):
-                raise ValueError(f"gradcam needs a conv/relu/pool stage, not {layer!r}")
+            resolve_stage(model, self.layer)  # an unknown stage lists the valid ones
+            self.layer = activation_stage(model, self.layer)
+            module = resolve_stage(model, self.layer)
+            if not stage_infos(model)[self.layer].spatial:
+                spatial = [n for n, i in stage_infos(model).items() if i.spatial]
+                raise ValueError(
+                    f"gradcam needs a stage with maps, not {self.layer!r}; "
+                    f"valid: {', '.join(spatial)}"
+                )
             self._impl: Any = LayerGradCam(model, module)
         else:
             self._impl = {
@@ -184,6 +195,14 @@ class Explainer:
             probabilities=[float(p) for p in probs],
             details=details,
         )
+
+
+def default_cam_layer(model: StagedModel) -> str:
+    """The last conv stage: Grad-CAM's usual layer (coarse, class-specific regions)."""
+    convs = [n for n, i in stage_infos(model).items() if i.kind == "conv"]
+    if not convs:
+        raise ValueError("the model has no conv stage for gradcam")
+    return convs[-1]
 
 
 def explain(

@@ -1,5 +1,6 @@
 """The local web app: ``create_app`` builds it, ``cnnscope serve`` runs it."""
 
-from .app import ServedModel, create_app
+from .app import create_app
+from .state import ServedModel, served_models
 
-__all__ = ["ServedModel", "create_app"]
+__all__ = ["ServedModel", "create_app", "served_models"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..analysis.attribution import FAST_METHODS, METHODS
 
 # A pixel of an MNIST-style image: white ink on black, 0 (black) … 1 (white), finite.
 Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -12,8 +14,13 @@ Pixel = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Pixel255 = Annotated[float, Field(ge=0.0, le=255.0, allow_inf_nan=False)]
 
 
-Method = Literal["saliency", "gradxinput", "gradcam", "ig", "smoothgrad", "occlusion"]
-FastMethod = Literal["saliency", "gradxinput", "gradcam"]
+# The attribution methods are listed once, in cnnscope.analysis.attribution.
+if TYPE_CHECKING:
+    Method = str
+    FastMethod = str
+else:
+    Method = Literal[METHODS]
+    FastMethod = Literal[FAST_METHODS]
 Digit = Annotated[int, Field(ge=0, le=9)]
 
 
@@ -23,7 +30,8 @@ class PredictRequest(BaseModel):
     * ``pixels``: 784 numbers, a 28×28 image row by row, white ink on black, 0–1. Used as
       is unless ``preprocess`` is true (an MNIST test digit needs no preprocessing).
     * ``png``: the drawing canvas as a PNG, base64 (a ``data:image/png;base64,`` URL is
-      fine), white ink on a black or transparent background, any size up to 4096×4096.
+      fine), white ink on a black or transparent background, any size up to 1024×1024
+      pixels (one megapixel; the page's canvas is 280×280).
       Always preprocessed MNIST-style: ink cropped, fitted in 20×20, centre of mass
       centred in 28×28.
     """
@@ -55,7 +63,12 @@ class ExplainRequest(PredictRequest):
     """An attribution map on demand, any method. Same input fields as a prediction."""
 
     method: Method = "ig"
-    layer: str = Field(default="conv2", description="stage for gradcam")
+    layer: str | None = Field(
+        default=None,
+        max_length=200,
+        description="stage for gradcam (a conv, activation or pooling stage of the model); "
+        "default: its last conv stage",
+    )
 
 
 class EncodedStage(BaseModel):

@@ -9,6 +9,7 @@ switched off (:func:`compare_regularizers` shows what each contributes).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ...models import StagedModel
+from ...models.builtin import LinearReLU
 from ..activations import forward_until
 from .objectives import Objective, Outputs, channels, check_units, parse, stage_size
 from .params import FourierParam, SigmoidParam
@@ -44,6 +47,7 @@ class RenderConfig:
     l2: float = 0.02  # weight of the mean squared pixel value: dark backgrounds, as MNIST
     tv: float = 0.05  # weight of total variation: smooth strokes, no speckle
     fourier: bool = False  # decorrelated (Fourier) parameterization instead of pixels
+    redirect: float = 0.1  # ReLU gradient leak over the first half of the steps (0 = off)
     diversity: float = 0.0  # > 0 pushes apart the variants of one unit (see ``variants``)
     variants: int = 1  # images per unit
     seed: int = 0
@@ -60,6 +64,7 @@ class RenderConfig:
             blur_every=0,
             l2=0.0,
             tv=0.0,
+            redirect=0.0,
             seed=seed,
         )
 
@@ -180,6 +185,36 @@ def _render_plain(
     return x.detach().squeeze(1).numpy()
 
 
+class _RedirectedReLUs:
+    """Let a silent ReLU pass a small gradient (Lucid's "redirected ReLU"), hooks released.
+
+    A unit whose ReLU is at zero for the starting image has no gradient, so plain ascent
+    leaves its image flat grey although the unit fires on real digits. With ``leak`` > 0
+    each ReLU's output keeps its value but gains ``leak`` × the gradient of its input.
+    """
+
+    def __init__(self, model: StagedModel, leak: float) -> None:
+        self.leak = leak
+        self.modules = [m for m in model.modules() if isinstance(m, nn.ReLU | LinearReLU)]
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        pre = inputs[0]
+        if isinstance(module, LinearReLU):
+            pre = F.linear(pre, module.weight, module.bias)
+        return out + self.leak * (pre - pre.detach())
+
+    def __enter__(self) -> _RedirectedReLUs:
+        if self.leak > 0:
+            self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
 def _render_regularized(
     model: StagedModel,
     objective: Objective,
@@ -196,9 +231,12 @@ def _render_regularized(
     param = FourierParam(total, g) if cfg.fourier else SigmoidParam(0.2 + 0.6 * start)
     opt = torch.optim.Adam(param.params, lr=cfg.lr)
 
+    redirect = _RedirectedReLUs(model, cfg.redirect)
     for i in range(cfg.steps):
         x = param.image()
-        score = objective(forward_until(model, random_transform(x, cfg, g), objective.stages))
+        with redirect if i < cfg.steps // 2 else contextlib.nullcontext():
+            outputs = forward_until(model, random_transform(x, cfg, g), objective.stages)
+        score = objective(outputs)
         loss = -score.sum()
         if cfg.l2:
             loss = loss + cfg.l2 * total * (x**2).mean()

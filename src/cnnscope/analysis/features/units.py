@@ -98,12 +98,14 @@ def unused_channels(
     threshold: float = 1e-3,
     scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Channels (units) whose activation is (near) zero on every image.
+    """Channels (units) whose activation is (near) zero on every image: dead units.
 
-    A unit counts as unused when its largest mean activation over ``images`` is below
-    ``threshold`` times the stage's largest; for pre-activation conv stages use the ReLU
-    stage (a negative pre-activation is silent too).
+    Measured where units fire: a conv stage is read after its activation (a negative
+    pre-activation is silent too), as the feature images and top examples are. A unit
+    counts as unused when its largest mean activation over ``images`` is below
+    ``threshold`` times the stage's largest. ``"stage"`` in the result is the stage read.
     """
+    stage = activation_stage(model, stage)
     s = unit_scores(model, images, stage) if scores is None else scores
     peak = s.max(axis=0)  # (units,)
     ceiling = float(peak.max()) if peak.size else 0.0

@@ -1,0 +1,101 @@
+"""The ``cnnscope`` command: a thin layer of flags over the Python API.
+
+Each subcommand is a module of this package with its flags beside its code: ``HELP`` (one
+line), ``add(parser)`` (its flags) and ``run(args) -> int``. Only the chosen command's flags
+are built, so ``cnnscope --help`` imports no command's dependencies.
+
+One error path: an error the user can fix (a bad value, a missing or corrupt file, an
+unknown model or stage) is one line on stderr and exit status 2; anything else is a bug and
+ends in a traceback and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from .. import __version__
+from ._common import UserError
+
+__all__ = ["COMMANDS", "UserError", "main"]
+
+# Command name → module of this package, in the order ``cnnscope --help`` lists them.
+COMMANDS: dict[str, str] = {
+    "models": "models",
+    "data": "data",
+    "train": "train",
+    "evaluate": "evaluate",
+    "explain": "explain",
+    "embed": "embed",
+    "features": "features",
+    "filters": "filters",
+    "top-examples": "top_examples",
+    "unused": "unused",
+    "serve": "serve",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cnnscope`` command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(_chosen(argv))
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise  # a bug: the traceback is what a report needs
+        print(f"cnnscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean "the input was wrong", not "cnnscope is wrong"."""
+    from ..checkpoints import CheckpointError
+    from ..data import DataError
+    from ..preprocess import PreprocessError
+
+    # ValueError: the API's validation (unknown model, stage, unit, option out of range).
+    return (UserError, DataError, CheckpointError, PreprocessError, ValueError, FileNotFoundError)
+
+
+def _command(name: str) -> ModuleType:
+    return importlib.import_module(f".{COMMANDS[name]}", __name__)
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if any."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def _parser(chosen: str | None) -> argparse.ArgumentParser:
+    """The parser: every command listed, only ``chosen``'s flags built (lazy imports)."""
+    p = argparse.ArgumentParser(
+        prog="cnnscope",
+        description="Train a CNN on MNIST and see what it learned.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"cnnscope {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = _command(name)
+        c = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        if name == chosen:
+            module.add(c)
+            c.set_defaults(run=module.run)
+    return p

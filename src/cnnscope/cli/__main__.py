@@ -1,0 +1,5 @@
+"""``python -m cnnscope.cli``: the same as the ``cnnscope`` command."""
+
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""``cnnscope evaluate``: test accuracy, per-class figures, confusion and mistakes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+
+HELP = "test accuracy and per-class accuracy on the 10,000 test images"
+
+
+def add(p: argparse.ArgumentParser) -> None:
+    add_model_flags(p)
+    add_data_flag(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", help="write confusion.png, mistakes.png and evaluation.json here")
+    p.add_argument("--no-cache", action="store_true", help="recompute the predictions")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import load_model
+    from ..analysis.evaluation import report, untrained_accuracy
+    from ..data import load_mnist
+
+    model, meta = load_model(model_ref(args))
+    data = load_mnist(args.data_dir)
+    rep = report(model, data.test_images, data.test_labels, cache=not args.no_cache)
+    seed = int(meta.get("train_config", {}).get("seed", 0))
+    rep.extra = {
+        "model": meta.get("model"),
+        "weights": args.weights or f"shipped:{args.model}",
+        "untrained_accuracy": untrained_accuracy(model, data.test_images, data.test_labels, seed),
+    }
+    summary = rep.as_dict()
+    if args.out:
+        _write_figures(args.out, rep, data)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"{summary['model']} ({summary['weights']}): test accuracy {rep.accuracy:.2%} on "
+        f"{len(rep.labels):,} images ({summary['errors']} errors), cross-entropy "
+        f"{rep.cross_entropy:.4f}; untrained {summary['untrained_accuracy']:.2%}"
+    )
+    print("digit  precision  recall     F1  support")
+    m = rep.metrics
+    for k in range(len(m["recall"])):
+        print(
+            f"  {k}    {m['precision'][k]:8.2%} {m['recall'][k]:8.2%} {m['f1'][k]:8.2%} "
+            f"{m['support'][k]:7d}"
+        )
+    took = "from cache" if rep.cached else f"in {rep.seconds:.2f} s"
+    print(f"predictions {took}" + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
+def _write_figures(folder: str, rep: Any, data: Any) -> None:
+    """confusion.png, mistakes.png (the 64 most confident) and evaluation.json."""
+    from ..plots import confusion_figure, mistakes_figure
+
+    out = out_dir(folder)
+    confusion_figure(rep).savefig(out / "confusion.png", dpi=120)
+    mistakes = rep.mistakes()
+    mistakes_figure(
+        mistakes[:64],
+        data.test_images.numpy(),
+        title=f"{len(mistakes)} misclassified test digits; the 64 most confident",
+    ).savefig(out / "mistakes.png", dpi=120)
+    full = rep.as_dict(mistakes=len(mistakes))
+    (out / "evaluation.json").write_text(json.dumps(full, indent=1) + "\n")

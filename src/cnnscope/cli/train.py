@@ -1,0 +1,111 @@
+"""``cnnscope train``: TrainConfig's fields as flags, a progress bar, the final figures."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from ._common import add_data_flag
+
+HELP = "train a model (progress bar, checkpoints, metrics, snapshots)"
+
+# Help for each TrainConfig field that the train command exposes as a flag.
+_FLAGS: dict[str, str] = {
+    "model": "architecture (deep_mnist, hvass, single_conv, lenet5)",
+    "epochs": "passes over the training set (ignored when --steps > 0)",
+    "steps": "total optimizer steps; 0 = epochs × steps per epoch",
+    "batch_size": "images per step",
+    "optimizer": "adam, adamw or sgd",
+    "lr": "peak learning rate",
+    "schedule": "onecycle or constant",
+    "weight_decay": "weight decay (decoupled for adamw)",
+    "label_smoothing": "label smoothing of the cross-entropy, 0–1",
+    "dropout": "dropout before the last layer; default: the architecture's",
+    "seed": "random seed for weights, shuffling and dropout",
+    "train_limit": "train on the first N images only; 0 = all 55,000",
+    "run_dir": "folder for weights, state, metrics, TensorBoard and snapshots",
+    "log_every": "steps between metric lines",
+    "snapshot_size": "test images in the embedding snapshots; 0 = none",
+}
+
+
+def add(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipe",
+        default="fast",
+        choices=["fast", "seed"],
+        help="fast: tuned for CPU; seed: the TensorFlow tutorial's",
+    )
+    _add_config_flags(p)
+    add_data_flag(p)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.safetensors")
+    p.add_argument(
+        "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
+    )
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of ``_FLAGS``; unset flags leave the recipe's value."""
+    from ..train import RECIPES, TrainConfig
+
+    choices = {"optimizer": ["adam", "adamw", "sgd"], "schedule": ["onecycle", "constant"]}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in _FLAGS:
+            continue
+        default = f.default
+        kind: Any = {"float | None": float}.get(str(f.type), type(default))
+        if f.name in RECIPES["fast"]:
+            shown = ", ".join(f"{r}: {v.get(f.name, default)}" for r, v in RECIPES.items())
+        else:
+            shown = f"{default}"
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            choices=choices.get(f.name),
+            default=argparse.SUPPRESS,
+            help=f"{_FLAGS[f.name]} ({shown})",
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import TrainConfig, fit
+    from ._progress import ProgressBar
+
+    overrides = {name: getattr(args, name) for name in _FLAGS if hasattr(args, name)}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.dry_run:
+        overrides = {
+            "steps": 20,
+            "train_limit": 1000,
+            "snapshot_size": 100,
+            "log_every": 5,
+            **overrides,
+        }
+    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    progress = ProgressBar()
+    try:
+        result = fit(config, [progress], resume=args.resume)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"\ninterrupted at step {progress.step}; the state is saved. Continue with:\n"
+            f"  cnnscope train --resume --run-dir {config.run_dir} (and the same settings)",
+            file=sys.stderr,
+        )
+        return 130
+    progress.close()
+    if args.json:
+        print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))
+    else:
+        m = result.metrics
+        print(
+            f"{config.model}: test accuracy {m['test_accuracy']:.2%}, validation "
+            f"{m['validation_accuracy']:.2%}, {result.steps} steps in {result.seconds:.0f} s"
+        )
+        print(f"weights: {result.weights}")
+    return 0

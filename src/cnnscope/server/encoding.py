@@ -1,0 +1,46 @@
+"""The wire format of arrays: uint8 per map between its own min and max, base64.
+
+The page's ``codec.js`` decodes the same format; :func:`decode` is its Python twin, used by
+the tests and by anyone scripting the HTTP API.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from .schemas import EncodedStage
+
+__all__ = ["b64", "decode", "encode"]
+
+
+def b64(data: bytes) -> str:
+    """Bytes as ASCII base64 (pixels of test digits, images, filters)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode(values: np.ndarray, per_map: bool) -> EncodedStage:
+    """uint8-quantise ``values`` (C, H, W) per map, or a vector (or one image) as one map."""
+    maps = values.reshape(values.shape[0], -1) if per_map else values.reshape(1, -1)
+    lo = maps.min(axis=1, keepdims=True)
+    hi = maps.max(axis=1, keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
+    return EncodedStage(
+        shape=list(values.shape),
+        min=[round(float(v), 6) for v in lo[:, 0]],
+        max=[round(float(v), 6) for v in hi[:, 0]],
+        data=b64(q.tobytes()),
+    )
+
+
+def decode(encoded: EncodedStage | dict[str, Any]) -> np.ndarray:
+    """The float32 array an :func:`encode` answer stands for (within half a step per map)."""
+    enc = encoded.model_dump() if isinstance(encoded, EncodedStage) else encoded
+    q = np.frombuffer(base64.b64decode(enc["data"]), np.uint8).astype(np.float32)
+    maps = q.reshape(len(enc["min"]), -1)
+    lo = np.asarray(enc["min"], np.float32)[:, None]
+    hi = np.asarray(enc["max"], np.float32)[:, None]
+    return (lo + maps / 255.0 * (hi - lo)).reshape(enc["shape"]).astype(np.float32)

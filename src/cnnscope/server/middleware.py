@@ -1,0 +1,168 @@
+"""ASGI middleware: request timing, the body limit, and "local means local" (Host, Origin)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["LOOPBACK_HOSTS", "MAX_BODY_BYTES", "BodyLimit", "LocalOnly", "ServerTiming"]
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+class ServerTiming:
+    """ASGI middleware: a ``Server-Timing: app;dur=MS`` header on every response.
+
+    Outermost, so the time covers validation, the handler, JSON rendering and gzip: all
+    the server does before the first byte leaves. Browsers show it in their dev tools.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - t0) * 1000
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.3f}".encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is parsed.
+
+    Checks the declared Content-Length first, then reads the body (a chunked upload
+    declares none) up to the limit before the app sees any of it, and replays it: an
+    error raised from inside the app's own body reading would come out as FastAPI's 400.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_big(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_big(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: bytes | None = b"".join(chunks)
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: wait for a disconnect
+            message, body = {"type": "http.request", "body": body, "more_body": False}, None
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body over the limit of {self.limit:,} bytes"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# Requests that start work (forward passes, renders, evaluations) or read the model:
+# a page from another origin may not start them even though it cannot read the answer.
+_GUARDED = ("/api/", "/predict")
+_SAFE_SITES = (b"same-origin", b"none")  # Sec-Fetch-Site values of our own page, or typed
+
+
+def _hostname(host: str) -> str:
+    """``host[:port]`` → the host name, lower case; IPv6 literals keep their brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    if host.count(":") > 1:  # a bare IPv6 address (an allow-list entry like ::1)
+        return f"[{host}]"
+    return host.split(":", 1)[0]
+
+
+class LocalOnly:
+    """ASGI middleware: a local server answers only to its own names and its own pages.
+
+    * **Host allow-list** (against DNS rebinding, where ``evil.example`` resolves to
+      127.0.0.1 and its page then reads our answers as same-origin): the ``Host`` header
+      must name a loopback host or one of ``allowed_hosts``, else 400. ``"*"`` allows any
+      (as Jupyter's ``allow_remote_access``).
+    * **Origin check** on ``/api/*`` and ``/predict`` (everything that starts work): a
+      request from another site's page (an ``Origin`` that is not ours, or
+      ``Sec-Fetch-Site: cross-site``) gets 403. Requests with neither header (curl, the
+      CLI, scripts) pass; so does our own page.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = ()) -> None:
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.hosts = {_hostname(h) for h in (*LOOPBACK_HOSTS, *allowed_hosts) if h != "*"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        refusal = self._check_host(host) or self._check_origin(scope, headers, host)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, detail = refusal
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+    def _check_host(self, host: str) -> tuple[int, str] | None:
+        if self.any_host or _hostname(host) in self.hosts:
+            return None
+        allowed = ", ".join(sorted(self.hosts))
+        return 400, (
+            f"Host {host!r} is not served here (allowed: {allowed}). To reach cnnscope by "
+            "this name, start it with `cnnscope serve --allowed-host NAME`."
+        )
+
+    def _check_origin(
+        self, scope: Scope, headers: dict[bytes, bytes], host: str
+    ) -> tuple[int, str] | None:
+        if not str(scope.get("path", "")).startswith(_GUARDED):
+            return None  # the page itself, its scripts, /docs: a navigation may come from anywhere
+        origin = headers.get(b"origin", b"").decode("latin-1").lower()
+        ours = f"{scope.get('scheme', 'http')}://{host}".lower()
+        site = headers.get(b"sec-fetch-site")
+        if (origin and origin != ours) or (site is not None and site not in _SAFE_SITES):
+            who = origin or f"a {site.decode('latin-1') if site else ''} page"
+            return 403, (
+                f"cross-origin request from {who} refused: cnnscope answers only its own page "
+                f"({ours}/) and clients that send no Origin"
+            )
+        return None

@@ -1,0 +1,15 @@
+"""One ``APIRouter`` per area of the API; ``create_app`` includes them in this order."""
+
+from . import compat, digits, embedding, evaluation, features, models, predict
+
+ROUTERS = [
+    models.router,
+    predict.router,
+    digits.router,
+    evaluation.router,
+    embedding.router,
+    features.router,
+    compat.router,
+]
+
+__all__ = ["ROUTERS"]

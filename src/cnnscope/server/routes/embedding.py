@@ -1,0 +1,52 @@
+"""The snapshot layouts: how the test digits moved apart while the model trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+
+from ...analysis.embedding import embed_snapshots
+from ...analysis.snapshots import load_snapshots
+from ...store import shipped
+from ..schemas import Embedding
+from ..state import ServedModel, State
+
+router = APIRouter()
+
+
+@router.get("/api/embedding/{model_id}", response_model=Embedding)
+async def embedding(model_id: str, state: State) -> Response:
+    m = state.served(model_id)
+    body = m.embedding if m.embedding is not None else await state.slow.run(_embedded, m)
+    return Response(body, media_type="application/json")
+
+
+def _embedded(m: ServedModel) -> bytes:
+    """The layouts' JSON, made once per model (a worker thread)."""
+    with m.evaluation_lock:
+        if m.embedding is None:
+            m.embedding = _embedding_json(m)
+        return m.embedding
+
+
+def _embedding_json(m: ServedModel) -> bytes:
+    """The model's snapshot layouts: shipped precomputed, or computed from its run's snapshots."""
+    if m.source == "shipped":
+        layouts = shipped(m.id, "embedding.json")
+        if layouts.exists():
+            return layouts.read_bytes()
+        snapshots = shipped(m.id, "snapshots.safetensors")
+    else:
+        snapshots = Path(m.source).parent / "snapshots"
+    if not snapshots.exists():
+        raise HTTPException(
+            404,
+            f"no training snapshots for {m.id}. Train it with `cnnscope train --model "
+            f"{m.model.arch} --run-dir runs/{m.model.arch}` and serve it with "
+            f"`--weights runs/{m.model.arch}/model.safetensors`.",
+        )
+    _, payload = embed_snapshots(load_snapshots(snapshots), m.model)  # reads the weights only
+    return json.dumps(payload).encode()

@@ -1,0 +1,129 @@
+"""A drawing in, probabilities and every stage's maps out; attribution maps on demand.
+
+The route validates against the model and hands the rest (base64, PNG decoding,
+preprocessing, the forward pass, encoding, JSON) to the worker pool: nothing here that
+scales with the input runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+
+import numpy as np
+import torch
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+
+from ...analysis.activations import StageRecorder
+from ...analysis.attribution import Attribution
+from ...preprocess import PreprocessError, decode_png, to_mnist
+from ..encoding import encode
+from ..schemas import (
+    AttributionMap,
+    ExplainRequest,
+    ExplainResponse,
+    PredictRequest,
+    PredictResponse,
+)
+from ..state import ServedModel, State
+
+router = APIRouter()
+
+_DATA_URL = re.compile(r"^data:image/[a-z.+-]+;base64,")
+# The page's canvas is 280×280; a megapixel leaves room for any drawing and bounds a
+# decode at ~16 MB and ~20 ms (4096×4096 cost 512 MB and 1.5 s).
+MAX_DRAWING_PIXELS = 1024 * 1024
+
+
+def input_image(req: PredictRequest) -> np.ndarray:
+    """The request's drawing as the (28, 28) image the network sees."""
+    if req.png is not None:
+        try:
+            raw = base64.b64decode(_DATA_URL.sub("", req.png, count=1), validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise HTTPException(400, f"png: not valid base64 ({e})") from e
+        try:
+            return to_mnist(decode_png(raw, max_pixels=MAX_DRAWING_PIXELS))
+        except PreprocessError as e:
+            raise HTTPException(400, f"png: {e}") from e
+    image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
+    return to_mnist(image) if req.preprocess else image
+
+
+def attribute(
+    m: ServedModel, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
+) -> tuple[AttributionMap, Attribution]:
+    """An attribution map from the ``kind`` copy of ``m``, encoded for the wire."""
+    try:
+        a = m.explain(kind, method, layer, image, target)
+    except ValueError as e:
+        raise HTTPException(400, str(e)) from e
+    encoded = AttributionMap(
+        method=a.method, target=a.target, map=encode(a.map, per_map=False), details=a.details
+    )
+    return encoded, a
+
+
+def _predict(m: ServedModel, req: PredictRequest, layer: str, t0: float) -> bytes:
+    """The whole prediction, on a worker thread: the JSON answer."""
+    image = input_image(req)
+    x = torch.from_numpy(image).view(1, 1, 28, 28)
+    stages = m.sent if req.stages == "all" else []
+    with m.lock, torch.no_grad(), StageRecorder(m.model, stages) as rec:
+        logits = m.model(x)[0]
+    probs = torch.softmax(logits, 0)
+    encoded = {
+        name: encode(rec.outputs[name][0].numpy(), per_map=rec.outputs[name].dim() == 4)
+        for name in stages
+    }
+    response = PredictResponse(
+        model=m.id,
+        predicted=int(probs.argmax()),
+        probabilities=[round(float(p), 6) for p in probs],
+        logits=[round(float(v), 5) for v in logits],
+        input=encode(image, per_map=False),
+        stages=encoded,
+        derived=m.derived if req.stages == "all" else [],
+        order=list(m.model.stage_names),
+        attribution=(
+            attribute(m, "fast", req.explain, layer, image, req.target)[0] if req.explain else None
+        ),
+        server_ms=round((time.perf_counter() - t0) * 1000, 3),
+    )
+    # Rendered here, once: FastAPI would validate the model again before rendering.
+    return response.model_dump_json().encode()
+
+
+@router.post("/api/predict", response_model=PredictResponse)
+async def predict(req: PredictRequest, state: State) -> Response:
+    t0 = time.perf_counter()
+    m = state.served(req.model)
+    # Live Grad-CAM explains the model's last conv stage, whatever it is called.
+    layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
+    body = await state.fast.run(_predict, m, req, layer, t0)
+    return Response(body, media_type="application/json")
+
+
+def _explain(m: ServedModel, req: ExplainRequest, layer: str, t0: float) -> ExplainResponse:
+    image = input_image(req)
+    attribution, raw = attribute(m, "slow", req.method, layer, image, req.target)
+    return ExplainResponse(
+        model=m.id,
+        probabilities=[round(p, 6) for p in raw.probabilities],
+        input=encode(image, per_map=False),
+        attribution=attribution,
+        server_ms=round((time.perf_counter() - t0) * 1000, 3),
+    )
+
+
+@router.post("/api/explain", response_model=ExplainResponse)
+async def explain(req: ExplainRequest, state: State) -> ExplainResponse:
+    t0 = time.perf_counter()
+    m = state.served(req.model)
+    layer = ""
+    if req.method == "gradcam" or req.layer is not None:
+        layer = m.gradcam_layer(req.layer, "layer")
+    return await state.slow.run(_explain, m, req, layer, t0)

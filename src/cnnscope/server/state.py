@@ -1,0 +1,267 @@
+"""What the server holds: the served models, their locks and private copies, and caches.
+
+Routes take everything from :class:`AppState` (``request.app.state.cnnscope``, through the
+:func:`app_state` dependency) and never build or cache anything themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import numpy as np
+import torch
+from fastapi import Depends, HTTPException, Request
+
+from ..analysis.attribution import Attribution, Explainer
+from ..analysis.evaluation import Report
+from ..data import MNIST, DataError, load_mnist
+from ..models import StagedModel, stage_infos
+from ..models import StageInfo as Stage
+from ..store import fingerprint
+from .pool import WorkerPool
+from .schemas import DerivedStage, EvaluationSummary, FeatureImages
+
+__all__ = ["LRU", "AppState", "ServedModel", "State", "app_state", "served_models", "unprocessable"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Sizes of the caches of each served model: every key is a validated stage, method or
+# layer of that model, so these bound memory however many distinct requests arrive.
+EXPLAINERS = 16  # (copy, method, layer): a few kB each, but each holds hooks' closures
+FEATURE_JOBS = 32  # (stage, method): up to 1 MB of base64 images each
+UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit stage
+RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
+# The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
+# Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
+FAST_WORKERS, FAST_QUEUE = 2, 16
+SLOW_WORKERS, SLOW_QUEUE = 2, 8
+
+
+class LRU(Generic[K, V]):
+    """A dict of at most ``maxsize`` entries that forgets the least recently used."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        found = self.get(key)
+        return found if found is not None else self.put(key, make())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+
+def unprocessable(field: str, message: str) -> HTTPException:
+    """422 naming the request field, in the shape of the app's validation errors."""
+    return HTTPException(422, f"{field}: {message}")
+
+
+@dataclass
+class ServedModel:
+    """A loaded model and what the server precomputes about it."""
+
+    id: str
+    model: StagedModel
+    meta: dict[str, Any]
+    source: str  # "shipped" or the weights file
+    stages: dict[str, Stage] = field(init=False)
+    sent: list[str] = field(init=False)
+    derived: list[DerivedStage] = field(init=False)
+    # Hooks live on the shared modules: one forward at a time per model, or a concurrent
+    # request's hook would record into another's outputs. Copies are taken under it too,
+    # so that no copy carries another request's recording hooks.
+    lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Attribution, evaluation and top examples hook and differentiate their own copies, so
+    # none can disturb or wait on /api/predict's model: "fast" serves live maps, "slow" the
+    # rest. (A features job, a minute long, takes its own with :meth:`snapshot`.)
+    _copies: dict[str, tuple[StagedModel, threading.Lock]] = field(init=False, default_factory=dict)
+    _copies_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _explainers: LRU[tuple[str, str, str], Explainer] = field(
+        init=False, default_factory=lambda: LRU(EXPLAINERS)
+    )
+    evaluation_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    evaluation: EvaluationSummary | None = field(init=False, default=None)
+    report: Report | None = field(init=False, default=None)
+    embedding: bytes | None = field(init=False, default=None)  # JSON, made once
+    features_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    feature_jobs: LRU[tuple[str, str], FeatureImages] = field(
+        init=False, default_factory=lambda: LRU(FEATURE_JOBS)
+    )
+    unit_scores: LRU[str, np.ndarray] = field(init=False, default_factory=lambda: LRU(UNIT_SCORES))
+    _fingerprint: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        with self.lock:
+            self.stages = dict(stage_infos(self.model))
+        self.sent, self.derived = [], []
+        names = list(self.stages)
+        for i, info in enumerate(self.stages.values()):
+            op = _derived_op(info, self.model.get_submodule(info.name)) if i > 0 else None
+            if op is not None:
+                self.derived.append(
+                    DerivedStage(name=info.name, source=names[i - 1], op=op, shape=list(info.shape))
+                )
+            elif info.kind != "logits":  # logits travel as floats at the top of the response
+                self.sent.append(info.name)
+        # Feature renders (a minute each): one at a time per model, a short queue.
+        self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights' fingerprint, the key of the disk caches (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def gradcam_layer(self, layer: str | None, field: str) -> str:
+        """``layer`` checked as a Grad-CAM stage; ``None`` → the last conv stage.
+
+        Raises 422 naming ``field`` and the valid stages.
+        """
+        valid = [s.name for s in self.stages.values() if s.spatial and s.kind in _CAM_KINDS]
+        convs = [s.name for s in self.stages.values() if s.kind == "conv"]
+        if layer is None:
+            if not convs:
+                raise unprocessable(field, f"gradcam needs a conv stage; {self.id} has none")
+            return convs[-1]
+        if layer not in valid:
+            raise unprocessable(
+                field,
+                f"{layer[:64]!r} is not a stage Grad-CAM can use in {self.id}; "
+                f"valid: {', '.join(valid)}",
+            )
+        return layer
+
+    def snapshot(self) -> StagedModel:
+        """A private deep copy of the model, taken while no request's hooks are on it."""
+        with self.lock:
+            return copy.deepcopy(self.model).eval()
+
+    @contextmanager
+    def worker(self, kind: str) -> Iterator[StagedModel]:
+        """The ``kind`` ("fast" or "slow") private copy of the model, one user at a time."""
+        with self._copies_lock:
+            if kind not in self._copies:
+                self._copies[kind] = (self.snapshot(), threading.Lock())
+        model, lock = self._copies[kind]
+        with lock:
+            yield model
+
+    def explain(
+        self, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
+    ) -> Attribution:
+        """An attribution map from the ``kind`` copy of the model."""
+        with self.worker(kind) as model:
+            # Only Grad-CAM reads the layer: other methods share one explainer.
+            key = (kind, method, layer if method == "gradcam" else "")
+            made = self._explainers.get_or_make(key, lambda: Explainer(model, method, layer=layer))
+            return made(image, target)
+
+
+_CAM_KINDS = ("conv", "act", "pool", "norm")
+
+
+def _derived_op(info: Stage, module: torch.nn.Module) -> Literal["relu", "maxpool2"] | None:
+    """The op the page applies to the previous stage to get this one, if it can."""
+    if info.kind == "act" and isinstance(module, torch.nn.ReLU):
+        return "relu"
+    if (
+        info.kind == "pool"
+        and isinstance(module, torch.nn.MaxPool2d)
+        and module.kernel_size in (2, (2, 2))
+        and module.stride in (2, (2, 2))
+    ):
+        return "maxpool2"
+    return None
+
+
+class AppState:
+    """The served models (the first is the default), the test digits, the random digits."""
+
+    def __init__(
+        self,
+        models: list[ServedModel],
+        data: MNIST | None = None,
+        data_dir: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("create_app needs at least one model")
+        self.models = models
+        self.by_id = {m.id: m for m in models}
+        self.default = models[0].id
+        self.rng = random.Random(seed)
+        self._data, self._data_dir = data, data_dir
+        self._data_lock = threading.Lock()
+        self.fast = WorkerPool("fast", FAST_WORKERS, FAST_QUEUE)
+        self.slow = WorkerPool("slow", SLOW_WORKERS, SLOW_QUEUE)
+
+    def served(self, model_id: str | None) -> ServedModel:
+        """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""
+        key = model_id or self.default
+        if key not in self.by_id:
+            raise HTTPException(404, f"unknown model {key!r}; available: {', '.join(self.by_id)}")
+        return self.by_id[key]
+
+    def mnist(self) -> MNIST:
+        """The MNIST test set, loaded on first use; 503 when it is not on disk."""
+        with self._data_lock:
+            if self._data is None:
+                try:
+                    self._data = load_mnist(self._data_dir, download=False)
+                except DataError as e:
+                    raise HTTPException(503, f"test digits unavailable: {e}") from e
+            return self._data
+
+
+def app_state(request: Request) -> AppState:
+    """FastAPI dependency: the state ``create_app`` stored on the app."""
+    state: AppState = request.app.state.cnnscope
+    return state
+
+
+State = Annotated[AppState, Depends(app_state)]
+
+
+def served_models(names: list[str], weights: list[str]) -> list[ServedModel]:
+    """Load shipped weights by architecture name and weights files by path."""
+    from .. import load_model
+
+    out = []
+    for path in weights:
+        model, meta = load_model(path)
+        out.append(ServedModel(f"{model.arch}:{Path(path).stem}", model, meta, str(path)))
+    for name in names:
+        model, meta = load_model(name)
+        out.append(ServedModel(name, model, meta, "shipped"))
+    return out

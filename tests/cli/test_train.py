@@ -1,0 +1,46 @@
+"""`cnnscope train`: dry runs, resume, flags onto TrainConfig."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cnnscope.checkpoints import load_weights
+from cnnscope.cli import main
+
+
+def test_train_dry_run_then_resume(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 20 and 0 <= out["test_accuracy"] <= 1
+    _, meta = load_weights(run / "model.safetensors", expect="lenet5")
+    assert meta["train_config"]["steps"] == 20
+    assert (run / "state.safetensors").exists() and (run / "metrics.jsonl").exists()
+    # Resuming a finished run does no more steps and ends at the same place.
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 20
+
+
+def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--dry-run",
+        "--model",
+        "hvass",
+        "--lr",
+        "0.01",
+        "--optimizer",
+        "sgd",
+        "--steps",
+        "3",
+        "--run-dir",
+        str(run),
+        "--json",
+    ]
+    assert main(argv) == 0
+    meta = json.loads((run / "model.json").read_text())
+    cfg = meta["train_config"]
+    assert (cfg["lr"], cfg["optimizer"], cfg["steps"], cfg["model"]) == (0.01, "sgd", 3, "hvass")

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from fastapi.testclient import TestClient
+
+from cnnscope.analysis.activations import record
+from cnnscope.data import to_float
+from cnnscope.server.app import ServedModel, create_app
+from cnnscope.server.encoding import decode
+
+
+def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:
+    """Hooks are shared per model; concurrent requests must each get their own maps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, meta = shipped
+    client = TestClient(
+        create_app(
+            [ServedModel("m", model, meta, "shipped")], data=mnist, allowed_hosts=["testserver"]
+        )
+    )
+    bodies = [
+        {"pixels": (mnist.test_images[i].flatten().float() / 255).tolist()} for i in range(16)
+    ]
+
+    def call(i: int) -> tuple[int, dict]:
+        return i, client.post("/api/predict", json=bodies[i]).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(16)))
+    for i, res in results:
+        want = record(model, to_float(mnist.test_images[i][None]), ["fc1"])["fc1"][0].numpy()
+        assert np.abs(decode(res["stages"]["fc1"]) - want).max() < np.ptp(want) / 255 + 1e-5
+        assert res["predicted"] == int(torch.tensor(res["logits"]).argmax())
+
+
+def test_slow_work_does_not_block_predict(shipped, mnist) -> None:
+    """An evaluation (seconds) running in a worker thread leaves /api/predict responsive."""
+    import threading
+    import time
+
+    model, meta = shipped
+    app = create_app(
+        [ServedModel("m", model, meta, "shipped")], data=mnist, allowed_hosts=["testserver"]
+    )
+    with TestClient(app) as c:
+        body = {"pixels": (mnist.test_images[0].flatten().float() / 255).tolist()}
+        worker = threading.Thread(target=lambda: c.get("/api/evaluation/m"))
+        worker.start()
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            assert c.post("/api/predict", json=body).status_code == 200
+        during = time.perf_counter() - t0
+        overlapped = worker.is_alive()  # the evaluation was still running meanwhile
+        worker.join()
+    assert overlapped
+    assert during < 2.0  # five predictions, not one evaluation (~5 s) long
+
+
+def test_copies_are_taken_under_the_model_lock(shipped) -> None:
+    """A copy taken while a request records the model must not carry its hooks."""
+    import threading
+
+    from cnnscope.analysis.activations import StageRecorder
+
+    model, meta = shipped
+    m = ServedModel("m", model, meta, "shipped")
+    copies = []
+    with m.lock, StageRecorder(model, ["conv1", "fc1"]):
+        t = threading.Thread(target=lambda: copies.append(m.snapshot()))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive()  # waits for the request to finish
+    t.join()
+    assert not any(mod._forward_hooks for mod in copies[0].modules())
+    with m.worker("slow") as copy:
+        assert not any(mod._forward_hooks for mod in copy.modules())
+
+
+def test_derived_stages_come_from_stage_kinds(shipped) -> None:
+    model, meta = shipped
+    m = ServedModel("m", model, meta, "shipped")
+    for d in m.derived:
+        assert m.stages[d.name].kind == ("act" if d.op == "relu" else "pool")
+    assert "logits" not in m.sent and m.stages["logits"].kind == "logits"
