@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import socket
 import threading
@@ -545,3 +546,67 @@ def test_every_model_through_every_tab(page, errors, server_url) -> None:
     _idle(page)
     assert not failed, failed
     assert not foreign, foreign  # offline: nothing but the page's own server
+
+
+def _random_digit(page) -> int:
+    """Put a (seeded) random test digit on the pad; its test-set index."""
+    page.click("#random")
+    page.wait_for_function("document.querySelector('#digit-note').textContent.includes('label')")
+    _idle(page)
+    return int(page.locator("#digit-note").inner_text().split("#")[1].split(",")[0])
+
+
+def test_arithmetic_of_a_conv1_position_is_the_models(page, mnist) -> None:
+    """A click on a conv1 map explains its value; the value is the model's own forward pass."""
+    from cnnscope.analysis.activations import record
+
+    index = _random_digit(page)
+    grid = page.locator('canvas.grid[data-stage="conv1"]')
+    box = grid.bounding_box()
+    layout = grid.evaluate("(c) => c._layout")
+    # Channel 5 (row 0, column 5 of the tiles), position (row 14, column 12) of its map.
+    cx = (5 * (layout["tw"] + layout["gap"]) + 12 + 0.5) * box["width"] / layout["width"]
+    cy = (14 + 0.5) * box["height"] / layout["height"]
+    # Whole pixels: the browser's click coordinates are integers.
+    page.mouse.click(round(box["x"] + cx), round(box["y"] + cy))
+    panel = page.locator('[data-panel="arithmetic"][data-channel]')
+    panel.wait_for(timeout=15_000)
+    assert (panel.get_attribute("data-stage"), panel.get_attribute("data-channel")) == (
+        "conv1",
+        "5",
+    )
+    assert (panel.get_attribute("data-y"), panel.get_attribute("data-x")) == ("14", "12")
+    model, _ = cnnscope.load_model("deep_mnist")
+    x = mnist.test_images[index].float().div(255).view(1, 1, 28, 28)
+    want = record(model, x)
+    got = float(panel.locator("[data-value]").get_attribute("data-value"))
+    assert abs(got - float(want["conv1"][0, 5, 14, 12])) < 1e-5
+    # The patch, kernel and products of conv1's single input channel, the ReLU, the pool.
+    assert panel.locator("table.numbers").count() == 4  # input, kernel, products, pool window
+    assert panel.locator("table.numbers td.won").count() == 1
+    assert "ReLU" in panel.inner_text() and "pool1" in panel.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "arithmetic.png"))
+    # A click on the enlarged map explains another position of the same channel.
+    big = page.locator("#detail-map").bounding_box()
+    page.mouse.click(math.ceil(big["x"] + 1), math.floor(big["y"] + big["height"] - 2))
+    page.wait_for_selector('[data-panel="arithmetic"][data-y="27"][data-x="0"]')
+    got = float(panel.locator("[data-value]").get_attribute("data-value"))
+    assert abs(got - float(want["conv1"][0, 5, 27, 0])) < 1e-5
+    # rows 28, 29 and columns −2, −1 of rows 25…27 are padding zeros
+    assert page.locator("table.numbers td.pad").count() == 2 * 5 + 3 * 2
+    page.keyboard.press("Escape")
+
+
+def test_arithmetic_of_conv2_fc1_and_logits(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    for stage, expect in (
+        ("conv2", "32 input channels"),
+        ("fc1", "largest of 3136"),
+        ("logits", "softmax"),
+    ):
+        page.locator(f'canvas.grid[data-stage="{stage}"]').click(position={"x": 3, "y": 3})
+        page.wait_for_selector(f'[data-panel="arithmetic"][data-stage="{stage}"]', timeout=15_000)
+        assert expect in page.locator('[data-panel="arithmetic"]').inner_text()
+        page.keyboard.press("Escape")

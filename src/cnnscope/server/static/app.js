@@ -3,6 +3,7 @@
 // from the state alone, so what is shown is always what the state says.
 import { FAST, renderAttribution } from "./attribution.js";
 import { HttpError, Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
+import { ArithmeticView } from "./arithmetic.js";
 import { b64bytes, decodeMaps, decodeStages } from "./codec.js";
 import { Detail } from "./detail.js";
 import { $, el } from "./dom.js";
@@ -198,7 +199,9 @@ function renderBars(res) {
 }
 
 // ---- wiring ------------------------------------------------------------------
-const detail = new Detail();
+// The dialog's arithmetic asks about the drawing the maps were computed from.
+const arithmetic = new ArithmeticView($("arithmetic"), () => inputBody());
+const detail = new Detail(arithmetic);
 const stagesView = new StagesView($("stages"), (name, tile) => {
   const r = state.result;
   if (r) detail.open({ model: r.model, info: state.info[r.model], stages: r.stages }, name, tile);

@@ -2,18 +2,24 @@
 // input and the test digits that excite it. Opening another map drops the answers still
 // due for the one before.
 import { Latest, getJSON, isAbort } from "./api.js";
+import { arithmeticPlace } from "./arithmetic.js";
 import { decodeFilter } from "./codec.js";
 import { $ } from "./dom.js";
 import { TopExamples, preferredImage } from "./features.js";
 import { drawDigit, drawMaps, fmt, makeScale, range } from "./render.js";
 
 export class Detail {
-  constructor() {
+  /** `arithmetic`: the ArithmeticView of the dialog ("how this number is computed"). */
+  constructor(arithmetic) {
+    this.arithmetic = arithmetic;
+    this.opened = null; // {shown, name, tile} of the open map
+    // A click on the enlarged map explains the value under it.
+    $("detail-map").addEventListener("click", (e) => this.pick(e));
     this.filters = {}; // `${model}/${conv}` → FilterWeights
     this.latest = new Latest(); // filter weights and preferred image of the open map
     this.top = new TopExamples($("detail-top"));
     // Closed: the answers still due for it are no longer wanted.
-    $("detail").addEventListener("close", () => { this.latest.cancel(); this.top.clear(); });
+    $("detail").addEventListener("close", () => { this.latest.cancel(); this.top.clear(); this.arithmetic.clear(); });
   }
 
   /**
@@ -22,6 +28,9 @@ export class Detail {
    */
   open(shown, name, tile) {
     const { model, info } = shown;
+    this.opened = { shown, name, tile };
+    const place = arithmeticPlace(info, name, tile);
+    if (place) this.arithmetic.show(place); else this.arithmetic.clear();
     const stage = shown.stages[name];
     const spatial = stage.shape.length === 3;
     const map = stage.maps[tile.index];
@@ -42,6 +51,21 @@ export class Detail {
     if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, !info.seesAll(unitStage), signal);
     const conv = spatial ? info.convOf(name) : null;
     if (conv) this.showFilter(model, conv, tile.index, signal);
+  }
+
+  /** The value under a click on the enlarged map: a position of a spatial map, a unit of a vector. */
+  pick(e) {
+    if (!this.opened) return;
+    const { shown, name, tile } = this.opened;
+    const shape = shown.stages[name].shape;
+    const r = e.currentTarget.getBoundingClientRect();
+    const fx = (e.clientX - r.left) / r.width, fy = (e.clientY - r.top) / r.height;
+    const cw = e.currentTarget.width, ch = e.currentTarget.height;
+    const px = Math.min(cw - 1, Math.floor(fx * cw)), py = Math.min(ch - 1, Math.floor(fy * ch));
+    const next = shape.length === 3 ? { ...tile, y: py, x: px }
+      : { ...tile, unit: py * cw + px < shape[0] ? py * cw + px : null };
+    const place = arithmeticPlace(shown.info, name, next);
+    if (place) { this.opened.tile = next; this.arithmetic.show(place); }
   }
 
   async showFilter(model, conv, channel, signal) {

@@ -86,13 +86,16 @@ export class StagesView {
     const r = e.currentTarget.getBoundingClientRect();
     const x = ((e.clientX - r.left) / r.width) * layout.width;
     const y = ((e.clientY - r.top) / r.height) * layout.height;
-    if (layout.count === 1) {
+    if (this.stages[name].shape.length === 1) {
       const unit = Math.floor(y) * layout.tw + Math.floor(x);
       return { index: 0, unit: unit < this.stages[name].shape[0] ? unit : null };
     }
     const col = Math.floor(x / (layout.tw + layout.gap)), row = Math.floor(y / (layout.th + layout.gap));
     const index = row * layout.cols + col;
-    return index < layout.count ? { index, unit: null } : null;
+    // the position inside the map (a click on the gap counts for the map's edge)
+    const ty = Math.min(Math.floor(y) - row * (layout.th + layout.gap), layout.th - 1);
+    const tx = Math.min(Math.floor(x) - col * (layout.tw + layout.gap), layout.tw - 1);
+    return index < layout.count ? { index, unit: null, y: Math.max(0, ty), x: Math.max(0, tx) } : null;
   }
 
   hover(e, name) {
@@ -103,7 +106,7 @@ export class StagesView {
     const [lo, hi] = range([map]);
     tip.textContent = t.unit !== null
       ? `${name} unit ${t.unit}: ${fmt(map[t.unit])}\nlayer min ${fmt(lo)}, max ${fmt(hi)}`
-      : `${name} channel ${t.index}\nmin ${fmt(lo)}, max ${fmt(hi)}\nclick to enlarge`;
+      : `${name} channel ${t.index}, row ${t.y}, column ${t.x}: ${fmt(map[t.y * this.stages[name].shape[2] + t.x])}\nmin ${fmt(lo)}, max ${fmt(hi)}\nclick: enlarge, and how this value is computed`;
     tip.style.left = `${e.clientX + 12}px`;
     tip.style.top = `${e.clientY + 12}px`;
     tip.hidden = false;
