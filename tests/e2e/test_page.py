@@ -610,3 +610,57 @@ def test_arithmetic_of_conv2_fc1_and_logits(page) -> None:
         page.wait_for_selector(f'[data-panel="arithmetic"][data-stage="{stage}"]', timeout=15_000)
         assert expect in page.locator('[data-panel="arithmetic"]').inner_text()
         page.keyboard.press("Escape")
+
+
+def test_words_on_every_panel_labelled_logits_and_legends(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    for panel in ("input", "probabilities", "attribution", "stages"):
+        assert page.locator(f'[data-panel="{panel}"] .what').first.inner_text().strip(), panel
+    figures = page.locator("#stages figure[data-stage]")
+    assert figures.count() == 6
+    for i in range(figures.count()):
+        fig = figures.nth(i)
+        assert fig.locator(".what").inner_text().strip(), fig.get_attribute("data-stage")
+        assert fig.locator(".legend .hi").inner_text().strip()  # a colour bar with values
+    # The logits strip: the digits 0…9, each under its own square.
+    grid = page.locator('canvas.grid[data-stage="logits"]').bounding_box()
+    labels = page.locator('figure[data-stage="logits"] .classes span')
+    assert labels.all_inner_texts() == [str(k) for k in range(10)]
+    for k in range(10):
+        box = labels.nth(k).bounding_box()
+        centre = box["x"] + box["width"] / 2
+        assert (
+            grid["x"] + grid["width"] * k / 10 <= centre <= grid["x"] + grid["width"] * (k + 1) / 10
+        )
+    # The global scale leaves the logits out: their range would turn every map black.
+    page.select_option("#scale", "global")
+    conv1_hi = float(page.locator('figure[data-stage="conv1"] .legend .hi').inner_text())
+    logits_hi = float(page.locator('figure[data-stage="logits"] .legend .hi').inner_text())
+    assert conv1_hi < logits_hi
+    assert page.evaluate(_LIT_PIXELS, 'canvas.grid[data-stage="conv1"]') > 100
+    # Saliency has no sign: its caption and legend say grey → red, not blue.
+    page.select_option("#attr-method", "saliency")
+    _idle(page)
+    page.wait_for_selector(".attr-legend:not([hidden])")
+    assert "no sign" in page.locator("#attr-note").inner_text()
+    assert "blue" not in page.locator("#attr-note").inner_text()
+    assert page.locator(".attr-legend .lo").inner_text() == "0"
+    page.select_option("#attr-method", "gradxinput")
+    _idle(page)
+    page.wait_for_function("document.querySelector('#attr-note').textContent.includes('blue')")
+    assert page.locator(".attr-legend .lo").inner_text().startswith("lowers")
+
+
+def test_first_visit_guide_is_skippable_and_remembered(page, server_url) -> None:
+    # Never shown to a driven browser unless asked for.
+    assert not page.locator("#guide").evaluate("(d) => d.open")
+    page.goto(server_url + "?guide=1")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#guide").evaluate("(d) => d.open")
+    page.click("#guide button[value='skip']")
+    assert not page.locator("#guide").evaluate("(d) => d.open")
+    assert page.evaluate("localStorage.getItem('cnnscope.guide')") == "seen"
+    page.click("#guide-open")  # the "?" brings it back
+    assert page.locator("#guide").evaluate("(d) => d.open")
+    page.click("#guide-done")

@@ -10,6 +10,7 @@ import { $, el } from "./dom.js";
 import { EmbeddingView } from "./embed.js";
 import { EvaluationView } from "./eval.js";
 import { FeaturesView } from "./features.js";
+import { initGuide } from "./guide.js";
 import { Pad } from "./pad.js";
 import { drawGray } from "./render.js";
 import { Stages } from "./stageinfo.js";
@@ -278,6 +279,7 @@ async function init() {
   }));
   state.model = state.models[0].id;
   render();
+  initGuide();
   document.body.dataset.ready = "1";
 }
 init();

@@ -6,7 +6,7 @@ import { arithmeticPlace } from "./arithmetic.js";
 import { decodeFilter } from "./codec.js";
 import { $ } from "./dom.js";
 import { TopExamples, preferredImage } from "./features.js";
-import { drawDigit, drawMaps, fmt, makeScale, range } from "./render.js";
+import { drawDigit, drawLegend, drawMaps, fmt, makeScale, range } from "./render.js";
 
 export class Detail {
   /** `arithmetic`: the ArithmeticView of the dialog ("how this number is computed"). */
@@ -38,7 +38,11 @@ export class Detail {
     if (spatial) drawMaps($("detail-map"), { shape: [1, ...stage.shape.slice(1)], maps: [map] }, makeScale(lo, hi));
     else drawMaps($("detail-map"), stage, makeScale(lo, hi));
     $("detail-title").textContent = spatial ? `${name}, channel ${tile.index}` : name;
-    $("detail-range").textContent = `min ${fmt(lo)}, max ${fmt(hi)}`;
+    $("detail-range").textContent = ` min ${fmt(lo)}, max ${fmt(hi)}`;
+    const scale = makeScale(lo, hi), legend = $("detail-map").parentNode.querySelector(".legend");
+    drawLegend(legend.querySelector("canvas").getContext("2d"), scale);
+    legend.querySelector(".lo").textContent = fmt(scale.lo);
+    legend.querySelector(".hi").textContent = fmt(scale.hi);
     $("detail-filter-fig").hidden = true;
     $("detail-pref-fig").hidden = true;
     $("detail-top-title").hidden = true;

@@ -159,3 +159,8 @@ export function drawOverlay(ctx, input, attr) {
   }
   ctx.putImageData(img, 0, 0);
 }
+
+/** The colours of `drawOverlay` as a legend scale: blue (lowers) … grey … red (raises). */
+export const OVERLAY_SIGNED = { lut: table([[60, 140, 255], [110, 110, 110], [255, 60, 40]]) };
+/** … and for a map without sign (saliency, Grad-CAM): grey (no effect) … red (most). */
+export const OVERLAY_MAGNITUDE = { lut: table([[110, 110, 110], [255, 60, 40]]) };

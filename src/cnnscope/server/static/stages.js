@@ -5,17 +5,36 @@
 import { $, el } from "./dom.js";
 import { drawLegend, drawMaps, fmt, makeScale, range } from "./render.js";
 
-/** Each stage's scales: per map (each its own range), per stage, or one for all. */
-function scalesFor(names, stages, mode) {
-  const global = makeScale(...range(names.flatMap((n) => stages[n].maps)));
+/**
+ * Each stage's scales: per map (each its own range), per stage, or one for all. The
+ * logits are never in the global scale: their range (tens) would turn every map black.
+ */
+function scalesFor(names, stages, mode, info) {
+  const shared = names.filter((n) => info.get(n)?.kind !== "logits");
+  const global = makeScale(...range(shared.flatMap((n) => stages[n].maps)));
   const out = {};
   for (const n of names) {
     const maps = stages[n].maps;
-    if (mode === "global") out[n] = { legend: global, maps: global };
-    else if (mode === "stage") { const s = makeScale(...range(maps)); out[n] = { legend: s, maps: s }; }
+    if (mode === "global" && shared.includes(n)) out[n] = { legend: global, maps: global };
+    else if (mode === "global" || mode === "stage") { const s = makeScale(...range(maps)); out[n] = { legend: s, maps: s }; }
     else out[n] = { legend: makeScale(...range(maps)), maps: maps.map((m) => makeScale(...range([m]))), perMap: true };
   }
   return out;
+}
+
+/** One line on what a stage's picture shows, from its StageInfo. */
+export function describe(s) {
+  if (!s) return "";
+  const n = s.shape[0];
+  switch (s.kind) {
+    case "conv": return `${n} filters slid over the input: each map is one filter's match at every position (red: the pattern, blue: its opposite).`;
+    case "act": return `${s.module} of ${s.parent}: negatives set to 0, what is left is where each filter fires.`;
+    case "pool": return `${s.module}: each window keeps its strongest response, so the maps shrink and small shifts stop mattering.`;
+    case "norm": return `${s.module}: ${s.parent ?? "the layer"}'s maps rescaled to a common range.`;
+    case "fc": return `${n} units, each a weighted sum of the whole layer before it; a bright square is a unit that fires.`;
+    case "logits": return "One score per digit; the softmax of these makes the probabilities.";
+    default: return `${s.module}: ${s.shape.join("×")} values.`;
+  }
 }
 
 export class StagesView {
@@ -34,20 +53,22 @@ export class StagesView {
    */
   render(shown, view, scale) {
     if (!shown) {
-      this.container.replaceChildren();
+      this.container.querySelectorAll(".stage").forEach((n) => n.remove());
       this.built = null;
       this.stages = {};
       return;
     }
     this.stages = shown.stages;
+    this.info = shown.info;
     const groups = shown.info.rows(view).map((g) => g.filter((n) => n in shown.stages)).filter((g) => g.length);
     const key = `${shown.model}|${groups.map((g) => g.join(",")).join(";")}`;
     if (this.built !== key) {
-      this.container.replaceChildren(...groups.map((g) => this.row(g)));
+      this.container.querySelectorAll(".stage").forEach((n) => n.remove());
+      this.container.append(...groups.map((g) => this.row(g)));
       this.built = key;
     }
     const names = groups.flat();
-    const scales = scalesFor(names, shown.stages, scale);
+    const scales = scalesFor(names, shown.stages, scale, shown.info);
     for (const name of names) {
       const fig = this.container.querySelector(`figure[data-stage="${name}"]`);
       const grid = fig.querySelector("canvas.grid");
@@ -57,10 +78,15 @@ export class StagesView {
       // vector such as the 10 logits.
       const perValue = Math.min(layout.width <= 16 ? 28 : 8, 860 / layout.width);
       grid.style.width = `${Math.round(layout.width * perValue)}px`;
+      const classes = fig.querySelector(".classes");
+      if (classes) classes.style.width = grid.style.width;
       grid._layout = layout;
       drawLegend(fig.querySelector(".legend canvas").getContext("2d"), s.legend);
-      fig.querySelector(".legend .lo").textContent = s.perMap ? "each map:" : fmt(s.legend.lo);
-      fig.querySelector(".legend .hi").textContent = s.perMap ? (s.legend.signed ? "−|max| … +|max|" : "0 … max") : fmt(s.legend.hi);
+      // Per map: every map stretched to its own range; the layer's range says what "max" is.
+      fig.querySelector(".legend .lo").textContent = s.perMap ? (s.legend.signed ? "each map −|max|" : "each map 0") : fmt(s.legend.lo);
+      fig.querySelector(".legend .hi").textContent = s.perMap
+        ? `${s.legend.signed ? "+|max|" : "max"} (layer ${fmt(range(shown.stages[name].maps)[0])} … ${fmt(range(shown.stages[name].maps)[1])})`
+        : fmt(s.legend.hi);
     }
   }
 
@@ -75,7 +101,14 @@ export class StagesView {
         el("canvas", { width: 120, height: 10 }), el("span", { className: "hi" }));
       const head = el("div", { className: "stage-head" }, el("h2", { textContent: name }),
         el("span", { className: "shape", textContent: shape.join("×") }), legend);
-      return el("figure", { dataset: { stage: name } }, head, grid);
+      const info = this.info.get(name);
+      const what = el("p", { className: "what", textContent: describe(info) });
+      const parts = [head, what, grid];
+      // The logits strip: the digit each score is for, under its square.
+      if (info?.kind === "logits") {
+        parts.push(el("div", { className: "classes" }, ...Array.from({ length: shape[0] }, (_, k) => el("span", { textContent: String(k) }))));
+      }
+      return el("figure", { dataset: { stage: name, kind: info?.kind ?? "other" } }, ...parts);
     });
     return el("div", { className: "stage" }, el("div", { className: "row" }, ...figures));
   }
