@@ -664,3 +664,78 @@ def test_first_visit_guide_is_skippable_and_remembered(page, server_url) -> None
     page.click("#guide-open")  # the "?" brings it back
     assert page.locator("#guide").evaluate("(d) => d.open")
     page.click("#guide-done")
+
+
+def _in_view(page, selector: str, width: int, height: int) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= width
+        and box["y"] + box["height"] <= height
+    )
+
+
+def test_laptop_layout_shows_every_layer_without_scrolling(browser, server_url, errors) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']")
+    _draw(page, SEVEN)
+    _idle(page)
+    page.select_option("#attr-method", "saliency")
+    _idle(page)
+    shown = ["#pad", "#seen", "#bars", '[data-panel="attribution"]', "#attr"]
+    grids = [
+        f'canvas.grid[data-stage="{s}"]'
+        for s in ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
+    ]
+    for selector in shown + grids:
+        assert _in_view(page, selector, 1440, 900), selector
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+    # conv → ReLU → pool: each layer's three stages side by side, in one row.
+    page.select_option("#view", "pipeline")
+    for layer in (("conv1", "relu1", "pool1"), ("conv2", "relu2", "pool2")):
+        boxes = [page.locator(f'canvas.grid[data-stage="{s}"]').bounding_box() for s in layer]
+        assert len({round(b["y"]) for b in boxes}) == 1, layer
+        assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] < boxes[2]["x"]
+        for s in layer:
+            assert _in_view(page, f'canvas.grid[data-stage="{s}"]', 1440, 900), s
+    context.close()
+
+
+def test_phone_layout_nothing_overflows_and_tooltips_close(browser, server_url, errors) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.click("#random")
+    _idle(page)
+    page.wait_for_selector('canvas.grid[data-stage="conv1"]')
+    width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    assert page.evaluate(width) <= 390
+    for view in ("embed-view", "eval-view", "feat-view"):
+        page.click(f"button.tab[data-view='{view}']")
+        page.wait_for_function(_IDLE, timeout=120_000)
+        assert page.evaluate(width) <= 390, view
+    page.click("button.tab[data-view='draw-view']")
+    grid = page.locator('canvas.grid[data-stage="pool1"]')
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    # What a tap on a map delivers first: the mouse move that shows the tooltip.
+    grid.dispatch_event("mousemove", {"clientX": box["x"] + 4, "clientY": box["y"] + 4})
+    assert page.locator("#tooltip").is_visible()
+    page.locator("h1").tap()  # a tap elsewhere closes it
+    assert page.locator("#tooltip").is_hidden()
+    # A tap on a map opens it (and how its number is computed) without leaving a tooltip.
+    grid.tap(position={"x": 4, "y": 4})
+    page.wait_for_selector('[data-panel="arithmetic"][data-stage="conv1"]')
+    assert page.locator("#tooltip").is_hidden()
+    assert page.evaluate(width) <= 390
+    page.locator("#detail .close").tap()
+    context.close()

@@ -267,6 +267,9 @@ $("model").onchange = (e) => {
 };
 $("view").onchange = (e) => update((s) => { s.view = e.target.value; });
 $("scale").onchange = (e) => update((s) => { s.scale = e.target.value; });
+// The grids are sized to the window: repaint them (once the resizing pauses).
+let resizing = null;
+window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => render(true), 150); });
 
 async function init() {
   try {

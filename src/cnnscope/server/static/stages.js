@@ -3,7 +3,7 @@
 // it built last is remembered here, next to the container it fills, and forgotten when
 // the container is emptied.
 import { $, el } from "./dom.js";
-import { drawLegend, drawMaps, fmt, makeScale, range } from "./render.js";
+import { drawLegend, drawMaps, fitLayout, fmt, makeScale, range } from "./render.js";
 
 /**
  * Each stage's scales: per map (each its own range), per stage, or one for all. The
@@ -44,6 +44,11 @@ export class StagesView {
     this.onOpen = onOpen;
     this.built = null; // the key of the rows in `container`, null when it is empty
     this.stages = {};
+    // A tap shows the tooltip (touch screens emulate a mouse move) and nothing moves the
+    // pointer off again: a tap or a scroll anywhere else closes it.
+    const close = (e) => { if (!e.target?.closest?.("canvas.grid")) $("tooltip").hidden = true; };
+    document.addEventListener("pointerdown", close);
+    document.addEventListener("scroll", () => { $("tooltip").hidden = true; }, { passive: true });
   }
 
   /**
@@ -73,21 +78,35 @@ export class StagesView {
       const fig = this.container.querySelector(`figure[data-stage="${name}"]`);
       const grid = fig.querySelector("canvas.grid");
       const s = scales[name];
-      const layout = drawMaps(grid, shown.stages[name], s.maps);
-      // As large as the panel allows: up to 8 screen pixels per value, 28 for a short
-      // vector such as the 10 logits.
-      const perValue = Math.min(layout.width <= 16 ? 28 : 8, 860 / layout.width);
-      grid.style.width = `${Math.round(layout.width * perValue)}px`;
+      // As large as its share of the row allows, the tiles in as many columns as make
+      // them largest: a layer's stages sit side by side and the draw view fits a laptop.
+      const box = this.box(fig);
+      const fit = fitLayout(shown.stages[name].shape, box.width, box.height);
+      const layout = drawMaps(grid, shown.stages[name], s.maps, fit.layout.cols);
+      grid.style.width = `${Math.floor(layout.width * fit.perValue)}px`;
       const classes = fig.querySelector(".classes");
       if (classes) classes.style.width = grid.style.width;
       grid._layout = layout;
       drawLegend(fig.querySelector(".legend canvas").getContext("2d"), s.legend);
-      // Per map: every map stretched to its own range; the layer's range says what "max" is.
-      fig.querySelector(".legend .lo").textContent = s.perMap ? (s.legend.signed ? "each map −|max|" : "each map 0") : fmt(s.legend.lo);
-      fig.querySelector(".legend .hi").textContent = s.perMap
-        ? `${s.legend.signed ? "+|max|" : "max"} (layer ${fmt(range(shown.stages[name].maps)[0])} … ${fmt(range(shown.stages[name].maps)[1])})`
-        : fmt(s.legend.hi);
+      // Per map: every map stretched to its own range; the numbers are the layer's range.
+      const legend = fig.querySelector(".legend");
+      const [lo, hi] = s.perMap ? range(shown.stages[name].maps) : [s.legend.lo, s.legend.hi];
+      legend.querySelector(".mode").textContent = s.perMap ? "per map; layer" : "";
+      legend.title = s.perMap ? `each map runs from ${s.legend.signed ? "−|its max| to +|its max|" : "0 to its max"}; the layer's values run from ${fmt(lo)} to ${fmt(hi)}` : "";
+      legend.querySelector(".lo").textContent = fmt(lo);
+      legend.querySelector(".hi").textContent = fmt(hi);
     }
+  }
+
+  /** The room a figure's grid has: its share of the row's width, and a height budget. */
+  box(fig) {
+    // The figure's own width: its share of the row (a whole row on a phone).
+    const width = Math.max(100, fig.clientWidth);
+    // Two conv rows and the fc row on a 900 px high screen; never below 120 px.
+    const height = Math.max(120, Math.min(320, (window.innerHeight - 280) / 2.6));
+    // fc and logits: one square tile each, half the height of a conv row.
+    if (this.stages[fig.dataset.stage].shape.length === 1) return { width, height: Math.max(100, height / 2) };
+    return { width, height };
   }
 
   row(group) {
@@ -96,13 +115,17 @@ export class StagesView {
       const grid = el("canvas", { className: "grid", dataset: { stage: name } });
       grid.addEventListener("mousemove", (e) => this.hover(e, name));
       grid.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
-      grid.addEventListener("click", (e) => { const t = this.tileAt(e, name); if (t) this.onOpen(name, t); });
-      const legend = el("span", { className: "legend" }, el("span", { className: "lo" }),
+      grid.addEventListener("click", (e) => {
+        const t = this.tileAt(e, name);
+        $("tooltip").hidden = true;
+        if (t) this.onOpen(name, t);
+      });
+      const legend = el("span", { className: "legend" }, el("span", { className: "mode" }), el("span", { className: "lo" }),
         el("canvas", { width: 120, height: 10 }), el("span", { className: "hi" }));
       const head = el("div", { className: "stage-head" }, el("h2", { textContent: name }),
         el("span", { className: "shape", textContent: shape.join("×") }), legend);
       const info = this.info.get(name);
-      const what = el("p", { className: "what", textContent: describe(info) });
+      const what = el("p", { className: "what", textContent: describe(info), title: describe(info) });
       const parts = [head, what, grid];
       // The logits strip: the digit each score is for, under its square.
       if (info?.kind === "logits") {
