@@ -719,7 +719,7 @@ def test_phone_layout_nothing_overflows_and_tooltips_close(browser, server_url, 
     page.wait_for_selector('canvas.grid[data-stage="conv1"]')
     width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
     assert page.evaluate(width) <= 390
-    for view in ("embed-view", "eval-view", "feat-view"):
+    for view in ("arch-view", "embed-view", "eval-view", "feat-view"):
         page.click(f"button.tab[data-view='{view}']")
         page.wait_for_function(_IDLE, timeout=120_000)
         assert page.evaluate(width) <= 390, view
@@ -739,3 +739,37 @@ def test_phone_layout_nothing_overflows_and_tooltips_close(browser, server_url, 
     assert page.evaluate(width) <= 390
     page.locator("#detail .close").tap()
     context.close()
+
+
+def test_architecture_diagram_counts_thumbnails_and_jumps(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    page.click("button.tab[data-view='arch-view']")
+    panel = page.locator('[data-panel="architecture"]')
+    panel.wait_for()
+    model, _ = cnnscope.load_model("deep_mnist")
+    from cnnscope.models import stage_infos
+
+    infos = stage_infos(model)
+    boxes = panel.locator(".arch-box")
+    assert boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.stage)") == ["input", *infos]
+    assert boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.kind)")[1:] == [
+        i.kind for i in infos.values()
+    ]
+    _idle(page)
+    page.wait_for_function("document.querySelector('#arch-status').textContent === ''")
+    counts = boxes.evaluate_all("(bs) => bs.slice(1).map((b) => Number(b.dataset.params))")
+    want = [sum(p.numel() for p in model.get_submodule(n).parameters()) for n in infos]
+    assert counts == want
+    assert "3,274,634 parameters in all" in panel.inner_text()
+    for name in ("input", "conv1", "pool2", "logits"):
+        assert page.evaluate(_LIT_PIXELS, f'.arch-box[data-stage="{name}"] canvas.thumb') > 0, name
+    # A box leads to its stage in the draw view; an activation opens the pipeline view.
+    page.click('.arch-box[data-stage="fc1"]')
+    assert page.locator("#draw-view").is_visible()
+    page.click("button.tab[data-view='arch-view']")
+    page.click('.arch-box[data-stage="relu2"]')
+    page.wait_for_selector('#stages figure[data-stage="relu2"].flash')
+    assert page.locator("#view").input_value() == "pipeline"
+    box = page.locator('#stages figure[data-stage="relu2"]').bounding_box()
+    assert 0 <= box["y"] < page.viewport_size["height"]

@@ -3,6 +3,7 @@
 // from the state alone, so what is shown is always what the state says.
 import { FAST, renderAttribution } from "./attribution.js";
 import { HttpError, Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
+import { ArchitectureView } from "./architecture.js";
 import { ArithmeticView } from "./arithmetic.js";
 import { b64bytes, decodeMaps, decodeStages } from "./codec.js";
 import { Detail } from "./detail.js";
@@ -166,7 +167,7 @@ let painted = null;
 /** Paint the draw view from `state`; the maps only when what they show changed (or `force`). */
 function render(force = false) {
   const r = state.result;
-  $("status").textContent = statusText();
+  $("status").textContent = $("status").title = statusText(); // the title: all of it, when cut
   const src = state.drawing.source;
   $("digit-note").textContent = src?.kind === "pixels" ? `test image #${src.index}, label ${src.label}` : "";
   renderAttribution(state.attr, r, state.drawing.rev);
@@ -177,6 +178,7 @@ function render(force = false) {
   if (r) drawGray(seen, decodeMaps(r.res.input).maps[0]); else seen.clearRect(0, 0, 28, 28);
   renderBars(r?.res);
   stagesView.render(r && { model: r.model, info: state.info[r.model], stages: r.stages }, state.view, state.scale);
+  if (!$("arch-view").hidden) architecture.thumbnails(archShown());
   window.cnnscope.lastRenderMs = performance.now() - t0;
   if (r) window.cnnscope.renders++; // repaints of a prediction
 }
@@ -239,7 +241,26 @@ const openInDrawView = (d) => { randomDigit.cancel(); showView("draw-view"); sho
 const evaluation = new EvaluationView(openInDrawView);
 const embedding = new EmbeddingView(openInDrawView);
 const featuresView = new FeaturesView();
-const VIEWS = ["draw-view", "eval-view", "embed-view", "feat-view"];
+const architecture = new ArchitectureView($("arch-diagram"), (name) => {
+  showView("draw-view");
+  // An activation the compact view leaves out is in the conv → ReLU → pool view.
+  if (name && state.result && !document.querySelector(`#stages figure[data-stage="${name}"]`)) {
+    $("view").value = "pipeline";
+    update((s) => { s.view = "pipeline"; });
+  }
+  const target = (name && document.querySelector(`#stages figure[data-stage="${name}"]`)) || $("pad");
+  target.scrollIntoView({ block: "center" });
+  target.classList.remove("flash");
+  void target.offsetWidth; // restart the highlight
+  target.classList.add("flash");
+});
+const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view"];
+
+/** What the architecture view's thumbnails show: the prediction on screen, or null. */
+function archShown() {
+  const r = state.result;
+  return r && r.model === state.model ? { stages: r.stages, input: decodeMaps(r.res.input).maps[0] } : null;
+}
 
 function showView(id) {
   for (const v of VIEWS) $(v).hidden = v !== id;
@@ -249,6 +270,7 @@ function showView(id) {
 
 /** The open view follows the chosen model. */
 function showModelIn(id) {
+  if (id === "arch-view") architecture.show(state.models.find((m) => m.id === state.model), state.info[state.model], archShown());
   if (id === "eval-view") evaluation.show(state.model);
   if (id === "embed-view") embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
   if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
