@@ -773,3 +773,37 @@ def test_architecture_diagram_counts_thumbnails_and_jumps(page) -> None:
     assert page.locator("#view").input_value() == "pipeline"
     box = page.locator('#stages figure[data-stage="relu2"]').bounding_box()
     assert 0 <= box["y"] < page.viewport_size["height"]
+
+
+def test_slow_operations_show_progress(page) -> None:
+    """Evaluation, embedding, features and top examples each say they are working."""
+    held: list = []
+    page.route("**/api/evaluation/**", lambda route: held.append(route))
+    page.route("**/api/embedding/**", lambda route: held.append(route))
+    page.route("**/api/features/**", lambda route: held.append(route))
+    page.route("**/api/top-examples/**", lambda route: held.append(route))
+    for tab, node, words in (
+        ("eval-view", "#eval-summary", "evaluating deep_mnist"),
+        ("embed-view", "#embed-metrics", "laying out"),
+        ("feat-view", "#feat-status", "preferred images"),
+    ):
+        page.click(f"button.tab[data-view='{tab}']")
+        progress = page.locator(f"{node}[data-progress]")
+        progress.wait_for()
+        assert words in progress.inner_text() and progress.is_visible()
+        page.wait_for_function("document.body.dataset.idle === 'false'")
+        _release(held.pop())
+        page.wait_for_selector(f"{node}:not([data-progress])", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#feat-gallery figure').length > 0", timeout=120_000
+    )
+    page.locator("#feat-gallery figure").nth(2).click()
+    note = page.locator("#feat-top [data-progress]")
+    note.wait_for()
+    assert "likes most" in note.inner_text()
+    page.wait_for_timeout(1100)  # the seconds so far
+    assert note.inner_text().endswith(" 1 s")
+    _release(held.pop())
+    page.wait_for_selector("#feat-top figure", timeout=60_000)
+    assert page.locator("[data-progress]").count() == 0
+    page.unroute_all()

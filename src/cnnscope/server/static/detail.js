@@ -94,6 +94,7 @@ export class Detail {
     $("detail-top-title").textContent = `The test digits ${stage}:${unit} likes most`;
     $("detail-top-title").hidden = false;
     const top = this.top.show(model, stage, unit, { fields });
+    $("detail-pref-caption").textContent = "loading its preferred input…";
     try {
       const pixels = await preferredImage(model, stage, unit, signal);
       if (signal.aborted) return;
