@@ -146,9 +146,9 @@ export class ArithmeticView {
     const cell = (i, j) => (ry + i === p.winner[0] && rx + j === p.winner[1] ? "won" : "")
       + (ry + i === a.y && rx + j === a.x ? " clicked" : "");
     return el("div", { className: "patch-row" },
-      grid(p.window, { caption: `${a.activation?.stage ?? a.stage} rows ${ry}…${ry + p.window.length - 1}, columns ${rx}…${rx + p.window[0].length - 1}`, mark: cell, signed: false }),
+      grid(p.window, { caption: `${p.module} window of ${a.activation?.stage ?? a.stage}`, mark: cell, signed: false }),
       el("p", { className: "partial" },
-        `${p.module} (${p.stage}) keeps the largest of the window: ${num(p.value)} at row ${p.winner[0]}, column ${p.winner[1]}. `,
+        `${p.stage} keeps the largest of rows ${ry}…${ry + p.window.length - 1}, columns ${rx}…${rx + p.window[0].length - 1}: ${num(p.value)} at row ${p.winner[0]}, column ${p.winner[1]}. `,
         el("strong", { className: "pool-verdict", textContent: p.won ? "This position won." : "This position lost." }),
         ` It becomes ${p.stage} at row ${p.y}, column ${p.x}.`));
   }
