@@ -585,10 +585,16 @@ def test_arithmetic_of_a_conv1_position_is_the_models(page, mnist) -> None:
     assert panel.locator("table.numbers").count() == 4  # input, kernel, products, pool window
     assert panel.locator("table.numbers td.won").count() == 1
     assert "ReLU" in panel.inner_text() and "pool1" in panel.inner_text()
+    # The enlarged map outlines the place explained.
+    big = page.locator("#detail-map").bounding_box()
+    mark = page.locator("#detail-marker").bounding_box()
+    assert abs(mark["x"] + mark["width"] / 2 - (big["x"] + big["width"] * 12.5 / 28)) < 2
+    assert (
+        abs(mark["y"] + mark["height"] / 2 - (big["y"] + big["height"] * 14.5 / 28)) < 2
+    )  # a cell: 5 px
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "arithmetic.png"))
     # A click on the enlarged map explains another position of the same channel.
-    big = page.locator("#detail-map").bounding_box()
     page.mouse.click(math.ceil(big["x"] + 1), math.floor(big["y"] + big["height"] - 2))
     page.wait_for_selector('[data-panel="arithmetic"][data-y="27"][data-x="0"]')
     got = float(panel.locator("[data-value]").get_attribute("data-value"))

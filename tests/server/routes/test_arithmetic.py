@@ -63,3 +63,19 @@ def test_negative_and_missing_fields_are_422(client, mnist) -> None:
     assert res.status_code == 422 and "x" in res.json()["detail"]
     res = client.post("/api/arithmetic", json={"pixels": _pixels(mnist)})
     assert res.status_code == 422 and "stage" in res.json()["detail"]
+
+
+def test_a_layer_it_cannot_spell_out_is_422(mnist) -> None:
+    """A grouped-free but unsupported layer (here a circular-padded conv) is named, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from cnnscope.models import build_model
+    from cnnscope.server.app import ServedModel, create_app
+
+    model = build_model("lenet5").eval()
+    model.conv1.padding_mode = "circular"
+    app = create_app(
+        [ServedModel("odd", model, {}, "test")], data=mnist, allowed_hosts=["testserver"]
+    )
+    res = TestClient(app).post("/api/arithmetic", json={"pixels": _pixels(mnist), "stage": "conv1"})
+    assert res.status_code == 422 and res.json()["detail"].startswith("stage: conv1 is a Conv2d")

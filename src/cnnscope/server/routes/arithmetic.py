@@ -34,8 +34,11 @@ def _check(m: ServedModel, req: ArithmeticRequest) -> None:
 
 def _arithmetic(m: ServedModel, req: ArithmeticRequest) -> ArithmeticResponse:
     image = input_image(req)
-    with m.lock:  # the shared model, as /api/predict: the very numbers it recorded
-        a = unit_arithmetic(m.model, image, req.stage, req.channel, req.y, req.x)
+    try:
+        with m.lock:  # the shared model, as /api/predict: the very numbers it recorded
+            a = unit_arithmetic(m.model, image, req.stage, req.channel, req.y, req.x)
+    except ValueError as e:  # a foreign layer this cannot spell out (grouped, not zero-padded)
+        raise unprocessable("stage", str(e)) from e
     return ArithmeticResponse(model=m.id, input=encode(image, per_map=False), **a.as_dict())
 
 

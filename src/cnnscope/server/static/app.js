@@ -203,7 +203,7 @@ function renderBars(res) {
 
 // ---- wiring ------------------------------------------------------------------
 // The dialog's arithmetic asks about the drawing the maps were computed from.
-const arithmetic = new ArithmeticView($("arithmetic"), () => inputBody());
+const arithmetic = new ArithmeticView($("arithmetic"), () => inputBody(), (a) => detail.mark(a));
 const detail = new Detail(arithmetic);
 const stagesView = new StagesView($("stages"), (name, tile) => {
   const r = state.result;

@@ -45,13 +45,15 @@ const op = (text) => el("span", { className: "op", textContent: text });
 
 export class ArithmeticView {
   /** `container`: the panel; `body()` → the current drawing's request body. */
-  constructor(container, body) {
+  constructor(container, body, onShown = () => {}) {
     this.container = container;
     this.body = body;
+    this.onShown = onShown; // called with each answer shown, null when cleared
     this.latest = new Latest();
   }
 
   clear() {
+    this.onShown(null);
     this.latest.cancel();
     this.container.replaceChildren();
     for (const k of ["stage", "channel", "y", "x"]) delete this.container.dataset[k];
@@ -64,11 +66,13 @@ export class ArithmeticView {
     c.setAttribute("aria-busy", "true");
     c.replaceChildren(el("p", { className: "note progress", textContent: `computing ${place.stage} at the clicked place…` }));
     for (const k of ["stage", "channel", "y", "x"]) delete c.dataset[k];
+    this.onShown(null);
     try {
       const a = await request("api/arithmetic", { body: { ...this.body(), ...place }, signal });
       if (signal.aborted) return;
       c.replaceChildren(...this.explain(a));
       Object.assign(c.dataset, { stage: a.stage, channel: String(a.channel), y: String(a.y), x: String(a.x) });
+      this.onShown(a);
     } catch (e) {
       if (!isAbort(e)) c.replaceChildren(el("p", { className: "note", textContent: `error: ${e.message}` }));
     } finally {

@@ -57,6 +57,30 @@ export class Detail {
     if (conv) this.showFilter(model, conv, tile.index, signal);
   }
 
+  /**
+   * Outline on the enlarged map the place the arithmetic explains (`a`: its answer, null:
+   * none). A pooled or activation map shows the conv's place scaled to its own size.
+   */
+  mark(a) {
+    const marker = $("detail-marker");
+    const opened = this.opened;
+    if (!a || !opened) { marker.hidden = true; return; }
+    const shape = opened.shown.stages[opened.name].shape;
+    const canvas = $("detail-map");
+    if (a.kind === "conv" && shape.length === 3) {
+      const [, h, w] = shape, [, ch, cw] = opened.shown.stages[a.stage]?.shape ?? shape;
+      const y = Math.floor((a.y * h) / ch), x = Math.floor((a.x * w) / cw);
+      Object.assign(marker.style, { left: `${canvas.offsetLeft + (x / w) * canvas.clientWidth}px`, top: `${canvas.offsetTop + (y / h) * canvas.clientHeight}px`,
+        width: `${canvas.clientWidth / w}px`, height: `${canvas.clientHeight / h}px` });
+    } else if (shape.length === 1) {
+      const cw = canvas.width, ch = canvas.height;
+      const y = Math.floor(a.channel / cw), x = a.channel % cw;
+      Object.assign(marker.style, { left: `${canvas.offsetLeft + (x / cw) * canvas.clientWidth}px`, top: `${canvas.offsetTop + (y / ch) * canvas.clientHeight}px`,
+        width: `${canvas.clientWidth / cw}px`, height: `${canvas.clientHeight / ch}px` });
+    } else { marker.hidden = true; return; }
+    marker.hidden = false;
+  }
+
   /** The value under a click on the enlarged map: a position of a spatial map, a unit of a vector. */
   pick(e) {
     if (!this.opened) return;
