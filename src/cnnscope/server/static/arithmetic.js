@@ -90,22 +90,25 @@ export class ArithmeticView {
         ? `The ${a.kernel.join("×")} kernel slides over ${a.input_stage === "input" ? "the image" : `${a.input_stage}'s maps`}; at this place each input value is multiplied by the kernel weight over it, and everything is added up, plus a bias.`
         : `Each of the ${a.terms} inputs (${a.input_stage}) is multiplied by its weight; the products are added up, plus a bias.` }),
     ];
-    if (a.kind === "conv") out.push(...this.conv(a)); else out.push(this.contributions(a));
-    out.push(el("p", { className: "sum" },
+    const sum = el("p", { className: "sum" },
       `sum of the ${a.terms} products ${num(a.sum)}`, op("+"), `bias ${num(a.bias)}`, op("="),
       a.activation && a.kind !== "conv" ? `${num(a.pre_activation)}, ${a.activation.module} → ` : "", value,
-      a.kind === "conv" ? ` (the pre-activation ${a.stage} value)` : ""));
+      a.kind === "conv" ? ` (the pre-activation ${a.stage} value)` : "");
+    // The result: the sum, then what the activation and the pooling make of it.
+    const result = [sum];
     if (a.kind === "conv" && a.activation) {
-      out.push(el("p", { className: "sum" }, `${a.activation.module} (${a.activation.stage}): `,
+      result.push(el("p", { className: "sum" }, `${a.activation.module} (${a.activation.stage}): `,
         a.activation.module === "ReLU" ? `max(0, ${num(a.value)})` : `${a.activation.module}(${num(a.value)})`, op("="),
         el("strong", { textContent: num(a.activation.value) })));
     }
-    if (a.pool) out.push(this.pool(a));
-    if (a.softmax) out.push(this.softmax(a));
+    if (a.pool) result.push(this.pool(a));
+    if (a.softmax) result.push(this.softmax(a));
+    if (a.kind === "conv") out.push(...this.conv(a, result)); else out.push(this.contributions(a), ...result);
     return out;
   }
 
-  conv(a) {
+  /** The conv's terms, with the `result` lines where they read best. */
+  conv(a, result) {
     const [ph, pw] = a.padding, [oy, ox] = a.origin;
     const [h, w] = a.input_shape.slice(1);
     // Cells outside the input are the padding zeros.
@@ -113,9 +116,16 @@ export class ArithmeticView {
     const out = [];
     const many = a.partials.length > 1;
     if (many) {
+      // Hundreds of products: first each input channel's sum and the largest terms, then
+      // the patches of the channels that count most.
       out.push(el("p", { className: "note" },
-        `${a.input_shape[0]} input channels, so ${a.input_shape[0]} patches of ${a.kernel.join("×")}. ` +
-        `The ${a.patches.length} that add most (by size) are shown; every channel's sum is in the strip below.`));
+        `${a.input_shape[0]} input channels, so ${a.input_shape[0]} patches of ${a.kernel.join("×")}, one kernel slice each; ` +
+        "each channel's sum (red adds, blue subtracts):"));
+      const top = Math.max(...a.partials.map(Math.abs), 1e-9);
+      out.push(el("div", { className: "partials" }, ...a.partials.map((v, k) =>
+        el("span", { title: `channel ${k}: ${num(v)}`, style: `height:${2 + (30 * Math.abs(v)) / top}px`, className: v >= 0 ? "pos" : "neg" }))));
+      out.push(this.contributions(a), ...result);
+      out.push(el("p", { className: "note", textContent: `The ${a.patches.length} channels that add most (by size), in full:` }));
     }
     for (const p of a.patches) {
       out.push(el("div", { className: "patch-row" },
@@ -124,12 +134,7 @@ export class ArithmeticView {
         op("="), grid(p.products, { caption: "products" }),
         el("p", { className: "partial" }, "sum ", el("strong", { textContent: num(p.sum) }))));
     }
-    if (many) {
-      out.push(el("div", { className: "partials" }, ...a.partials.map((v, k) =>
-        el("span", { title: `channel ${k}: ${num(v)}`, style: `height:${2 + 30 * Math.abs(v) / Math.max(...a.partials.map(Math.abs), 1e-9)}px`, className: v >= 0 ? "pos" : "neg" }))),
-      el("p", { className: "note", textContent: "each input channel's sum (red adds, blue subtracts)" }));
-      out.push(this.contributions(a));
-    }
+    if (!many) out.push(...result);
     return out;
   }
 
@@ -153,14 +158,16 @@ export class ArithmeticView {
       grid(p.window, { caption: `${p.module} window of ${a.activation?.stage ?? a.stage}`, mark: cell, signed: false }),
       el("p", { className: "partial" },
         `${p.stage} keeps the largest of rows ${ry}…${ry + p.window.length - 1}, columns ${rx}…${rx + p.window[0].length - 1}: ${num(p.value)} at row ${p.winner[0]}, column ${p.winner[1]}. `,
-        el("strong", { className: "pool-verdict", textContent: p.won ? "This position won." : "This position lost." }),
+        el("strong", { className: "pool-verdict", textContent: p.won ? "This position won."
+          : p.window[a.y - ry]?.[a.x - rx] === p.value ? "This position ties with it (max-pool passes on the value either way)."
+          : "This position lost." }),
         ` It becomes ${p.stage} at row ${p.y}, column ${p.x}.`));
   }
 
   softmax(a) {
     const s = a.softmax;
     return el("table", { className: "terms softmax" },
-      el("caption", { textContent: `softmax: p(k) = e^logit(k) / Σ e^logit = e^logit(k) / ${num(s.total)}` }),
+      el("caption", { textContent: `softmax: p = e^logit / Σ e^logit, Σ = ${num(s.total)}` }),
       el("tr", {}, ...["class", "logit", "e^logit", "probability"].map((h) => el("th", { textContent: h }))),
       ...s.logits.map((z, k) => el("tr", { className: k === a.channel ? "chosen" : "" },
         el("td", { textContent: String(k) }), el("td", { textContent: num(z) }),
