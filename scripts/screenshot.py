@@ -1,4 +1,5 @@
-"""README screenshots: docs/screenshot.png, evaluation, embedding, features, phone.
+"""README screenshots: docs/screenshot.png, arithmetic, architecture, evaluation, embedding,
+features, phone.
 
     python scripts/screenshot.py      # needs Debian's chromium
 
@@ -37,7 +38,7 @@ def main() -> None:
         with sync_playwright() as p:
             browser = launch(p)
             for name, viewport, scale in (
-                ("screenshot.png", {"width": 1280, "height": 900}, 1),
+                ("screenshot.png", {"width": 1440, "height": 900}, 1),
                 ("phone.png", {"width": 390, "height": 844}, 2),
             ):
                 page = browser.new_page(viewport=viewport, device_scale_factor=scale)
@@ -52,6 +53,7 @@ def main() -> None:
                 page.wait_for_function(IDLE)  # the last stroke's answer is painted
                 page.screenshot(path=str(DOCS / name), full_page=name == "phone.png")
                 if name == "screenshot.png":
+                    shoot_teaching(page)
                     page.select_option("#attr-method", "gradcam")
                     page.wait_for_function(
                         "document.querySelector('#attr-note').textContent.startsWith('gradcam')"
@@ -81,6 +83,32 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def shoot_teaching(page) -> None:
+    """docs/arithmetic.png (how one conv1 value is computed) and docs/architecture.png."""
+    grid = page.locator('canvas.grid[data-stage="conv1"]')
+    box = grid.bounding_box()
+    layout = grid.evaluate("(c) => c._layout")
+    # conv1 map 5 where it responds most: ReLU lets it through, and the pooling window shows
+    # whether its neighbours beat it.
+    row, col = page.evaluate(
+        """() => { const m = window.cnnscope.state.result.stages.conv1.maps[5];
+            let k = 0; m.forEach((v, i) => { if (v > m[k]) k = i; });
+            return [Math.floor(k / 28), k % 28]; }"""
+    )
+    x = (5 * (layout["tw"] + layout["gap"]) + col + 0.5) * box["width"] / layout["width"]
+    y = (row + 0.5) * box["height"] / layout["height"]
+    page.mouse.click(round(box["x"] + x), round(box["y"] + y))
+    page.wait_for_selector('[data-panel="arithmetic"][data-channel]')
+    page.locator('[data-panel="arithmetic"]').scroll_into_view_if_needed()
+    page.locator("#arithmetic").screenshot(path=str(DOCS / "arithmetic.png"))
+    page.keyboard.press("Escape")
+    page.click("button.tab[data-view='arch-view']")
+    page.wait_for_function("document.querySelector('#arch-status').textContent === ''")
+    page.wait_for_function(IDLE)
+    page.screenshot(path=str(DOCS / "architecture.png"))
+    page.click("button.tab[data-view='draw-view']")
 
 
 if __name__ == "__main__":

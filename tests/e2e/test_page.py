@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import socket
 import threading
@@ -220,6 +221,7 @@ def test_attribution_live_and_on_demand(page) -> None:
     page.select_option("#attr-method", "gradcam")
     _draw(page, [(140, 40), (140, 250)])  # a 1
     page.wait_for_function("document.querySelector('#attr-note').textContent.startsWith('gradcam')")
+    _idle(page)  # the first answer may be for half a stroke; the last one is for the 1
     assert page.evaluate(_LIT_PIXELS, "#attr") > 0
     assert "class 1" in page.locator("#attr-note").inner_text()
     page.select_option("#attr-target", "7")
@@ -464,6 +466,24 @@ def test_a_busy_server_is_retried_not_an_error(page, errors) -> None:
     errors[:] = [e for e in errors if "503" not in e]  # the browser logs the 503 itself
 
 
+def test_a_failed_attribution_keeps_the_prediction(page, errors) -> None:
+    def refuse_explain(route) -> None:
+        if '"explain"' in (route.request.post_data or ""):
+            route.fulfill(status=400, json={"detail": "no layer for gradcam"})
+        else:
+            route.continue_()
+
+    page.route("**/api/predict", refuse_explain)
+    page.select_option("#attr-method", "gradcam")
+    _draw(page, ONE)
+    _idle(page)
+    assert _predicted(page) == "1"  # predicted again, without the attribution
+    assert all(_stages_lit(page).values())
+    assert page.locator("#attr-note").inner_text() == "error: no layer for gradcam"
+    assert not page.locator("#status").inner_text().startswith("error")
+    errors[:] = [e for e in errors if "400" not in e]  # the browser logs the 400 itself
+
+
 @pytest.mark.slow  # an evaluation and top examples of every model: about a minute
 def test_every_model_through_every_tab(page, errors, server_url) -> None:
     """Each served model in each view: no console error, no failed request of the page."""
@@ -527,3 +547,270 @@ def test_every_model_through_every_tab(page, errors, server_url) -> None:
     _idle(page)
     assert not failed, failed
     assert not foreign, foreign  # offline: nothing but the page's own server
+
+
+def _random_digit(page) -> int:
+    """Put a (seeded) random test digit on the pad; its test-set index."""
+    page.click("#random")
+    page.wait_for_function("document.querySelector('#digit-note').textContent.includes('label')")
+    _idle(page)
+    return int(page.locator("#digit-note").inner_text().split("#")[1].split(",")[0])
+
+
+def test_arithmetic_of_a_conv1_position_is_the_models(page, mnist) -> None:
+    """A click on a conv1 map explains its value; the value is the model's own forward pass."""
+    from cnnscope.analysis.activations import record
+
+    index = _random_digit(page)
+    grid = page.locator('canvas.grid[data-stage="conv1"]')
+    box = grid.bounding_box()
+    layout = grid.evaluate("(c) => c._layout")
+    # Channel 5 (row 0, column 5 of the tiles), position (row 14, column 12) of its map.
+    cx = (5 * (layout["tw"] + layout["gap"]) + 12 + 0.5) * box["width"] / layout["width"]
+    cy = (14 + 0.5) * box["height"] / layout["height"]
+    # Whole pixels: the browser's click coordinates are integers.
+    page.mouse.click(round(box["x"] + cx), round(box["y"] + cy))
+    panel = page.locator('[data-panel="arithmetic"][data-channel]')
+    panel.wait_for(timeout=15_000)
+    assert (panel.get_attribute("data-stage"), panel.get_attribute("data-channel")) == (
+        "conv1",
+        "5",
+    )
+    assert (panel.get_attribute("data-y"), panel.get_attribute("data-x")) == ("14", "12")
+    model, _ = cnnscope.load_model("deep_mnist")
+    x = mnist.test_images[index].float().div(255).view(1, 1, 28, 28)
+    want = record(model, x)
+    got = float(panel.locator("[data-value]").get_attribute("data-value"))
+    assert abs(got - float(want["conv1"][0, 5, 14, 12])) < 1e-5
+    # The patch, kernel and products of conv1's single input channel, the ReLU, the pool.
+    assert panel.locator("table.numbers").count() == 4  # input, kernel, products, pool window
+    assert panel.locator("table.numbers td.won").count() == 1
+    assert "ReLU" in panel.inner_text() and "pool1" in panel.inner_text()
+    # The enlarged map outlines the place explained.
+    big = page.locator("#detail-map").bounding_box()
+    mark = page.locator("#detail-marker").bounding_box()
+    assert abs(mark["x"] + mark["width"] / 2 - (big["x"] + big["width"] * 12.5 / 28)) < 2
+    assert (
+        abs(mark["y"] + mark["height"] / 2 - (big["y"] + big["height"] * 14.5 / 28)) < 2
+    )  # a cell: 5 px
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "arithmetic.png"))
+    # A click on the enlarged map explains another position of the same channel.
+    page.mouse.click(math.ceil(big["x"] + 1), math.floor(big["y"] + big["height"] - 2))
+    page.wait_for_selector('[data-panel="arithmetic"][data-y="27"][data-x="0"]')
+    got = float(panel.locator("[data-value]").get_attribute("data-value"))
+    assert abs(got - float(want["conv1"][0, 5, 27, 0])) < 1e-5
+    # rows 28, 29 and columns −2, −1 of rows 25…27 are padding zeros
+    assert page.locator("table.numbers td.pad").count() == 2 * 5 + 3 * 2
+    page.keyboard.press("Escape")
+
+
+def test_arithmetic_of_conv2_fc1_and_logits(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    for stage, expect in (
+        ("conv2", "32 input channels"),
+        ("fc1", "largest of 3136"),
+        ("logits", "softmax"),
+    ):
+        page.locator(f'canvas.grid[data-stage="{stage}"]').click(position={"x": 3, "y": 3})
+        page.wait_for_selector(f'[data-panel="arithmetic"][data-stage="{stage}"]', timeout=15_000)
+        assert expect in page.locator('[data-panel="arithmetic"]').inner_text()
+        page.keyboard.press("Escape")
+
+
+def test_words_on_every_panel_labelled_logits_and_legends(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    for panel in ("input", "probabilities", "attribution", "stages"):
+        assert page.locator(f'[data-panel="{panel}"] .what').first.inner_text().strip(), panel
+    figures = page.locator("#stages figure[data-stage]")
+    assert figures.count() == 6
+    for i in range(figures.count()):
+        fig = figures.nth(i)
+        assert fig.locator(".what").inner_text().strip(), fig.get_attribute("data-stage")
+        assert fig.locator(".legend .hi").inner_text().strip()  # a colour bar with values
+    # The logits strip: the digits 0…9, each under its own square.
+    grid = page.locator('canvas.grid[data-stage="logits"]').bounding_box()
+    labels = page.locator('figure[data-stage="logits"] .classes span')
+    assert labels.all_inner_texts() == [str(k) for k in range(10)]
+    for k in range(10):
+        box = labels.nth(k).bounding_box()
+        centre = box["x"] + box["width"] / 2
+        assert (
+            grid["x"] + grid["width"] * k / 10 <= centre <= grid["x"] + grid["width"] * (k + 1) / 10
+        )
+    # The global scale leaves the logits out: their range would turn every map black.
+    page.select_option("#scale", "global")
+    conv1_hi = float(page.locator('figure[data-stage="conv1"] .legend .hi').inner_text())
+    logits_hi = float(page.locator('figure[data-stage="logits"] .legend .hi').inner_text())
+    assert conv1_hi < logits_hi
+    assert page.evaluate(_LIT_PIXELS, 'canvas.grid[data-stage="conv1"]') > 100
+    # Saliency has no sign: its caption and legend say grey → red, not blue.
+    page.select_option("#attr-method", "saliency")
+    _idle(page)
+    page.wait_for_selector(".attr-legend:not([hidden])")
+    assert "no sign" in page.locator("#attr-note").inner_text()
+    assert "blue" not in page.locator("#attr-note").inner_text()
+    assert page.locator(".attr-legend .lo").inner_text() == "0"
+    page.select_option("#attr-method", "gradxinput")
+    _idle(page)
+    page.wait_for_function("document.querySelector('#attr-note').textContent.includes('blue')")
+    assert page.locator(".attr-legend .lo").inner_text().startswith("lowers")
+
+
+def test_first_visit_guide_is_skippable_and_remembered(page, server_url) -> None:
+    # Never shown to a driven browser unless asked for.
+    assert not page.locator("#guide").evaluate("(d) => d.open")
+    page.goto(server_url + "?guide=1")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#guide").evaluate("(d) => d.open")
+    page.click("#guide button[value='skip']")
+    assert not page.locator("#guide").evaluate("(d) => d.open")
+    assert page.evaluate("localStorage.getItem('cnnscope.guide')") == "seen"
+    page.click("#guide-open")  # the "?" brings it back
+    assert page.locator("#guide").evaluate("(d) => d.open")
+    page.click("#guide-done")
+
+
+def _in_view(page, selector: str, width: int, height: int) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= width
+        and box["y"] + box["height"] <= height
+    )
+
+
+def test_laptop_layout_shows_every_layer_without_scrolling(browser, server_url, errors) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']")
+    _draw(page, SEVEN)
+    _idle(page)
+    page.select_option("#attr-method", "saliency")
+    _idle(page)
+    shown = ["#pad", "#seen", "#bars", '[data-panel="attribution"]', "#attr"]
+    grids = [
+        f'canvas.grid[data-stage="{s}"]'
+        for s in ("conv1", "pool1", "conv2", "pool2", "fc1", "logits")
+    ]
+    for selector in shown + grids:
+        assert _in_view(page, selector, 1440, 900), selector
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+    # conv → ReLU → pool: each layer's three stages side by side, in one row.
+    page.select_option("#view", "pipeline")
+    for layer in (("conv1", "relu1", "pool1"), ("conv2", "relu2", "pool2")):
+        boxes = [page.locator(f'canvas.grid[data-stage="{s}"]').bounding_box() for s in layer]
+        assert len({round(b["y"]) for b in boxes}) == 1, layer
+        assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] < boxes[2]["x"]
+        for s in layer:
+            assert _in_view(page, f'canvas.grid[data-stage="{s}"]', 1440, 900), s
+    context.close()
+
+
+def test_phone_layout_nothing_overflows_and_tooltips_close(browser, server_url, errors) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.click("#random")
+    _idle(page)
+    page.wait_for_selector('canvas.grid[data-stage="conv1"]')
+    width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    assert page.evaluate(width) <= 390
+    for view in ("arch-view", "embed-view", "eval-view", "feat-view"):
+        page.click(f"button.tab[data-view='{view}']")
+        page.wait_for_function(_IDLE, timeout=120_000)
+        assert page.evaluate(width) <= 390, view
+    page.click("button.tab[data-view='draw-view']")
+    grid = page.locator('canvas.grid[data-stage="pool1"]')
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    # What a tap on a map delivers first: the mouse move that shows the tooltip.
+    grid.dispatch_event("mousemove", {"clientX": box["x"] + 4, "clientY": box["y"] + 4})
+    assert page.locator("#tooltip").is_visible()
+    page.locator("h1").tap()  # a tap elsewhere closes it
+    assert page.locator("#tooltip").is_hidden()
+    # A tap on a map opens it (and how its number is computed) without leaving a tooltip.
+    grid.tap(position={"x": 4, "y": 4})
+    page.wait_for_selector('[data-panel="arithmetic"][data-stage="conv1"]')
+    assert page.locator("#tooltip").is_hidden()
+    assert page.evaluate(width) <= 390
+    page.locator("#detail .close").tap()
+    context.close()
+
+
+def test_architecture_diagram_counts_thumbnails_and_jumps(page) -> None:
+    _draw(page, SEVEN)
+    _idle(page)
+    page.click("button.tab[data-view='arch-view']")
+    panel = page.locator('[data-panel="architecture"]')
+    panel.wait_for()
+    model, _ = cnnscope.load_model("deep_mnist")
+    from cnnscope.models import stage_infos
+
+    infos = stage_infos(model)
+    boxes = panel.locator(".arch-box")
+    assert boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.stage)") == ["input", *infos]
+    assert boxes.evaluate_all("(bs) => bs.map((b) => b.dataset.kind)")[1:] == [
+        i.kind for i in infos.values()
+    ]
+    _idle(page)
+    page.wait_for_function("document.querySelector('#arch-status').textContent === ''")
+    counts = boxes.evaluate_all("(bs) => bs.slice(1).map((b) => Number(b.dataset.params))")
+    want = [sum(p.numel() for p in model.get_submodule(n).parameters()) for n in infos]
+    assert counts == want
+    assert "3,274,634 parameters in all" in panel.inner_text()
+    for name in ("input", "conv1", "pool2", "logits"):
+        assert page.evaluate(_LIT_PIXELS, f'.arch-box[data-stage="{name}"] canvas.thumb') > 0, name
+    # A box leads to its stage in the draw view; an activation opens the pipeline view.
+    page.click('.arch-box[data-stage="fc1"]')
+    assert page.locator("#draw-view").is_visible()
+    page.click("button.tab[data-view='arch-view']")
+    page.click('.arch-box[data-stage="relu2"]')
+    page.wait_for_selector('#stages figure[data-stage="relu2"].flash')
+    assert page.locator("#view").input_value() == "pipeline"
+    box = page.locator('#stages figure[data-stage="relu2"]').bounding_box()
+    assert 0 <= box["y"] < page.viewport_size["height"]
+
+
+def test_slow_operations_show_progress(page) -> None:
+    """Evaluation, embedding, features and top examples each say they are working."""
+    held: list = []
+    page.route("**/api/evaluation/**", lambda route: held.append(route))
+    page.route("**/api/embedding/**", lambda route: held.append(route))
+    page.route("**/api/features/**", lambda route: held.append(route))
+    page.route("**/api/top-examples/**", lambda route: held.append(route))
+    for tab, node, words in (
+        ("eval-view", "#eval-summary", "evaluating deep_mnist"),
+        ("embed-view", "#embed-metrics", "laying out"),
+        ("feat-view", "#feat-status", "preferred images"),
+    ):
+        page.click(f"button.tab[data-view='{tab}']")
+        progress = page.locator(f"{node}[data-progress]")
+        progress.wait_for()
+        assert words in progress.inner_text() and progress.is_visible()
+        page.wait_for_function("document.body.dataset.idle === 'false'")
+        _release(held.pop())
+        page.wait_for_selector(f"{node}:not([data-progress])", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#feat-gallery figure').length > 0", timeout=120_000
+    )
+    page.locator("#feat-gallery figure").nth(2).click()
+    note = page.locator("#feat-top [data-progress]")
+    note.wait_for()
+    assert "likes most" in note.inner_text()
+    page.wait_for_timeout(1100)  # the seconds so far
+    assert note.inner_text().endswith(" 1 s")
+    _release(held.pop())
+    page.wait_for_selector("#feat-top figure", timeout=60_000)
+    assert page.locator("[data-progress]").count() == 0
+    page.unroute_all()

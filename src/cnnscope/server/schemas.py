@@ -245,3 +245,50 @@ class Health(BaseModel):
     version: str
     models: list[str]
     default_model: str
+
+
+class ArithmeticRequest(PredictRequest):
+    """How one value is computed: a drawing (as for a prediction) and the value's place.
+
+    ``stage`` is a conv, fully connected or logits stage; ``channel`` the map of a conv
+    stage or the unit of a vector stage; ``y`` and ``x`` the position in a conv map (0 for
+    vector stages). ``stages``, ``explain`` and ``target`` are ignored.
+    """
+
+    stage: str = Field(max_length=200)
+    channel: int = Field(default=0, ge=0)
+    y: int = Field(default=0, ge=0)
+    x: int = Field(default=0, ge=0)
+
+
+class ArithmeticResponse(BaseModel):
+    """The terms of one value (see ``cnnscope.analysis.arithmetic.Arithmetic``)."""
+
+    model: str
+    stage: str
+    kind: Literal["conv", "fc", "logits"]
+    module: str
+    channel: int
+    y: int
+    x: int
+    input_stage: str = Field(description="the stage whose output is the input ('input': the image)")
+    input_shape: list[int]
+    sum: float = Field(description="the sum of every weight × input term")
+    bias: float
+    pre_activation: float = Field(description="sum + bias")
+    value: float = Field(description="the model's own recorded output at this place")
+    terms: int
+    kernel: list[int]
+    origin: list[int] = Field(description="input (row, col) of the patch's top-left corner")
+    padding: list[int]
+    stride: list[int]
+    patches: list[dict[str, object]] = Field(
+        description="up to 4 input channels: input, kernel, products (kH × kW), sum"
+    )
+    partials: list[float] = Field(description="conv: each input channel's sum")
+    top: list[dict[str, object]] = Field(description="the largest weight × input terms")
+    rest: float = Field(description="the sum of the terms not in top")
+    activation: dict[str, object] | None
+    pool: dict[str, object] | None
+    softmax: dict[str, object] | None
+    input: EncodedStage = Field(description="the 28×28 image the network saw")

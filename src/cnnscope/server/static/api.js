@@ -92,7 +92,8 @@ export class Latest {
 /**
  * Predictions while the user draws: at most one in flight, and the newest drawing is
  * always sent next (no pile-up). `onResult(json, ms, tag)` gets each answer with the tag
- * it was requested with; `cancel()` drops the queued drawing and aborts the one in flight.
+ * it was requested with, `onError(error, tag)` each failure; `cancel()` drops the queued
+ * drawing and aborts the one in flight.
  */
 export class Predictor {
   constructor(onResult, onError) {
@@ -127,7 +128,7 @@ export class Predictor {
       // A newer drawing is queued: skip painting this stale answer.
       if (!signal.aborted && !this.queued) this.onResult(json, performance.now() - t0, job.tag);
     } catch (e) {
-      if (!isAbort(e)) this.onError(e);
+      if (!isAbort(e)) this.onError(e, job.tag);
     } finally {
       this.running = false;
       this._next();

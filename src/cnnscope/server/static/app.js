@@ -2,13 +2,16 @@
 // and its results; every change goes through `update`, and `render` paints the draw view
 // from the state alone, so what is shown is always what the state says.
 import { FAST, renderAttribution } from "./attribution.js";
-import { Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
+import { HttpError, Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
+import { ArchitectureView } from "./architecture.js";
+import { ArithmeticView } from "./arithmetic.js";
 import { b64bytes, decodeMaps, decodeStages } from "./codec.js";
 import { Detail } from "./detail.js";
 import { $, el } from "./dom.js";
 import { EmbeddingView } from "./embed.js";
 import { EvaluationView } from "./eval.js";
 import { FeaturesView } from "./features.js";
+import { initGuide } from "./guide.js";
 import { Pad } from "./pad.js";
 import { drawGray } from "./render.js";
 import { Stages } from "./stageinfo.js";
@@ -26,10 +29,10 @@ const state = {
   drawing: { rev: 0, since: 0, source: null }, // source: {kind: "png"} | {kind: "pixels", pixels, label, index}
   result: null, // {seq, rev, model, res, stages, ms}: the prediction shown
   error: null,
-  attr: { method: "", target: "", slow: null, computing: false, error: null },
+  attr: { method: "", target: "", slow: null, computing: false, error: null, failed: null },
 };
 // Exposed for tests and benchmarks: the state and how long the last full repaint took.
-window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render() };
+window.cnnscope = { state, lastRenderMs: null, renders: 0, render: () => render(true) };
 
 /** Apply `change(state)`, then repaint the draw view. */
 function update(change) {
@@ -63,7 +66,7 @@ function inputBody() {
 }
 
 // ---- predictions -------------------------------------------------------------
-const predictor = new Predictor(onResult, (e) => update((s) => { s.error = e.message; }));
+const predictor = new Predictor(onResult, onPredictError);
 
 let requests = 0; // numbers each prediction request: a later one's answer wins
 
@@ -71,12 +74,22 @@ function requestPrediction() {
   cancelSchedule();
   if (!state.drawing.source) return;
   const body = inputBody();
-  const { method, target } = state.attr;
-  if (FAST.has(method)) {
+  const { method, target, failed } = state.attr;
+  if (FAST.has(method) && failed !== state.model) {
     body.explain = method;
     if (target !== "") body.target = Number(target);
   }
-  predictor.request(body, { seq: ++requests, rev: state.drawing.rev, model: state.model });
+  predictor.request(body, { seq: ++requests, rev: state.drawing.rev, model: state.model, explain: body.explain });
+}
+
+function onPredictError(e, tag) {
+  if (tag.explain && e instanceof HttpError && e.status < 500 && tag.model === state.model) {
+    // The attribution failed, not the prediction: say so in its panel, predict without it.
+    update((s) => { s.attr.error = e.message; s.attr.failed = tag.model; });
+    requestPrediction();
+    return;
+  }
+  update((s) => { s.error = e.message; });
 }
 
 // While drawing, ask at most every 60 ms (the Predictor also drops stale answers). The
@@ -114,8 +127,6 @@ async function computeSlowAttribution() {
   if (!src || !method || FAST.has(method)) return;
   const tag = { rev: state.drawing.rev, model: state.model, method, target };
   const body = { ...inputBody(), method };
-  const conv = state.info[state.model].lastConv();
-  if (conv) body.layer = conv; // Grad-CAM's layer
   if (target !== "") body.target = Number(target);
   const signal = slowAttr.next();
   update((s) => { s.attr.computing = true; s.attr.error = null; });
@@ -131,7 +142,10 @@ async function computeSlowAttribution() {
 function onAttrChange() {
   slowAttr.cancel();
   update((s) => {
-    s.attr = { method: $("attr-method").value, target: $("attr-target").value, slow: null, computing: false, error: null };
+    s.attr = {
+      method: $("attr-method").value, target: $("attr-target").value,
+      slow: null, computing: false, error: null, failed: null, // failed: the model it failed for
+    };
   });
   const { method } = state.attr;
   if (!method || !state.drawing.source) return;
@@ -146,17 +160,25 @@ function statusText() {
   return state.drawing.source ? "…" : "draw a digit";
 }
 
-function render() {
-  const t0 = performance.now();
+// What the maps were last painted from: a stroke changes the state but not the maps, and
+// repainting every stage on every pointer move would slow the drawing down.
+let painted = null;
+
+/** Paint the draw view from `state`; the maps only when what they show changed (or `force`). */
+function render(force = false) {
   const r = state.result;
-  $("status").textContent = statusText();
+  $("status").textContent = $("status").title = statusText(); // the title: all of it, when cut
   const src = state.drawing.source;
   $("digit-note").textContent = src?.kind === "pixels" ? `test image #${src.index}, label ${src.label}` : "";
+  renderAttribution(state.attr, r, state.drawing.rev);
+  if (!force && painted && painted.result === r && painted.view === state.view && painted.scale === state.scale) return;
+  painted = { result: r, view: state.view, scale: state.scale };
+  const t0 = performance.now();
   const seen = $("seen").getContext("2d");
   if (r) drawGray(seen, decodeMaps(r.res.input).maps[0]); else seen.clearRect(0, 0, 28, 28);
   renderBars(r?.res);
   stagesView.render(r && { model: r.model, info: state.info[r.model], stages: r.stages }, state.view, state.scale);
-  renderAttribution(state.attr, r, state.drawing.rev);
+  if (!$("arch-view").hidden) architecture.thumbnails(archShown());
   window.cnnscope.lastRenderMs = performance.now() - t0;
   if (r) window.cnnscope.renders++; // repaints of a prediction
 }
@@ -180,16 +202,19 @@ function renderBars(res) {
 }
 
 // ---- wiring ------------------------------------------------------------------
-const detail = new Detail();
+// The dialog's arithmetic asks about the drawing the maps were computed from.
+const arithmetic = new ArithmeticView($("arithmetic"), () => inputBody(), (a) => detail.mark(a));
+const detail = new Detail(arithmetic);
 const stagesView = new StagesView($("stages"), (name, tile) => {
   const r = state.result;
   if (r) detail.open({ model: r.model, info: state.info[r.model], stages: r.stages }, name, tile);
 });
 
 const pad = new Pad($("pad"), (why) => {
+  randomDigit.cancel();
   if (why === "clear" || pad.isEmpty()) { drawingChanged(null, false); return; }
   // A stroke over a test digit makes it a drawing: from now on the pad's PNG is sent.
-  drawingChanged({ kind: "png" }, state.drawing.source?.kind === "png");
+  drawingChanged({ kind: "png" }, state.drawing.source !== null);
 });
 $("clear").onclick = () => pad.clear();
 $("undo").onclick = () => pad.undo();
@@ -201,18 +226,41 @@ function showDigit(d) {
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
 }
 
+const randomDigit = new Latest(); // a stroke before its answer arrives wins over it
 $("random").onclick = async () => {
+  const signal = randomDigit.next();
   try {
-    const d = await getJSON("api/test-digits/random");
-    showDigit({ ...d, pixels: b64bytes(d.pixels) });
-  } catch (e) { update((s) => { s.error = e.message; }); }
+    const d = await getJSON("api/test-digits/random", { signal });
+    if (!signal.aborted) showDigit({ ...d, pixels: b64bytes(d.pixels) });
+  } catch (e) {
+    if (!isAbort(e)) update((s) => { s.error = e.message; });
+  }
 };
 
-const openInDrawView = (d) => { showView("draw-view"); showDigit(d); };
+const openInDrawView = (d) => { randomDigit.cancel(); showView("draw-view"); showDigit(d); };
 const evaluation = new EvaluationView(openInDrawView);
 const embedding = new EmbeddingView(openInDrawView);
 const featuresView = new FeaturesView();
-const VIEWS = ["draw-view", "eval-view", "embed-view", "feat-view"];
+const architecture = new ArchitectureView($("arch-diagram"), (name) => {
+  showView("draw-view");
+  // An activation the compact view leaves out is in the conv → ReLU → pool view.
+  if (name && state.result && !document.querySelector(`#stages figure[data-stage="${name}"]`)) {
+    $("view").value = "pipeline";
+    update((s) => { s.view = "pipeline"; });
+  }
+  const target = (name && document.querySelector(`#stages figure[data-stage="${name}"]`)) || $("pad");
+  target.scrollIntoView({ block: "center" });
+  target.classList.remove("flash");
+  void target.offsetWidth; // restart the highlight
+  target.classList.add("flash");
+});
+const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view"];
+
+/** What the architecture view's thumbnails show: the prediction on screen, or null. */
+function archShown() {
+  const r = state.result;
+  return r && r.model === state.model ? { stages: r.stages, input: decodeMaps(r.res.input).maps[0] } : null;
+}
 
 function showView(id) {
   for (const v of VIEWS) $(v).hidden = v !== id;
@@ -222,6 +270,7 @@ function showView(id) {
 
 /** The open view follows the chosen model. */
 function showModelIn(id) {
+  if (id === "arch-view") architecture.show(state.models.find((m) => m.id === state.model), state.info[state.model], archShown());
   if (id === "eval-view") evaluation.show(state.model);
   if (id === "embed-view") embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
   if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
@@ -240,6 +289,9 @@ $("model").onchange = (e) => {
 };
 $("view").onchange = (e) => update((s) => { s.view = e.target.value; });
 $("scale").onchange = (e) => update((s) => { s.scale = e.target.value; });
+// The grids are sized to the window: repaint them (once the resizing pauses).
+let resizing = null;
+window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => render(true), 150); });
 
 async function init() {
   try {
@@ -252,6 +304,7 @@ async function init() {
   }));
   state.model = state.models[0].id;
   render();
+  initGuide();
   document.body.dataset.ready = "1";
 }
 init();

@@ -3,7 +3,7 @@
 // shows is drawn from the draw view's state only.
 import { decodeMaps } from "./codec.js";
 import { $ } from "./dom.js";
-import { drawOverlay } from "./render.js";
+import { OVERLAY_MAGNITUDE, OVERLAY_SIGNED, drawLegend, drawOverlay, fmt } from "./render.js";
 
 /** Methods the server computes with every prediction (≤ 30 ms). */
 export const FAST = new Set(["saliency", "gradxinput", "gradcam"]);
@@ -18,6 +18,8 @@ export function renderAttribution(attr, result, rev) {
   const slow = Boolean(method) && !FAST.has(method);
   $("attr-compute").hidden = !slow;
   canvas.hidden = !method;
+  const legend = document.querySelector(".attr-legend");
+  legend.hidden = true;
   let shown = null;
   if (method && !slow && result?.res.attribution?.method === method) {
     shown = { input: result.res.input, a: result.res.attribution, ms: null };
@@ -35,8 +37,20 @@ export function renderAttribution(attr, result, rev) {
   const x = decodeMaps(shown.input).maps[0];
   const m = decodeMaps(shown.a.map).maps[0];
   drawOverlay(canvas.getContext("2d"), x, m);
+  // Say the colours the map uses: a map without negative values (saliency's |gradient|,
+  // Grad-CAM after its ReLU) has no blue, only grey → red.
+  let lo = 0, hi = 0;
+  for (const v of m) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  const signed = lo < 0;
+  drawLegend(legend.querySelector("canvas").getContext("2d"), signed ? OVERLAY_SIGNED : OVERLAY_MAGNITUDE);
+  const big = Math.max(-lo, hi);
+  legend.querySelector(".lo").textContent = signed ? `lowers ${fmt(-big)}` : "0";
+  legend.querySelector(".hi").textContent = signed ? `raises ${fmt(big)}` : `most ${fmt(hi)}`;
+  legend.hidden = false;
   const extra = shown.a.details.baseline ? `; baseline: ${shown.a.details.baseline}` : "";
   const empty = m.every((v) => v === 0) ? " — empty map: nothing here raises this class" : "";
   const ms = shown.ms === null ? "" : ` (${shown.ms.toFixed(0)} ms)`;
-  note.textContent = `${shown.a.method} for class ${shown.a.target}: red raises it, blue lowers it${extra}${empty}${ms}`;
+  const colours = signed ? "red pixels raise it, blue ones lower it"
+    : "the redder a pixel, the more it matters (this map has no sign: it does not say up or down)";
+  note.textContent = `${shown.a.method} for class ${shown.a.target}: ${colours}${extra}${empty}${ms}`;
 }

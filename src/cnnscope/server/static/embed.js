@@ -1,5 +1,6 @@
 // The Embedding view: every test-subset digit as a point, frame by frame over training.
 import { Latest, getJSON, isAbort } from "./api.js";
+import { progress } from "./progress.js";
 import { b64bytes } from "./codec.js";
 import { $ } from "./dom.js";
 import { drawDigit } from "./render.js";
@@ -43,13 +44,16 @@ export class EmbeddingView {
     this.data = null;
     this.stop();
     const signal = this.latest.next();
-    $("embed-label").textContent = "loading…";
-    $("embed-metrics").textContent = "";
+    $("embed-label").textContent = "";
+    // A model's first layout runs t-SNE on every training snapshot: about a minute.
+    this.done?.(); // a progress of the model before
+    const done = this.done = progress($("embed-metrics"), `laying out ${model}'s test digits at every training snapshot (the first time takes up to a minute)…`);
     for (const id of ["scatter", "class-weights", "class-means"]) {
       const ctx = $(id).getContext("2d");
       ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     }
     if (available === false) {
+      done();
       this.latest.cancel();
       $("embed-label").textContent = "";
       $("embed-metrics").textContent = `${model} has no training snapshots to lay out`;
@@ -60,11 +64,14 @@ export class EmbeddingView {
       data = await getJSON(`api/embedding/${encodeURIComponent(model)}`, { signal });
     } catch (e) {
       if (isAbort(e)) return;
+      done();
       $("embed-label").textContent = "";
       $("embed-metrics").textContent = e.message;
       return;
     }
     if (signal.aborted) return;
+    done();
+    $("embed-metrics").textContent = "";
     this.data = data;
     const n = this.data.frames.length;
     $("embed-frame").max = String(n - 1);

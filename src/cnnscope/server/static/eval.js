@@ -2,6 +2,7 @@
 import { Latest, getJSON, isAbort } from "./api.js";
 import { b64bytes } from "./codec.js";
 import { $, el } from "./dom.js";
+import { progress } from "./progress.js";
 import { digitCanvas } from "./render.js";
 
 const pct = (v) => `${(v * 100).toFixed(2)} %`;
@@ -23,7 +24,8 @@ export class EvaluationView {
     const signal = this.latest.next();
     this.cell.cancel();
     $("cell-title").textContent = "Click a cell to see its digits";
-    $("eval-summary").textContent = `evaluating ${model} on the 10,000 test images…`;
+    this.done?.(); // a progress of the model before
+    const done = this.done = progress($("eval-summary"), `evaluating ${model} on the 10,000 test images…`);
     $("confusion").replaceChildren();
     $("per-class").replaceChildren();
     $("cell-gallery").replaceChildren();
@@ -31,9 +33,10 @@ export class EvaluationView {
     try {
       d = await getJSON(`api/evaluation/${encodeURIComponent(model)}`, { signal });
     } catch (e) {
-      if (!isAbort(e)) $("eval-summary").textContent = `error: ${e.message}`;
+      if (!isAbort(e)) { done(); $("eval-summary").textContent = `error: ${e.message}`; }
       return;
     }
+    if (!signal.aborted) done();
     if (signal.aborted) return; // switched meanwhile
     this.data = d;
     $("eval-summary").textContent =
@@ -80,14 +83,17 @@ export class EvaluationView {
     document.querySelectorAll("#confusion td.selected").forEach((c) => c.classList.remove("selected"));
     td.classList.add("selected");
     const signal = this.cell.next();
+    this.cellDone?.();
+    const done = this.cellDone = progress($("cell-title"), `finding the ${t}s predicted as ${p}…`);
     let cell;
     try {
       cell = await getJSON(`api/evaluation/${encodeURIComponent(this.model)}/cell?true=${t}&pred=${p}&limit=80`, { signal });
     } catch (e) {
-      if (!isAbort(e)) $("cell-title").textContent = `error: ${e.message}`;
+      if (!isAbort(e)) { done(); $("cell-title").textContent = `error: ${e.message}`; }
       return;
     }
     if (signal.aborted) return;
+    done();
     $("cell-title").textContent = t === p
       ? `${cell.count} ${t}s predicted correctly; the ${cell.digits.length} least confident`
       : `${cell.count} ${t}s predicted as ${p}; click one to open it in the draw view`;

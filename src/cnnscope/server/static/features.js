@@ -2,6 +2,7 @@
 import { Latest, getJSON, isAbort } from "./api.js";
 import { b64bytes, digitAt } from "./codec.js";
 import { $, el } from "./dom.js";
+import { progress } from "./progress.js";
 import { digitCanvas, drawDigit, drawField } from "./render.js";
 
 /**
@@ -26,6 +27,10 @@ export class TopExamples {
     delete c.dataset.stage;
     delete c.dataset.unit;
     c.setAttribute("aria-busy", "true");
+    // Scoring 10,000 digits for a new layer takes 1–10 s; later units of it are at once.
+    const note = el("p", { className: "note" });
+    c.replaceChildren(note);
+    const done = progress(note, `finding the test digits ${stage}:${unit} likes most…`);
     try {
       const top = await getJSON(`api/top-examples/${encodeURIComponent(model)}/${stage}/${unit}`, { signal });
       if (signal.aborted) return;
@@ -40,6 +45,7 @@ export class TopExamples {
       if (isAbort(e)) return;
       c.replaceChildren(el("p", { className: "note", textContent: `error: ${e.message}` }));
     } finally {
+      done();
       if (!signal.aborted) c.removeAttribute("aria-busy");
     }
   }
@@ -93,15 +99,20 @@ export class FeaturesView {
     clearTimeout(this.timer);
     const signal = this.latest.next();
     $("feat-gallery").replaceChildren();
+    // One progress at a time in the status: a new load ends the one before.
+    this.done?.();
+    this.done = progress($("feat-status"), "asking for the preferred images…");
+    const done = () => this.done();
     const poll = async () => {
       let job;
       try {
         job = await getJSON(`api/features/${encodeURIComponent(this.model)}/${stage}?method=${method}`, { signal });
       } catch (e) {
-        if (!isAbort(e)) $("feat-status").textContent = `error: ${e.message}`;
+        if (!isAbort(e)) { done(); $("feat-status").textContent = `error: ${e.message}`; }
         return;
       }
       if (signal.aborted) return;
+      done();
       if (job.status === "ready") {
         $("feat-status").textContent = `${job.total} units`;
         this.images = b64bytes(job.images);
@@ -109,7 +120,7 @@ export class FeaturesView {
       } else if (job.status === "failed") {
         $("feat-status").textContent = `failed: ${job.error}`;
       } else {
-        $("feat-status").textContent = `rendering ${job.done} of ${job.total} units…`;
+        this.done = progress($("feat-status"), `rendering ${job.done} of ${job.total} units (about a minute for a layer)…`);
         this.timer = setTimeout(poll, 500);
       }
     };

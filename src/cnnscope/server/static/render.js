@@ -52,6 +52,22 @@ export function tileLayout(shape, maxCols = 16) {
 }
 
 /**
+ * The tiling of a stage that draws its values largest inside `maxW` × `maxH` screen
+ * pixels: {layout, perValue} (screen pixels per value, at most 8; 28 for ≤ 16 values).
+ */
+export function fitLayout(shape, maxW, maxH) {
+  const options = shape.length === 3 ? [4, 8, 16, 32].filter((c) => c < shape[0]).concat([shape[0]]) : [0];
+  let best = null;
+  for (const cols of options) {
+    const layout = tileLayout(shape, cols || undefined);
+    const cap = layout.width <= 16 ? 28 : 8;
+    const perValue = Math.min(cap, maxW / layout.width, maxH / layout.height);
+    if (!best || perValue > best.perValue + 1e-9) best = { layout, perValue };
+  }
+  return best;
+}
+
+/**
  * Draw every map of a stage, tiled, into `ctx` at native resolution.
  * `scales[i]` is the scale of map i (shared or per map).
  */
@@ -159,3 +175,8 @@ export function drawOverlay(ctx, input, attr) {
   }
   ctx.putImageData(img, 0, 0);
 }
+
+/** The colours of `drawOverlay` as a legend scale: blue (lowers) … grey … red (raises). */
+export const OVERLAY_SIGNED = { lut: table([[60, 140, 255], [110, 110, 110], [255, 60, 40]]) };
+/** … and for a map without sign (saliency, Grad-CAM): grey (no effect) … red (most). */
+export const OVERLAY_MAGNITUDE = { lut: table([[110, 110, 110], [255, 60, 40]]) };

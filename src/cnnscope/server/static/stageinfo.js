@@ -16,21 +16,21 @@ export class Stages {
   get names() { return this.list.map((s) => s.name); }
 
   /**
-   * The stages as rows of the draw view. "pipeline": a conv with the stages that follow it
-   * side by side; "compact": one stage a row, without activations of a conv (its pool
-   * shows what survives of them).
+   * The stages as rows of the draw view: a conv with the stages that follow it side by
+   * side ("compact" leaves out a conv's activation: its pool shows what survives of it),
+   * and the vector stages (fc, logits) together in one row.
    */
   rows(view) {
-    if (view === "pipeline") {
-      const out = [];
-      for (const s of this.list) {
-        const prev = out[out.length - 1];
-        if (prev && FOLLOWERS.has(s.kind) && s.parent && s.parent === prev[0]) prev.push(s.name);
-        else out.push([s.name]);
-      }
-      return out;
+    const out = [];
+    for (const s of this.list) {
+      const prev = out[out.length - 1];
+      if (view !== "pipeline" && s.kind === "act" && s.parent) continue;
+      if (prev && FOLLOWERS.has(s.kind) && s.parent && s.parent === prev[0]) prev.push(s.name);
+      // Vector stages (fc, logits) share a row: each is one small tile.
+      else if (prev && s.shape.length === 1 && prev.every((n) => this.get(n).shape.length === 1)) prev.push(s.name);
+      else out.push([s.name]);
     }
-    return this.list.filter((s) => !(s.kind === "act" && s.parent)).map((s) => [s.name]);
+    return out;
   }
 
   /** The conv whose channels `name`'s maps are (itself for a conv), or null. */
@@ -53,9 +53,6 @@ export class Stages {
 
   /** Stages worth a gallery of preferred images: every stage but the followers of a conv. */
   featureStages() { return this.list.filter((s) => !FOLLOWERS.has(s.kind)).map((s) => s.name); }
-
-  /** The last conv stage (Grad-CAM's layer), or null. */
-  lastConv() { return this.list.filter((s) => s.kind === "conv").at(-1)?.name ?? null; }
 
   /** True where units have no receptive field: each sees the whole image. */
   seesAll(name) { return this.get(name)?.rf_size == null; }
