@@ -21,7 +21,7 @@ from .. import __version__
 from .._extras import MissingExtra
 from ..data import MNIST
 from .middleware import MAX_BODY_BYTES, BodyLimit, LocalOnly, ServerTiming
-from .routes import ROUTERS, arithmetic
+from .routes import ROUTERS
 from .state import AppState, ServedModel, served_models
 
 __all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "served_models"]
@@ -70,7 +70,6 @@ def create_app(
     app.add_middleware(ServerTiming)  # added last = outermost: times everything
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(arithmetic.router)  # (page branch; the lead may move it into ROUTERS)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
 

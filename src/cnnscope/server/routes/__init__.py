@@ -1,6 +1,6 @@
 """One ``APIRouter`` per area of the API; ``create_app`` includes them in this order."""
 
-from . import compat, digits, embedding, evaluation, features, models, predict
+from . import arithmetic, compat, digits, embedding, evaluation, features, models, predict
 
 ROUTERS = [
     models.router,
@@ -9,6 +9,7 @@ ROUTERS = [
     evaluation.router,
     embedding.router,
     features.router,
+    arithmetic.router,
     compat.router,
 ]
 
