@@ -128,6 +128,8 @@ CASES: list[tuple[list[str], str]] = [
     (["unused", *M, "--weights", "huge.safetensors"], "not allowed with argument"),
     (["serve", "--model", "nonesuch"], "valid: deep_mnist"),
     (["serve", *M, "--port", "70000"], "--port"),
+    (["serve", *M, "--port", "-1"], "--port"),
+    (["serve", *M, "--host", "no.such.host.invalid", "--port", "0"], "cannot listen on"),
     (["serve", *M, "--threads", "0"], "--threads"),
     (["serve", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
 ]
@@ -157,3 +159,4 @@ def _no_server(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("serve started a server instead of refusing its input")
 
     monkeypatch.setattr(uvicorn, "run", refuse)
+    monkeypatch.setattr(uvicorn.Server, "run", refuse)
