@@ -99,7 +99,7 @@ CASES: list[tuple[list[str], str]] = [
     (["explain", *M, "--image", "missing.png", "--out", "o"], "missing.png"),
     (["explain", *M, "--image", "text.png", "--out", "o"], "not a readable image"),
     (["explain", *M, "--image", "bomb.png", "--out", "o"], "pixels"),
-    (["explain", *M, "--image", "big.png", "--out", "o"], "5000×5000 pixels exceeds"),
+    (["explain", *M, "--image", "big.png", "--out", "o"], "big.png: image exceeds the limit"),
     (["explain", *M, "--test-index", "1", "--layer", "conv9", "--out", "o"], "conv9"),
     (["explain", *M, "--test-index", "1", "--method", "magic", "--out", "o"], "--method"),
     (["embed", "--run", "empty_run", "--out", "o"], "no snapshots"),

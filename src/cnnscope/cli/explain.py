@@ -82,30 +82,14 @@ def _input(args: argparse.Namespace) -> tuple[Any, str]:
 def _read_image(path: Path) -> Any:
     """An image file → (28, 28) float in [0, 1], white ink on black, MNIST-style.
 
-    The size is checked from the header, before any pixel is decoded: a small file may
-    claim billions of pixels (a decompression bomb).
+    :func:`cnnscope.preprocess.read_image` checks the pixel count from the header before
+    decoding (a decompression bomb) and names the file in its errors.
     """
-    import warnings
+    from ..preprocess import read_image, to_mnist
 
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from ..preprocess import MAX_PNG_PIXELS, to_mnist
-
-    too_big = f"exceeds the limit of {MAX_PNG_PIXELS:,} pixels; scale it down"
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns past its own limit; the budget below is smaller and an error.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > MAX_PNG_PIXELS:
-                    raise UserError(f"{path}: an image of {width}×{height} pixels {too_big}")
-                gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except Image.DecompressionBombError as e:
-        raise UserError(f"{path}: {too_big} ({e})") from e
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({e})") from e
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    gray = read_image(path)  # (H, W) grey levels in [0, 1], as stored
     if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
         gray = 1.0 - gray
     return gray if gray.shape == (28, 28) else to_mnist(gray)
