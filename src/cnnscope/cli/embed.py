@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ._common import UserError, add_data_flag, float_in, out_dir
+from ._progress import bar
 
 HELP = "2-D embeddings of training snapshots: PNG per snapshot, GIF, JSON"
 
@@ -51,18 +51,17 @@ def run(args: argparse.Namespace) -> int:
             "re-run cnnscope train, or use another --run"
         ) from e
     model, _ = load_model(ref)
-    series, payload = embed_snapshots(
-        snaps,
-        model,
-        stage=args.layer,
-        method=args.method,
-        aligned=not args.independent,
-        perplexity=args.perplexity,
-        callback=lambda i, total: print(
-            f"\rembedding snapshot {i}/{total}", end="", file=sys.stderr, flush=True
-        ),
-    )
-    print(file=sys.stderr)
+    with bar(f"{args.method} of each snapshot") as progress:
+        progress(0, len(snaps.steps))
+        series, payload = embed_snapshots(
+            snaps,
+            model,
+            stage=args.layer,
+            method=args.method,
+            aligned=not args.independent,
+            perplexity=args.perplexity,
+            callback=progress,
+        )
     out = out_dir(args.out)
     _write_frames(out, payload, series.labels)
     (out / "embedding.json").write_text(json.dumps(payload) + "\n")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._progress import bar
 
 HELP = "test accuracy and per-class accuracy on the 10,000 test images"
 
@@ -26,12 +27,19 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta = load_model(model_ref(args))
     data = load_mnist(args.data_dir)
-    rep = report(model, data.test_images, data.test_labels, cache=not args.no_cache)
+    with bar("test images", quiet=args.json) as progress:
+        rep = report(
+            model, data.test_images, data.test_labels, cache=not args.no_cache, progress=progress
+        )
     seed = int(meta.get("train_config", {}).get("seed", 0))
+    with bar("untrained baseline", quiet=args.json) as progress:
+        progress(0, 1)
+        baseline = untrained_accuracy(model, data.test_images, data.test_labels, seed)
+        progress(1, 1)
     rep.extra = {
         "model": meta.get("model"),
         "weights": args.weights or f"shipped:{args.model}",
-        "untrained_accuracy": untrained_accuracy(model, data.test_images, data.test_labels, seed),
+        "untrained_accuracy": baseline,
     }
     summary = rep.as_dict()
     if args.out:
