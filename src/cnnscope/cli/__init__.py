@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "explain": "explain",
+    "peek": "peek",
     "embed": "embed",
     "features": "features",
     "filters": "filters",
