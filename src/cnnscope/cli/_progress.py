@@ -3,6 +3,8 @@
 The analysis functions report through callbacks, ``progress(done, total)``; :func:`bar`
 turns one into a rich bar. Bars are drawn only when stderr is a terminal and the command
 was not asked for ``--json``, so pipes, logs and tests see nothing but the results.
+Commands import this inside ``run``: it imports the training package, which
+``cnnscope --help`` must not.
 """
 
 from __future__ import annotations

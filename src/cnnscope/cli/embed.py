@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ._common import UserError, add_data_flag, float_in, out_dir
-from ._progress import bar
 
 HELP = "2-D embeddings of training snapshots: PNG per snapshot, GIF, JSON"
 
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.embedding import embed_snapshots
     from ..analysis.snapshots import load_snapshots
+    from ._progress import bar
 
     source, ref = _sources(args)
     try:

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from ._common import add_data_flag, add_model_flags, model_ref, out_dir
-from ._progress import bar
 
 HELP = "test accuracy and per-class accuracy on the 10,000 test images"
 
@@ -24,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.evaluation import report, untrained_accuracy
     from ..data import load_mnist
+    from ._progress import bar
 
     model, meta = load_model(model_ref(args))
     data = load_mnist(args.data_dir)

@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 from ._common import UserError, add_model_flags, float_in, model_ref, out_dir
-from ._progress import bar
 
 HELP = "activation maximization: the image each unit of a layer likes most"
 
@@ -89,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import check_units, layer_images
     from ..plots import tile_sheet
+    from ._progress import bar
 
     cfg = _config(args)
     cfg.validate()  # out-of-range flags fail before the model loads
@@ -126,6 +126,7 @@ def _compare(args: argparse.Namespace, model: Any) -> int:
 
     from ..analysis.features import compare_regularizers
     from ..plots import tile_sheet
+    from ._progress import bar
 
     with bar(f"{args.compare} variants") as progress:
         progress(0, 1)

@@ -6,7 +6,6 @@ import argparse
 import json
 
 from ._common import add_data_flag, add_model_flags, int_in, model_ref, out_dir
-from ._progress import bar
 
 HELP = "the test images that excite one unit most"
 
@@ -26,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_mnist
     from ..models import activation_stage, resolve_stage
     from ..plots import tile_sheet
+    from ._progress import bar
 
     model, _ = load_model(model_ref(args))
     resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from ._common import add_data_flag, add_model_flags, float_in, model_ref
-from ._progress import bar
 
 HELP = "channels and units that (almost) never fire on the test set"
 
@@ -51,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import unit_scores, unused_channels
     from ..data import load_mnist
+    from ._progress import bar
 
     model, _ = load_model(model_ref(args))
     pairs = stages(model, args.layers)
