@@ -141,6 +141,8 @@ CASES: list[tuple[list[str], str]] = [
     (["serve", *M, "--host", "no.such.host.invalid", "--port", "0"], "cannot listen on"),
     (["serve", *M, "--threads", "0"], "--threads"),
     (["serve", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
+    (["completion", "fish"], "invalid choice: 'fish'"),
+    (["completion"], "the following arguments are required: shell"),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from .. import __version__
 from ._common import Parser, UserError, one_line
 
-__all__ = ["COMMANDS", "UserError", "main"]
+__all__ = ["COMMANDS", "UserError", "full_parser", "main"]
 
 # Command name → module of this package, in the order ``cnnscope --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "top-examples": "top_examples",
     "unused": "unused",
     "serve": "serve",
+    "completion": "completion",
 }
 
 
@@ -106,7 +107,13 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
-def _parser(chosen: str | None) -> argparse.ArgumentParser:
+def full_parser() -> argparse.ArgumentParser:
+    """The parser with every command's flags built (imports every command's dependencies):
+    what shell completion and a CLI reference are generated from."""
+    return _parser(None, everything=True)
+
+
+def _parser(chosen: str | None, *, everything: bool = False) -> argparse.ArgumentParser:
     """The parser: every command listed, only ``chosen``'s flags built (lazy imports)."""
     p = Parser(
         prog="cnnscope",
@@ -123,7 +130,7 @@ def _parser(chosen: str | None) -> argparse.ArgumentParser:
             description=module.HELP,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        if name == chosen:
+        if name == chosen or everything:
             module.add(c)
             c.set_defaults(handler=module.run)  # not `run`: embed has a --run flag
     return p
