@@ -55,20 +55,32 @@ def test_serve_uses_the_hardened_uvicorn_options(served, capsys) -> None:
 def test_serve_prints_and_opens_the_url_once_listening(served, monkeypatch, capsys) -> None:
     import webbrowser
 
+    import uvicorn
+
     opened: list[tuple[str, bool]] = []
+    done = threading.Event()
+    expect_browser = True
 
     def fake_open(url: str, *args: object, **kwargs: object) -> bool:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         printed = url in capsys.readouterr().out
         opened.append((url, printed and _accepts("127.0.0.1", port)))
+        done.set()
         return True
 
+    def serve_until_opened(self, sockets=None) -> None:
+        served.append({"addr": sockets[0].getsockname()})
+        if expect_browser:
+            done.wait(10)  # the browser opens from a thread, while the server runs
+
     monkeypatch.setattr(webbrowser, "open", fake_open)
+    monkeypatch.setattr(uvicorn.Server, "run", serve_until_opened)
     assert main(["serve", "--port", "0", "--model", "lenet5", "--open"]) == 0
     ((url, listening),) = opened
     assert listening, "the browser was opened before the URL was printed or the socket listened"
     assert url == f"http://127.0.0.1:{served[-1]['addr'][1]}/"
     opened.clear()
+    expect_browser = False
     assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     assert opened == []
 

@@ -81,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
         served = ", ".join(m.id for m in models)
         print(f"cnnscope {__version__}: serving {served} at {url}", flush=True)
         if args.open:
+            import threading
             import webbrowser
 
-            webbrowser.open(url)
+            # In a thread: a console browser would otherwise hold the server back until
+            # it quits. The socket listens already, so the page's first request waits.
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
         config = uvicorn.Config(app, log_level="warning", **uvicorn_options())
         uvicorn.Server(config).run(sockets=[sock])
     finally:
