@@ -23,7 +23,7 @@ from ._common import (
     out_dir,
 )
 
-HELP = "one image through the network: each conv channel's conv → ReLU → pool maps, probabilities"
+HELP = "one image through the network: each channel's conv → ReLU → pool maps"
 
 
 def add(p: argparse.ArgumentParser) -> None:
