@@ -1,9 +1,12 @@
-"""Matplotlib figures for the CLI's PNG exports. Each takes an optional ``ax`` or builds its
-own figure and returns the ``Figure``; nothing here shows or saves."""
+"""The CLI's PNG exports: grids of images as numpy + Pillow tile sheets, charts as matplotlib
+figures. A chart takes an optional ``ax`` or builds its own figure and returns the
+``Figure``; a tile sheet is a ``PIL.Image``. Nothing here shows or saves."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -13,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 from .analysis.attribution import Attribution
 from .analysis.evaluation import Mistake, Report
@@ -22,8 +26,9 @@ __all__ = [
     "class_points_figure",
     "confusion_figure",
     "embedding_figure",
-    "image_grid_figure",
     "mistakes_figure",
+    "probabilities_figure",
+    "tile_sheet",
 ]
 
 
@@ -102,6 +107,23 @@ def attribution_figure(image: np.ndarray, attributions: Sequence[Attribution]) -
     return fig
 
 
+def probabilities_figure(
+    probabilities: Sequence[float] | np.ndarray, ax: Axes | None = None, title: str = ""
+) -> Figure:
+    """The ten class probabilities as labelled bars, the predicted class highlighted."""
+    fig, ax = _figure(ax, (5, 2.6))
+    p = np.asarray(probabilities, dtype=float)
+    colours = ["#d1495b" if k == int(np.argmax(p)) else "#8d99ae" for k in range(len(p))]
+    bars = ax.bar(range(len(p)), p, color=colours)
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in p], fontsize=7, padding=1)
+    ax.set_xticks(range(len(p)))
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 DIGIT_COLOURS = plt.get_cmap("tab10")
 
 
@@ -171,48 +193,124 @@ def class_points_figure(points: dict[str, list[list[float]]]) -> Figure:
     return fig
 
 
-def image_grid_figure(
+_PAPER = (255, 255, 255)
+_INK = (20, 20, 20)
+_BOX = (245, 165, 36)  # the receptive-field rectangle, as the page draws it
+
+
+@functools.cache
+def _fonts() -> tuple[Any, Any]:
+    """Pillow's bitmap font (latin-1 only) and its scalable default (any character)."""
+    scalable = ImageFont.load_default()
+    return getattr(ImageFont, "load_default_imagefont", lambda: scalable)(), scalable
+
+
+def _font(text: str) -> Any:
+    """The bitmap font where it can write ``text``: a thousand labels draw in a tenth of
+    the time the scalable font takes."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return _fonts()[1]
+    return _fonts()[0]
+
+
+def _to_rgb(images: np.ndarray, signed: bool, each: bool) -> np.ndarray:
+    """(N, H, W) values → (N, H, W, 3) uint8: grey levels, or RdBu_r centred on zero."""
+    x = images.astype(np.float32)
+    axes = (1, 2)
+    if signed:
+        m = np.abs(x).max(axis=axes, keepdims=True) if each else np.abs(x).max()
+        unit = (x / np.maximum(m, 1e-12) + 1) / 2  # [-m, m] → [0, 1], zero at 0.5
+        rgba = matplotlib.colormaps["RdBu_r"](unit, bytes=True)  # a lookup, no figure
+        return np.asarray(rgba[..., :3], dtype=np.uint8)
+    if each:  # each map on its own min–max (convnetjs): a weak map is still legible
+        lo = x.min(axis=axes, keepdims=True)
+        span = x.max(axis=axes, keepdims=True) - lo
+        grey = np.where(span > 0, (x - lo) / np.maximum(span, 1e-12), 0.0)
+    else:
+        grey = np.clip(x / (1.0 if x.size == 0 or x.max() <= 1 else 255.0), 0, 1)
+    g = np.round(grey * 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def tile_sheet(
     images: np.ndarray,
-    titles: Sequence[str] | None = None,
-    columns: int = 16,
+    cols: int = 16,
+    scale: int = 3,
+    labels: Sequence[str] | None = None,
+    *,
     title: str = "",
     signed: bool = False,
+    each: bool = False,
     boxes: Sequence[tuple[int, int, int, int] | None] | None = None,
-) -> Figure:
-    """Images (N, H, W) in a grid; ``signed`` uses a diverging map centred on zero, and
-    ``boxes`` draws a (top, left, bottom, right) rectangle on each image."""
-    n = max(1, len(images))
-    columns = min(columns, n)
-    rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(columns * 0.9, rows * (1.05 if titles else 0.9) + 0.4),
-        layout="constrained",
-        squeeze=False,
-    )
-    m = float(np.abs(images).max()) or 1.0
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
-        if signed:
-            ax.imshow(img, cmap="RdBu_r", vmin=-m, vmax=m)
-        else:
-            ax.imshow(img, cmap="gray", vmin=0, vmax=1 if img.max() <= 1 else 255)
-        if titles:
-            ax.set_title(titles[i], fontsize=6)
-        if boxes and boxes[i] is not None:
-            top, left, bottom, right = boxes[i]  # type: ignore[misc]
-            ax.add_patch(
-                plt.Rectangle(
-                    (left - 0.5, top - 0.5),
-                    right - left,
-                    bottom - top,
-                    fill=False,
-                    edgecolor="#f5a524",
-                    linewidth=1.2,
-                )
-            )
+    gap: int = 4,
+) -> Image.Image:
+    """Images (N, H, W) in a grid of ``cols`` columns, each enlarged ``scale`` times.
+
+    Pixels are blown up without smoothing (each input pixel a ``scale``×``scale`` block),
+    so a sheet of 1,024 fc1 images takes a fraction of a second where a matplotlib grid of
+    1,024 axes takes most of a minute.
+
+    Parameters
+    ----------
+    images
+        (N, H, W). Grey by default: values in [0, 1] if the largest is ≤ 1, else [0, 255].
+    cols
+        Columns; fewer when there are fewer images.
+    scale
+        Screen pixels per image pixel; 3–6 reads well for 28×28 digits.
+    labels
+        One short caption per image, drawn above it.
+    title
+        A line above the grid.
+    signed
+        A diverging map (blue < 0 < red, zero white) on a scale symmetric about zero:
+        for weights and gradients.
+    each
+        Scale each image to its own range instead of one range for all.
+    boxes
+        A (top, left, bottom, right) rectangle per image (``None`` for none), in the
+        image's pixels, bottom and right exclusive: e.g. a receptive field.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"tile_sheet takes images (N, H, W), not shape {images.shape}")
+    n, h, w = images.shape
+    draw_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_h = int(draw_probe.textbbox((0, 0), "Ag0", font=_font("Ag0"))[3]) + 2
+    label_w = max((draw_probe.textlength(t, font=_font(t)) for t in labels or []), default=0)
+    cell_w = max(w * scale, int(np.ceil(label_w)))
+    cell_h = h * scale + (text_h if labels else 0)
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    top = text_h + gap if title else 0
+    width, height = gap + cols * (cell_w + gap), top + gap + rows * (cell_h + gap)
+    canvas = np.full((height, width, 3), _PAPER, dtype=np.uint8)
+    origins = []  # each tile's top-left corner on the sheet
+    if n:
+        tiles = _to_rgb(images, signed, each)
+        tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)  # (N, H·s, W·s, 3)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            x = gap + c * (cell_w + gap) + (cell_w - w * scale) // 2
+            y = top + gap + r * (cell_h + gap) + (text_h if labels else 0)
+            canvas[y : y + h * scale, x : x + w * scale] = tiles[i]
+            origins.append((x, y))
+    sheet = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(sheet)
     if title:
-        fig.suptitle(title, fontsize=9)
-    return fig
+        draw.text((gap, gap), title, fill=_INK, font=_font(title))
+    for i, (x, y) in enumerate(origins):
+        if labels:
+            c = i % cols
+            xy = (gap + c * (cell_w + gap), y - text_h)
+            draw.text(xy, labels[i], fill=_INK, font=_font(labels[i]))
+        if boxes and boxes[i] is not None:
+            t, left, b, right = boxes[i]  # type: ignore[misc]
+            draw.rectangle(
+                (x + left * scale, y + t * scale, x + right * scale - 1, y + b * scale - 1),
+                outline=_BOX,
+                width=max(1, scale // 2),
+            )
+    return sheet

@@ -99,9 +99,18 @@ CASES: list[tuple[list[str], str]] = [
     (["explain", *M, "--image", "missing.png", "--out", "o"], "missing.png"),
     (["explain", *M, "--image", "text.png", "--out", "o"], "not a readable image"),
     (["explain", *M, "--image", "bomb.png", "--out", "o"], "pixels"),
-    (["explain", *M, "--image", "big.png", "--out", "o"], "5000×5000 pixels exceeds"),
+    (["explain", *M, "--image", "big.png", "--out", "o"], "big.png: image exceeds the limit"),
     (["explain", *M, "--test-index", "1", "--layer", "conv9", "--out", "o"], "conv9"),
     (["explain", *M, "--test-index", "1", "--method", "magic", "--out", "o"], "--method"),
+    (["peek", *M, "--test-index", "10000", "--out", "o"], "outside 0–9999"),
+    (["peek", *M, "--image", "missing.png", "--out", "o"], "missing.png: no such image file"),
+    (["peek", *M, "--image", "text.png", "--out", "o"], "not a readable image"),
+    (["peek", *M, "--image", "bomb.png", "--out", "o"], "pixels"),
+    (["peek", *M, "--test-index", "1", "--scale", "99", "--out", "o"], "--scale"),
+    (["peek", "--model", "nonesuch", "--test-index", "1", "--out", "o"], "nonesuch"),
+    (["peek", *M, "--test-index", "1", "--out", "text.png"], "--out text.png is a file"),
+    (["peek", *M, "--test-index", "1", "--image", "x.png", "--out", "o"], "not allowed with"),
+    (["peek", *M, "--out", "o"], "one of the arguments --image --test-index is required"),
     (["embed", "--run", "empty_run", "--out", "o"], "no snapshots"),
     (["embed", "--run", "bad_run", "--out", "o"], "bad_run"),
     (["embed", "--run", "torn_run", "--out", "o"], "torn_run/snapshots: not a readable"),
@@ -128,8 +137,12 @@ CASES: list[tuple[list[str], str]] = [
     (["unused", *M, "--weights", "huge.safetensors"], "not allowed with argument"),
     (["serve", "--model", "nonesuch"], "valid: deep_mnist"),
     (["serve", *M, "--port", "70000"], "--port"),
+    (["serve", *M, "--port", "-1"], "--port"),
+    (["serve", *M, "--host", "no.such.host.invalid", "--port", "0"], "cannot listen on"),
     (["serve", *M, "--threads", "0"], "--threads"),
     (["serve", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
+    (["completion", "fish"], "invalid choice: 'fish'"),
+    (["completion"], "the following arguments are required: shell"),
 ]
 
 
@@ -157,3 +170,4 @@ def _no_server(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("serve started a server instead of refusing its input")
 
     monkeypatch.setattr(uvicorn, "run", refuse)
+    monkeypatch.setattr(uvicorn.Server, "run", refuse)

@@ -46,10 +46,35 @@ def test_explain_test_index_and_image_file(tmp_path: Path, capsys) -> None:
     [
         (["explain", "--test-index", "5", "--target", "10"], "outside 0–9"),
         (["explain", "--test-index", "10000"], "outside 0–9999"),
-        (["explain", "--image", "missing.png"], "not a readable image"),
+        (["explain", "--image", "missing.png"], "missing.png: no such image file"),
+        (["explain", "--image", "."], "no such image file"),
     ],
 )
 def test_explain_errors(argv, message, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main([*argv, "--out", "o"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_explain_image_file_28x28_is_taken_as_is_or_inverted(tmp_path: Path, capsys) -> None:
+    """A 28×28 test digit saved as PNG reads back as the same input, on either paper."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnscope.data import load_mnist
+
+    digit = load_mnist().test_images[0].numpy()  # (28, 28) uint8, white ink on black
+    Image.fromarray(digit).save(tmp_path / "white.png")
+    Image.fromarray(255 - digit).save(tmp_path / "dark.png")
+    inputs = {}
+    for source in ("--test-index=0", f"--image={tmp_path / 'white.png'}"):
+        out = tmp_path / source.split("=")[0].strip("-")
+        assert main(["explain", source, "--method", "saliency", "--out", str(out)]) == 0
+        inputs[source] = np.array(json.loads((out / "attribution.json").read_text())["input"])
+    out = tmp_path / "dark"
+    argv = ["explain", f"--image={tmp_path / 'dark.png'}", "--method", "saliency"]
+    assert main([*argv, "--out", str(out)]) == 0
+    dark = np.array(json.loads((out / "attribution.json").read_text())["input"])
+    reference = inputs["--test-index=0"]
+    assert np.array_equal(inputs[f"--image={tmp_path / 'white.png'}"], reference)
+    np.testing.assert_allclose(dark, reference, atol=1e-3)

@@ -1,22 +1,129 @@
-"""`cnnscope serve`: binding, warnings, missing weights."""
+"""`cnnscope serve`: binding, the URL once listening, a port in use, --open, warnings."""
 
 from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+
+import pytest
 
 from cnnscope.cli import main
 
 
-def test_serve_binds_loopback_and_warns_otherwise(monkeypatch, capsys) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """uvicorn's Server.run replaced: records its config and the socket it was handed."""
     import uvicorn
 
     calls: list[dict] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    assert main(["serve", "--port", "8123"]) == 0
-    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8123
+
+    def fake_run(self, sockets=None) -> None:
+        (sock,) = sockets
+        calls.append({"config": self.config, "sock": sock, "addr": sock.getsockname()})
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    return calls
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=2):
+        return True
+
+
+def test_serve_binds_loopback_and_warns_otherwise(served, capsys) -> None:
+    assert main(["serve", "--port", "0"]) == 0
+    host, port = served[-1]["addr"]
     out = capsys.readouterr()
-    assert "http://127.0.0.1:8123/" in out.out and "warning" not in out.err
-    assert main(["serve", "--host", "0.0.0.0", "--model", "lenet5"]) == 0
+    assert host == "127.0.0.1" and port > 0
+    assert f"http://127.0.0.1:{port}/" in out.out and "warning" not in out.err
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--model", "lenet5"]) == 0
+    out = capsys.readouterr()
+    assert served[-1]["addr"][0] == "0.0.0.0" and "warning: binding 0.0.0.0" in out.err
+    assert f"http://127.0.0.1:{served[-1]['addr'][1]}/" in out.out
+
+
+def test_serve_uses_the_hardened_uvicorn_options(served, capsys) -> None:
+    from cnnscope.server.serving import MAX_CONNECTIONS, HeaderTimeout
+
+    assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
+    config = served[-1]["config"]
+    assert config.http is HeaderTimeout
+    assert config.limit_concurrency == MAX_CONNECTIONS and config.timeout_keep_alive == 5
+
+
+def test_serve_prints_and_opens_the_url_once_listening(served, monkeypatch, capsys) -> None:
+    import webbrowser
+
+    import uvicorn
+
+    opened: list[tuple[str, bool]] = []
+    done = threading.Event()
+    expect_browser = True
+
+    def fake_open(url: str, *args: object, **kwargs: object) -> bool:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        printed = url in capsys.readouterr().out
+        opened.append((url, printed and _accepts("127.0.0.1", port)))
+        done.set()
+        return True
+
+    def serve_until_opened(self, sockets=None) -> None:
+        served.append({"addr": sockets[0].getsockname()})
+        if expect_browser:
+            done.wait(10)  # the browser opens from a thread, while the server runs
+
+    monkeypatch.setattr(webbrowser, "open", fake_open)
+    monkeypatch.setattr(uvicorn.Server, "run", serve_until_opened)
+    assert main(["serve", "--port", "0", "--model", "lenet5", "--open"]) == 0
+    ((url, listening),) = opened
+    assert listening, "the browser was opened before the URL was printed or the socket listened"
+    assert url == f"http://127.0.0.1:{served[-1]['addr'][1]}/"
+    opened.clear()
+    expect_browser = False
+    assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
+    assert opened == []
+
+
+def test_serve_port_in_use_is_one_line_with_a_suggestion(served, capsys) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--model", "lenet5"]) == 2
     err = capsys.readouterr().err
-    assert calls[-1]["host"] == "0.0.0.0" and "warning: binding 0.0.0.0" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"port {port}" in err and f"--port {port + 1}" in err
+    assert served == []
+
+
+def test_serve_really_serves_the_page(monkeypatch, capsys) -> None:
+    """A real uvicorn on a free port: the page answers, then the server stops."""
+    import uvicorn
+
+    real_run = uvicorn.Server.run
+    answers: list[int] = []
+
+    def run_and_stop(self, sockets=None) -> None:
+        port = sockets[0].getsockname()[1]
+
+        def client() -> None:
+            try:
+                for _ in range(200):  # wait on the server's own state, not a fixed sleep
+                    if self.started:
+                        break
+                    threading.Event().wait(0.05)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                    answers.append(r.status)
+            finally:
+                self.should_exit = True
+
+        threading.Thread(target=client, daemon=True).start()
+        real_run(self, sockets=sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run_and_stop)
+    assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
+    assert answers == [200]
 
 
 def test_serve_without_shipped_weights_says_how(monkeypatch, capsys, tmp_path) -> None:
@@ -27,9 +134,7 @@ def test_serve_without_shipped_weights_says_how(monkeypatch, capsys, tmp_path) -
     assert "cnnscope train --model hvass" in capsys.readouterr().err
 
 
-def test_serve_passes_allowed_hosts(monkeypatch, capsys) -> None:
-    import uvicorn
-
+def test_serve_passes_allowed_hosts(served, monkeypatch, capsys) -> None:
     from cnnscope.server import app as server_app
 
     seen: list[dict] = []
@@ -39,10 +144,9 @@ def test_serve_passes_allowed_hosts(monkeypatch, capsys) -> None:
         seen.append(kw)
         return real(models, **kw)
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     monkeypatch.setattr(server_app, "create_app", spy)
-    argv = ["serve", "--model", "lenet5", "--allowed-host", "box.lan", "--allowed-host", "a.b"]
-    assert main(argv) == 0
+    argv = ["serve", "--port", "0", "--model", "lenet5", "--allowed-host", "box.lan"]
+    assert main([*argv, "--allowed-host", "a.b"]) == 0
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1", "box.lan", "a.b"]
-    assert main(["serve", "--model", "lenet5"]) == 0
+    assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1"]

@@ -8,6 +8,7 @@ the same weights costs milliseconds.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,24 @@ __all__ = [
 
 
 @torch.no_grad()
-def predict(model: StagedModel, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits (N, 10) for uint8 images (N, 28, 28), in eval mode, in batches."""
+def predict(
+    model: StagedModel,
+    images: torch.Tensor,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Logits (N, 10) for uint8 images (N, 28, 28), in eval mode, in batches.
+
+    ``progress(done, total)`` is called after each batch with the images done so far.
+    """
     was_training = model.training
     model.eval()
+    chunks = []
     try:
-        chunks = [
-            model(to_float(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
-        ]
+        for i in range(0, len(images), batch_size):
+            chunks.append(model(to_float(images[i : i + batch_size])))
+            if progress is not None:
+                progress(min(i + batch_size, len(images)), len(images))
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, NUM_CLASSES)
@@ -190,6 +201,7 @@ def report(
     *,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Evaluate ``model`` on a labelled split: accuracy, per-class metrics, confusion.
 
@@ -202,6 +214,8 @@ def report(
         uint8 (N, 28, 28) and int (N,), e.g. ``data.test_images, data.test_labels``.
     cache
         Read and write the prediction cache (``~/.cache/cnnscope/predictions``).
+    progress
+        ``progress(done, total)``, images predicted so far; not called on a cache hit.
     """
     import time
 
@@ -218,7 +232,7 @@ def report(
     cached = logits is not None
     if logits is None or len(logits) != len(images):
         t0 = time.perf_counter()
-        logits = predict(model, images)
+        logits = predict(model, images, progress=progress)
         seconds = time.perf_counter() - t0
         cached = False
         if cache:

@@ -22,7 +22,7 @@ from typing import Any
 from .. import __version__
 from ._common import Parser, UserError, one_line
 
-__all__ = ["COMMANDS", "UserError", "main"]
+__all__ = ["COMMANDS", "UserError", "full_parser", "main"]
 
 # Command name → module of this package, in the order ``cnnscope --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -31,12 +31,14 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "explain": "explain",
+    "peek": "peek",
     "embed": "embed",
     "features": "features",
     "filters": "filters",
     "top-examples": "top_examples",
     "unused": "unused",
     "serve": "serve",
+    "completion": "completion",
 }
 
 
@@ -59,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        if not isinstance(e, _user_errors()):
+        if not isinstance(e, _user_errors()) or isinstance(e, UnicodeError):
             raise  # a bug: the traceback is what a report needs
         print(f"cnnscope {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
@@ -76,14 +78,17 @@ def _warning_line(command: str) -> Callable[..., None]:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "the input was wrong", not "cnnscope is wrong"."""
+    from .._extras import MissingExtra
     from ..checkpoints import CheckpointError
     from ..data import DataError
     from ..preprocess import PreprocessError
 
     # ValueError: the API's validation (unknown model, stage, unit, option out of range);
     # OSError subclasses: a path that is missing, unwritable, or a folder where a file goes.
+    # MissingExtra: a view whose optional package is not installed (names the extra).
     return (
         UserError,
+        MissingExtra,
         DataError,
         CheckpointError,
         PreprocessError,
@@ -105,7 +110,13 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
-def _parser(chosen: str | None) -> argparse.ArgumentParser:
+def full_parser() -> argparse.ArgumentParser:
+    """The parser with every command's flags built (imports every command's dependencies):
+    what shell completion and a CLI reference are generated from."""
+    return _parser(None, everything=True)
+
+
+def _parser(chosen: str | None, *, everything: bool = False) -> argparse.ArgumentParser:
     """The parser: every command listed, only ``chosen``'s flags built (lazy imports)."""
     p = Parser(
         prog="cnnscope",
@@ -122,7 +133,7 @@ def _parser(chosen: str | None) -> argparse.ArgumentParser:
             description=module.HELP,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        if name == chosen:
+        if name == chosen or everything:
             module.add(c)
             c.set_defaults(handler=module.run)  # not `run`: embed has a --run flag
     return p

@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class UserError(Exception):
@@ -92,3 +92,38 @@ def out_dir(path: str) -> Path:
         raise UserError(f"--out {path} is a file; give a folder (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    """``--image FILE`` or ``--test-index N``, one of them required."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="an image file (a drawing, a scan: preprocessed MNIST-style)")
+    src.add_argument("--test-index", type=int_in(0), help="an MNIST test image, 0–9999")
+
+
+def input_image(args: argparse.Namespace) -> tuple[Any, str]:
+    """The (28, 28) float image that --image or --test-index names, and where it came from.
+
+    An image file is read with :func:`cnnscope.preprocess.read_image` (its pixel count
+    checked from the header); dark ink on light paper is inverted to MNIST's white on
+    black, and anything but 28×28 is preprocessed like a drawing.
+    """
+    import numpy as np
+
+    if args.image:
+        from ..preprocess import read_image, to_mnist
+
+        path = Path(args.image)
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
+        gray = read_image(path)  # (H, W) grey levels in [0, 1], as stored
+        if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
+            gray = 1.0 - gray
+        return (gray if gray.shape == (28, 28) else to_mnist(gray)), args.image
+    from ..data import load_mnist
+
+    data = load_mnist(args.data_dir)
+    if not 0 <= args.test_index < len(data.test_images):
+        raise UserError(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
+    image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0
+    return image, f"test image {args.test_index} (label {int(data.test_labels[args.test_index])})"

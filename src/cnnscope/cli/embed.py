@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.embedding import embed_snapshots
     from ..analysis.snapshots import load_snapshots
+    from ._progress import bar
 
     source, ref = _sources(args)
+    if args.tensorboard:  # before minutes of t-SNE, not after
+        from .._extras import require
+
+        require("tensorboard", "tensorboard", "embed --tensorboard")
     try:
         snaps = load_snapshots(source)
     except (KeyError, TypeError, OSError, SafetensorError) as e:  # and ValueError: bad JSON
@@ -51,18 +55,17 @@ def run(args: argparse.Namespace) -> int:
             "re-run cnnscope train, or use another --run"
         ) from e
     model, _ = load_model(ref)
-    series, payload = embed_snapshots(
-        snaps,
-        model,
-        stage=args.layer,
-        method=args.method,
-        aligned=not args.independent,
-        perplexity=args.perplexity,
-        callback=lambda i, total: print(
-            f"\rembedding snapshot {i}/{total}", end="", file=sys.stderr, flush=True
-        ),
-    )
-    print(file=sys.stderr)
+    with bar(f"{args.method} of each snapshot") as progress:
+        progress(0, len(snaps.steps))
+        series, payload = embed_snapshots(
+            snaps,
+            model,
+            stage=args.layer,
+            method=args.method,
+            aligned=not args.independent,
+            perplexity=args.perplexity,
+            callback=progress,
+        )
     out = out_dir(args.out)
     _write_frames(out, payload, series.labels)
     (out / "embedding.json").write_text(json.dumps(payload) + "\n")

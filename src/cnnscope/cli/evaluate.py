@@ -23,15 +23,23 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.evaluation import report, untrained_accuracy
     from ..data import load_mnist
+    from ._progress import bar
 
     model, meta = load_model(model_ref(args))
     data = load_mnist(args.data_dir)
-    rep = report(model, data.test_images, data.test_labels, cache=not args.no_cache)
+    with bar("test images", quiet=args.json) as progress:
+        rep = report(
+            model, data.test_images, data.test_labels, cache=not args.no_cache, progress=progress
+        )
     seed = int(meta.get("train_config", {}).get("seed", 0))
+    with bar("untrained baseline", quiet=args.json) as progress:
+        progress(0, 1)
+        baseline = untrained_accuracy(model, data.test_images, data.test_labels, seed)
+        progress(1, 1)
     rep.extra = {
         "model": meta.get("model"),
         "weights": args.weights or f"shipped:{args.model}",
-        "untrained_accuracy": untrained_accuracy(model, data.test_images, data.test_labels, seed),
+        "untrained_accuracy": baseline,
     }
     summary = rep.as_dict()
     if args.out:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
-from ._common import UserError, add_data_flag, add_model_flags, int_in, model_ref, out_dir
+from ._common import (
+    add_data_flag,
+    add_image_flags,
+    add_model_flags,
+    input_image,
+    int_in,
+    model_ref,
+    out_dir,
+)
 
 HELP = "attribution maps: which pixels made the network decide"
 
@@ -15,9 +21,7 @@ HELP = "attribution maps: which pixels made the network decide"
 def add(p: argparse.ArgumentParser) -> None:
     from ..analysis.attribution import METHODS
 
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="an image file (a drawing, a scan: preprocessed MNIST-style)")
-    src.add_argument("--test-index", type=int_in(0), help="an MNIST test image, 0–9999")
+    add_image_flags(p)
     p.add_argument("--method", default="all", choices=[*METHODS, "all"], help="attribution method")
     p.add_argument(
         "--target", type=int_in(0, 9), help="class to explain, 0–9; default: the predicted one"
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plots import attribution_figure
 
     model, _ = load_model(model_ref(args))
-    image, source = _input(args)
+    image, source = input_image(args)
     methods = list(METHODS) if args.method == "all" else [args.method]
     results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]
     out = out_dir(args.out)
@@ -62,50 +66,3 @@ def run(args: argparse.Namespace) -> int:
         f"explained class {results[0].target} with {', '.join(methods)}; wrote {out}"
     )
     return 0
-
-
-def _input(args: argparse.Namespace) -> tuple[Any, str]:
-    """The (28, 28) float image to explain and a description of where it came from."""
-    import numpy as np
-
-    if args.image:
-        return _read_image(Path(args.image)), args.image
-    from ..data import load_mnist
-
-    data = load_mnist(args.data_dir)
-    if not 0 <= args.test_index < len(data.test_images):
-        raise UserError(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
-    image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0
-    return image, f"test image {args.test_index} (label {int(data.test_labels[args.test_index])})"
-
-
-def _read_image(path: Path) -> Any:
-    """An image file → (28, 28) float in [0, 1], white ink on black, MNIST-style.
-
-    The size is checked from the header, before any pixel is decoded: a small file may
-    claim billions of pixels (a decompression bomb).
-    """
-    import warnings
-
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from ..preprocess import MAX_PNG_PIXELS, to_mnist
-
-    too_big = f"exceeds the limit of {MAX_PNG_PIXELS:,} pixels; scale it down"
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns past its own limit; the budget below is smaller and an error.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > MAX_PNG_PIXELS:
-                    raise UserError(f"{path}: an image of {width}×{height} pixels {too_big}")
-                gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except Image.DecompressionBombError as e:
-        raise UserError(f"{path}: {too_big} ({e})") from e
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({e})") from e
-    if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
-        gray = 1.0 - gray
-    return gray if gray.shape == (28, 28) else to_mnist(gray)

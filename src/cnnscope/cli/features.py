@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import load_model
     from ..analysis.features import check_units, layer_images
-    from ..plots import image_grid_figure
+    from ..plots import tile_sheet
+    from ._progress import bar
 
     cfg = _config(args)
     cfg.validate()  # out-of-range flags fail before the model loads
@@ -97,15 +98,15 @@ def run(args: argparse.Namespace) -> int:
         return _compare(args, model)
     check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones
     t0 = time.perf_counter()
-    images = layer_images(model, args.layer, units, cfg)
+    with bar(f"{args.layer} units") as progress:
+        images = layer_images(model, args.layer, units, cfg, progress=progress)
     seconds = time.perf_counter() - t0
     units = units if units is not None else list(range(len(images) // cfg.variants))
     titles = [f"{args.layer}:{u}" for u in units for _ in range(cfg.variants)]
     out = out_dir(args.out)
     stem = f"features-{args.layer}-{args.method}"
-    image_grid_figure(
-        images, titles, columns=16, title=f"{args.layer}, {args.method}: {len(units)} units"
-    ).savefig(out / f"{stem}.png", dpi=110)
+    heading = f"{args.layer}, {args.method}: {len(units)} units"
+    tile_sheet(images, cols=16, scale=3, labels=titles, title=heading).save(out / f"{stem}.png")
     payload = {
         "layer": args.layer,
         "method": args.method,
@@ -124,17 +125,22 @@ def _compare(args: argparse.Namespace, model: Any) -> int:
     import numpy as np
 
     from ..analysis.features import compare_regularizers
-    from ..plots import image_grid_figure
+    from ..plots import tile_sheet
+    from ._progress import bar
 
-    images = compare_regularizers(model, args.compare)
+    with bar(f"{args.compare} variants") as progress:
+        progress(0, 1)
+        images = compare_regularizers(model, args.compare)
+        progress(1, 1)
     out = out_dir(args.out)
     stem = f"compare-{args.compare.replace(':', '-')}"
-    image_grid_figure(
+    tile_sheet(
         np.stack(list(images.values())),
-        list(images),
-        columns=len(images),
+        cols=len(images),
+        scale=4,
+        labels=list(images),
         title=f"{args.compare}: each regularizer on and off",
-    ).savefig(out / f"{stem}.png", dpi=120)
+    ).save(out / f"{stem}.png")
     pixels = {k: np.round(v * 255).astype(np.uint8).tolist() for k, v in images.items()}
     (out / f"{stem}.json").write_text(json.dumps(pixels) + "\n")
     print(f"{args.compare}: {len(images)} variants; wrote {out / (stem + '.png')}")

@@ -19,22 +19,23 @@ def add(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from ..analysis.features import filters
-    from ..plots import image_grid_figure
+    from ..plots import tile_sheet
 
     model, _ = load_model(model_ref(args))
     w = filters(model, args.layer)  # (out, in, kH, kW)
     out = out_dir(args.out)
     if w.shape[1] == 1:
-        images, titles, cols = w[:, 0], [str(i) for i in range(len(w))], 16
+        images, titles, cols, scale = w[:, 0], [str(i) for i in range(len(w))], 16, 12
     else:  # one row per output channel, one column per input channel
-        images, titles, cols = w.reshape(-1, *w.shape[2:]), None, w.shape[1]
-    image_grid_figure(
+        images, titles, cols, scale = w.reshape(-1, *w.shape[2:]), None, w.shape[1], 6
+    tile_sheet(
         images,
-        titles,
-        columns=cols,
+        cols=cols,
+        scale=scale,
+        labels=titles,
         signed=True,
-        title=f"{args.layer} kernels {w.shape}: blue < 0 < red",
-    ).savefig(out / f"filters-{args.layer}.png", dpi=110)
+        title=f"{args.layer} kernels {tuple(w.shape)}: blue < 0 < red",
+    ).save(out / f"filters-{args.layer}.png")
     (out / f"filters-{args.layer}.json").write_text(
         json.dumps({"layer": args.layer, "shape": list(w.shape), "weights": w.round(6).tolist()})
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 
-from ._common import add_data_flag, add_model_flags, int_in
+from ._common import UserError, add_data_flag, add_model_flags, int_in
 
 HELP = "the web app: draw a digit and watch every layer respond"
 
@@ -26,8 +28,10 @@ def add(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="extra Host names the server accepts besides loopback names and --host (repeatable)",
     )
-    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="TCP port")
-    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument(
+        "--port", type=int_in(0, 65535), default=8000, help="TCP port; 0 picks a free one"
+    )
+    p.add_argument("--open", action="store_true", help="open the page once the server listens")
     add_data_flag(p, "MNIST folder for the random test digits")
     p.add_argument(
         "--threads",
@@ -50,27 +54,67 @@ def _model_names(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import threading
-    import webbrowser
-
     import torch
     import uvicorn
 
     from .. import __version__
     from ..server.app import create_app, served_models
+    from ..server.serving import uvicorn_options
 
     torch.set_num_threads(args.threads)
-    models = served_models(_model_names(args), [args.weights] if args.weights else [])
-    app = create_app(models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host])
-    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/"
-    if args.host not in _LOOPBACK:
-        print(
-            f"warning: binding {args.host} makes the app reachable from other machines; "
-            "it has no authentication.",
-            file=sys.stderr,
+    names = _model_names(args)  # a model without weights fails before anything listens
+    sock = bind(args.host, args.port)  # a port in use fails before the models load
+    try:
+        if args.host not in _LOOPBACK:
+            print(
+                f"warning: binding {args.host} makes the app reachable from other machines; "
+                "it has no authentication.",
+                file=sys.stderr,
+            )
+        models = served_models(names, [args.weights] if args.weights else [])
+        app = create_app(
+            models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host]
         )
-    print(f"cnnscope {__version__}: serving {', '.join(m.id for m in models)} at {url}", flush=True)
-    if args.open:
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        url = _url(args.host, sock.getsockname()[1])
+        # Printed only now: a browser pointed at the URL connects (the backlog holds it
+        # until uvicorn accepts), it is never refused.
+        served = ", ".join(m.id for m in models)
+        print(f"cnnscope {__version__}: serving {served} at {url}", flush=True)
+        if args.open:
+            import threading
+            import webbrowser
+
+            # In a thread: a console browser would otherwise hold the server back until
+            # it quits. The socket listens already, so the page's first request waits.
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        config = uvicorn.Config(app, log_level="warning", **uvicorn_options())
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (0: a free port); a port in use: UserError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a restart may rebind a port whose old connections linger in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"port {port} on {host} is in use by another program; try --port {port + 1}"
+            ) from None
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    """The address to open: loopback for a wildcard bind, brackets around IPv6."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"

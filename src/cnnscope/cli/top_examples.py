@@ -21,26 +21,34 @@ def add(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load_model
-    from ..analysis.features import top_examples
+    from ..analysis.features import check_units, top_examples, unit_scores
     from ..data import load_mnist
-    from ..models import resolve_stage
-    from ..plots import image_grid_figure
+    from ..models import activation_stage, resolve_stage
+    from ..plots import tile_sheet
+    from ._progress import bar
 
     model, _ = load_model(model_ref(args))
     resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)
+    check_units(model, args.layer, [args.unit])  # before the pass over the test set
     data = load_mnist(args.data_dir)
-    top = top_examples(model, data.test_images, args.layer, args.unit, k=args.k)
+    with bar("test images") as progress:
+        # Ranked where the unit fires, as top_examples does: a conv after its activation.
+        scores = unit_scores(
+            model, data.test_images, activation_stage(model, args.layer), progress=progress
+        )
+    top = top_examples(model, data.test_images, args.layer, args.unit, k=args.k, scores=scores)
     images = data.test_images[[t.index for t in top]].numpy()
     titles = [f"#{t.index} ({int(data.test_labels[t.index])}) {t.score:.2f}" for t in top]
     out = out_dir(args.out)
     stem = f"top-{args.layer}-{args.unit}"
-    image_grid_figure(
+    tile_sheet(
         images,
-        titles,
-        columns=3,
+        cols=3,
+        scale=4,
+        labels=titles,
         boxes=[t.field for t in top],
         title=f"{args.layer}:{args.unit}: the test images it likes most",
-    ).savefig(out / f"{stem}.png", dpi=110)
+    ).save(out / f"{stem}.png")
     (out / f"{stem}.json").write_text(json.dumps([t.__dict__ for t in top], indent=1) + "\n")
     print(
         f"{args.layer}:{args.unit}: test images {', '.join(str(t.index) for t in top)}; wrote {out}"

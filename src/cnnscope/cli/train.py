@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     config.validate()  # out-of-range flags fail before the data loads
     if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
-    progress = ProgressBar()
+    progress = ProgressBar(quiet=args.json)
     try:
         result = fit(config, [progress], resume=args.resume)
     except KeyboardInterrupt:

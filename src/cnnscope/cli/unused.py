@@ -48,16 +48,24 @@ def stages(model: Any, requested: str | None) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load_model
-    from ..analysis.features import unused_channels
+    from ..analysis.features import unit_scores, unused_channels
     from ..data import load_mnist
+    from ._progress import bar
 
     model, _ = load_model(model_ref(args))
     pairs = stages(model, args.layers)
     data = load_mnist(args.data_dir)
+    images = data.test_images
     results = []
-    for requested, measured in pairs:
-        r = unused_channels(model, data.test_images, measured, args.threshold)
-        results.append({"requested": requested, **r})
+    with bar("test images through each stage", quiet=args.json) as progress:
+        for j, (requested, measured) in enumerate(pairs):
+            # One bar over every stage: images done in this stage plus the stages before.
+            def report(done: int, total: int, j: int = j) -> None:
+                progress(j * total + done, len(pairs) * total)
+
+            scores = unit_scores(model, images, measured, progress=report)
+            r = unused_channels(model, images, measured, args.threshold, scores=scores)
+            results.append({"requested": requested, **r})
     if args.json:
         print(
             json.dumps(

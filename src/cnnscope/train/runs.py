@@ -6,7 +6,10 @@ A run folder holds everything a run makes::
       model.safetensors, model.json   weights + metadata, rewritten every epoch
       state.safetensors               model + optimizer + RNG + loop position (--resume)
       metrics.jsonl                   one JSON object per log interval and per validation
-      tb/                             TensorBoard events: accuracy, cross_entropy, the graph
+      tb/                             TensorBoard events: accuracy, cross_entropy, learning rate,
+                                      train and validation on one chart (Custom Scalars),
+                                      weight and activation histograms per validation,
+                                      hparams with the final metrics, the graph
                                       (with the [tensorboard] extra installed)
       snapshots/                      fc1 and logits of a fixed test subset over training
 """
@@ -47,13 +50,33 @@ def _summary_writer() -> Any:
     return SummaryWriter
 
 
+# Custom Scalars: each train curve with its validation (and final test) point on one chart.
+TB_LAYOUT = {
+    "train and validation": {
+        name: ["Multiline", [f"^{name}$", f"^validation/{name}$", f"^test/{name}$"]]
+        for name in ("accuracy", "cross_entropy")
+    }
+}
+HISTOGRAM_KINDS = ("act", "fc")  # activation histograms: a few stages, cheap
+ACTIVATION_SAMPLE = 32  # images of the last validation batch kept for them
+
+
 class MetricsLog:
     """metrics.jsonl plus TensorBoard scalars, both trimmed to ``start_step`` on resume.
 
-    TensorBoard events are written only when the [tensorboard] extra is installed.
+    TensorBoard also gets, from the records written: the learning rate of each train
+    record; weight histograms and activation histograms (of the last validation batch's
+    first images, recorded by hooks released in :meth:`close`) at each validation; and, at
+    the test record that ends a run, the hparams with the final metrics. TensorBoard
+    events are written only when the [tensorboard] extra is installed.
     """
 
+    _sample: _ActivationSample | None = None  # hooks, from the first write to close()
+    _last_validation: dict[str, Any] | None = None
+    _histogram_step = -1
+
     def __init__(self, run_dir: Path, start_step: int, model: StagedModel, graph: bool) -> None:
+        self._model = model  # for the histograms: the model being trained
         SummaryWriter = _summary_writer()
         self.path = run_dir / METRICS
         if start_step == 0:
@@ -81,17 +104,104 @@ class MetricsLog:
     def write(self, record: dict[str, Any], prefix: str = "") -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self.tb is None:
+        tb = getattr(self, "tb", None)
+        if tb is None:  # TensorBoard not installed: metrics.jsonl only
             return
+        if self._sample is None:  # the first record: the layout, and hooks for histograms
+            tb.add_custom_scalars(TB_LAYOUT)
+            self._sample = _ActivationSample(self._model)
+        step = record["step"]
         for name in ("accuracy", "cross_entropy"):
             if name in record:
-                self.tb.add_scalar(prefix + name, record[name], record["step"])
-        self.tb.flush()
+                tb.add_scalar(prefix + name, record[name], step)
+        if "lr" in record:
+            tb.add_scalar("learning_rate", record["lr"], step)
+        if prefix == "validation/":
+            self._last_validation = record
+            if step != self._histogram_step:  # the last epoch's end is validated twice
+                write_histograms(tb, self._model, self._sample.outputs, step)
+                self._histogram_step = step
+        if prefix == "test/":
+            write_hparams(tb, self.path.parent, record, self._last_validation)
+        tb.flush()
 
     def close(self) -> None:
         self._file.close()
-        if self.tb is not None:
-            self.tb.close()
+        if self._sample is not None:
+            self._sample.close()
+        tb = getattr(self, "tb", None)
+        if tb is not None:
+            tb.close()
+
+
+class _ActivationSample:
+    """Forward hooks keeping the first images' outputs of a few stages, in eval mode only:
+    the last validation batch, the same images every epoch. Released by :meth:`close`."""
+
+    def __init__(self, model: StagedModel) -> None:
+        from ..models import stage_infos
+
+        self.outputs: dict[str, torch.Tensor] = {}
+        stages = [s for s, info in stage_infos(model).items() if info.kind in HISTOGRAM_KINDS]
+        self._handles = [
+            model.get_submodule(s).register_forward_hook(self._hook(s)) for s in stages
+        ]
+
+    def _hook(self, stage: str) -> Any:
+        def hook(module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            if not module.training:  # evaluation passes only, never a training batch
+                self.outputs[stage] = output[:ACTIVATION_SAMPLE].detach().clone()
+
+        return hook
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def write_histograms(
+    tb: Any, model: StagedModel, activations: dict[str, torch.Tensor], step: int
+) -> None:
+    """``weights/STAGE`` for every conv and fully connected stage, ``activations/STAGE``
+    for the sampled ones: how weights spread and units saturate or die as training goes."""
+    from ..models import stage_infos
+
+    for stage, info in stage_infos(model).items():
+        weight = getattr(model.get_submodule(stage), "weight", None)
+        if info.kind in ("conv", "fc", "logits") and isinstance(weight, torch.Tensor):
+            tb.add_histogram(f"weights/{stage}", weight.detach(), step)
+    for stage, output in activations.items():
+        tb.add_histogram(f"activations/{stage}", output, step)
+
+
+def write_hparams(
+    tb: Any, run_dir: Path, test: dict[str, Any], validation: dict[str, Any] | None
+) -> None:
+    """The run's settings with its final metrics, for TensorBoard's HParams tab.
+
+    The settings are the ``train_config`` of the checkpoint's metadata (``model.json``,
+    written by the validation just before); the metrics are the last validation and the
+    test figures, under their scalar tags, so each run is one row of the HParams table.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    sidecar = run_dir / WEIGHTS.replace(".safetensors", ".json")
+    try:
+        config = json.loads(sidecar.read_text()).get("train_config", {})
+    except (OSError, ValueError):
+        config = {}
+    # HParams takes numbers, strings and booleans; lists and None are shown as text.
+    settings = {
+        k: v if isinstance(v, int | float | str | bool) else json.dumps(v)
+        for k, v in config.items()
+        if k not in ("run_dir", "data_dir")
+    }
+    metrics = {f"test/{k}": test[k] for k in ("accuracy", "cross_entropy") if k in test}
+    if validation:
+        metrics.update({f"validation/{k}": validation[k] for k in ("accuracy", "cross_entropy")})
+    for summary in hparams(settings, metrics):
+        tb.file_writer.add_summary(summary, test["step"])
 
 
 def read_metrics(path: Path) -> list[tuple[int, str]]:

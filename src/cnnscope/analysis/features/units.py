@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +37,23 @@ def filters(model: StagedModel, stage: str) -> np.ndarray:
 
 @torch.no_grad()
 def unit_scores(
-    model: StagedModel, images: torch.Tensor, stage: str, batch_size: int = 1000
+    model: StagedModel,
+    images: torch.Tensor,
+    stage: str,
+    batch_size: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """(N, units): each image's mean activation of each channel (or unit) of ``stage``."""
+    """(N, units): each image's mean activation of each channel (or unit) of ``stage``.
+
+    ``progress(done, total)`` is called after each batch with the images done so far.
+    """
     out = []
     model.eval()
     for i in range(0, len(images), batch_size):
         o = forward_until(model, to_float(images[i : i + batch_size]), {stage})[stage]
         out.append((o.mean(dim=(2, 3)) if o.dim() == 4 else o).numpy())
+        if progress is not None:
+            progress(min(i + batch_size, len(images)), len(images))
     return np.concatenate(out)
 
 
