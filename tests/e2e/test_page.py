@@ -417,6 +417,10 @@ def test_top_examples_show_the_unit_clicked_last(page, server_url) -> None:
     page.click("button.tab[data-view='feat-view']")
     page.select_option("#feat-stage", "conv2")
     page.wait_for_function("document.querySelectorAll('#feat-gallery figure').length === 64")
+    # Dead units are drawn as dead, and agree with `cnnscope unused` (relu2: channel 23).
+    dead = page.locator("#feat-gallery figure.dead")
+    assert dead.count() == 1 and dead.get_attribute("data-unit") == "23"
+    assert "1 dead" in page.inner_text("#feat-status")
     held = []
 
     def hold_first(route) -> None:

@@ -176,6 +176,9 @@ function render(force = false) {
   const t0 = performance.now();
   const seen = $("seen").getContext("2d");
   if (r) drawGray(seen, decodeMaps(r.res.input).maps[0]); else seen.clearRect(0, 0, 28, 28);
+  const inverted = Boolean(r?.res.inverted);
+  $("seen-note").dataset.inverted = String(inverted);
+  $("seen-note").textContent = inverted ? "Dark ink on light paper: inverted to white on black, as MNIST." : "";
   renderBars(r?.res);
   stagesView.render(r && { model: r.model, info: state.info[r.model], stages: r.stages }, state.view, state.scale);
   if (!$("arch-view").hidden) architecture.thumbnails(archShown());

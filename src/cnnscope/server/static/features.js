@@ -114,9 +114,11 @@ export class FeaturesView {
       if (signal.aborted) return;
       done();
       if (job.status === "ready") {
-        $("feat-status").textContent = `${job.total} units`;
+        const dead = job.dead ?? [];
+        $("feat-status").textContent = `${job.total} units` +
+          (dead.length ? `, ${dead.length} dead: they never fire on the test set (struck through)` : "");
         this.images = b64bytes(job.images);
-        this.render(stage, job.total);
+        this.render(stage, job.total, new Set(dead));
       } else if (job.status === "failed") {
         $("feat-status").textContent = `failed: ${job.error}`;
       } else {
@@ -127,10 +129,13 @@ export class FeaturesView {
     poll();
   }
 
-  render(stage, total) {
+  render(stage, total, dead = new Set()) {
     $("feat-gallery").replaceChildren(...Array.from({ length: total }, (_, u) => {
-      const fig = el("figure", { dataset: { unit: u } }, digitCanvas(digitAt(this.images, u)),
-        el("figcaption", { textContent: String(u) }));
+      // A dead unit's image shows what would excite it, but nothing in the data ever does.
+      const fig = el("figure", { dataset: { unit: u }, className: dead.has(u) ? "dead" : "",
+        title: dead.has(u) ? `unit ${u} never fires on the 10,000 test digits: a dead unit` : "" },
+        digitCanvas(digitAt(this.images, u)),
+        el("figcaption", { textContent: dead.has(u) ? `${u} dead` : String(u) }));
       fig.onclick = () => this.openUnit(stage, u, fig);
       return fig;
     }));
