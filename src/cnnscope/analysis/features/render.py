@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models import StagedModel
+from ...models import StagedModel, stage_infos
 from ...models.builtin import LinearReLU
 from ..activations import forward_until
 from .objectives import Objective, Outputs, channels, check_units, parse, stage_size
@@ -293,10 +293,16 @@ def layer_images(
     batch: int = 128,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """One image per unit of ``stage`` (all of them by default), in batches of ``batch``."""
+    """One image per unit of ``stage`` (all of them by default), in batches of ``batch``.
+
+    A channel of a map is scored by its mean over every position: its preferred input is
+    a texture over the whole field, so the frame prior (where a *digit* sits) is off there.
+    """
     units = list(range(stage_size(model, stage))) if units is None else list(units)
     check_units(model, stage, units)
     cfg = config or RenderConfig()
+    if stage != "prob" and stage_infos(model)[stage].spatial:
+        cfg = replace(cfg, frame=0.0)
     out = []
     for start in range(0, len(units), batch):
         part = units[start : start + batch]
