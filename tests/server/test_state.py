@@ -35,10 +35,12 @@ def test_concurrent_requests_do_not_mix(shipped, mnist) -> None:
         assert res["predicted"] == int(torch.tensor(res["logits"]).argmax())
 
 
-def test_slow_work_does_not_block_predict(shipped, mnist) -> None:
+def test_slow_work_does_not_block_predict(shipped, mnist, tmp_path, monkeypatch) -> None:
     """An evaluation (seconds) running in a worker thread leaves /api/predict responsive."""
     import threading
     import time
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # uncached: the evaluation is slow
 
     model, meta = shipped
     app = create_app(

@@ -113,7 +113,7 @@ def load_snapshots(path: str | os.PathLike[str]) -> Snapshots:
         raise
     except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
         raise ValueError(
-            f"{path}: not a snapshots folder or file written by cnnscope train "
+            f"{path}: not a readable snapshots folder or file written by cnnscope train "
             f"({type(e).__name__}: {e}); train again or point at another run"
         ) from None
 

@@ -35,7 +35,6 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safetensors import SafetensorError
 
     from .. import load_model
     from ..analysis.embedding import embed_snapshots
@@ -47,13 +46,7 @@ def run(args: argparse.Namespace) -> int:
         from .._extras import require
 
         require("tensorboard", "tensorboard", "embed --tensorboard")
-    try:
-        snaps = load_snapshots(source)
-    except (KeyError, TypeError, OSError, SafetensorError) as e:  # and ValueError: bad JSON
-        raise UserError(
-            f"{source}: not a readable snapshots folder or file ({type(e).__name__}: {e}); "
-            "re-run cnnscope train, or use another --run"
-        ) from e
+    snaps = load_snapshots(source)  # a malformed folder: a ValueError naming it
     model, _ = load_model(ref)
     with bar(f"{args.method} of each snapshot") as progress:
         progress(0, len(snaps.steps))
