@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,7 @@ from torch import nn
 
 __all__ = [
     "SHIPPED_DIR",
+    "best_effort",
     "cache_dir",
     "feature_key",
     "features_cache",
@@ -77,11 +79,26 @@ def feature_key(stage: str, method: str) -> str:
     return f"{stage}/{method}"
 
 
-def features_cache(model_fingerprint: str, stage: str, method: str) -> Path:
-    """The cached feature images of one layer and method (same format as shipped)."""
-    return cache_dir("features") / f"{model_fingerprint[:24]}-{stage}-{method}.safetensors"
+def features_cache(model_fingerprint: str, stage: str, method: str, settings: str) -> Path:
+    """The cached feature images of one layer and method (same format as shipped).
+
+    ``settings`` is a digest of the render settings: images rendered before a change of
+    method or defaults are never served for the new ones.
+    """
+    name = f"{model_fingerprint[:24]}-{stage}-{method}-{settings[:12]}.safetensors"
+    return cache_dir("features") / name
 
 
-def units_cache(model_fingerprint: str, stage: str) -> Path:
-    """Each unit's peak activation on the test set: ``{"peak": (units,) float32}``."""
-    return cache_dir("units") / f"{model_fingerprint[:24]}-{stage}.safetensors"
+def units_cache(model_fingerprint: str, stage: str, data_checksum: str) -> Path:
+    """Each unit's peak activation on one test set: ``{"peak": (units,) float32}``."""
+    name = f"{model_fingerprint[:24]}-{stage}-{data_checksum[:12]}.safetensors"
+    return cache_dir("units") / name
+
+
+def best_effort(write: Callable[[], object]) -> bool:
+    """Run a cache ``write``; a read-only or full disk costs a recomputation, not an error."""
+    try:
+        write()
+    except OSError:
+        return False
+    return True

@@ -78,3 +78,12 @@ def test_explain_image_file_28x28_is_taken_as_is_or_inverted(tmp_path: Path, cap
     reference = inputs["--test-index=0"]
     assert np.array_equal(inputs[f"--image={tmp_path / 'white.png'}"], reference)
     np.testing.assert_allclose(dark, reference, atol=1e-3)
+
+
+def test_gradcam_defaults_to_the_models_last_conv(tmp_path) -> None:
+    # `--layer` defaulted to conv2, which single_conv lacks: every method failed.
+    from cnnscope.cli import main
+
+    argv = ["explain", "--model", "single_conv", "--test-index", "0", "--out", str(tmp_path)]
+    assert main([*argv, "--method", "gradcam"]) == 0
+    assert main([*argv, "--method", "saliency"]) == 0

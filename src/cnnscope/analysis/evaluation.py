@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from .._io import atomic_write
 from ..data import to_float
 from ..models import NUM_CLASSES, StagedModel
-from ..store import fingerprint, predictions_cache
+from ..store import best_effort, fingerprint, predictions_cache
 
 __all__ = [
     "Evaluation",
@@ -237,7 +237,7 @@ def report(
         cached = False
         if cache:
             tensors = {"logits": logits.contiguous()}
-            atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+            best_effort(lambda: atomic_write(path, lambda tmp: save_file(tensors, str(tmp))))
     y = labels.numpy()
     probs = torch.softmax(logits, 1).numpy()
     confusion = confusion_matrix(y, probs.argmax(1))

@@ -111,15 +111,15 @@ def input_image(args: argparse.Namespace) -> tuple[Any, str]:
     import numpy as np
 
     if args.image:
-        from ..preprocess import read_image, to_mnist
+        from ..preprocess import ink_on_black, read_image, to_mnist
 
         path = Path(args.image)
         if not path.is_file():
             raise UserError(f"{path}: no such image file")
         gray = read_image(path)  # (H, W) grey levels in [0, 1], as stored
-        if gray.mean() > 0.5:  # dark ink on light paper: flip to MNIST's white on black
-            gray = 1.0 - gray
-        return (gray if gray.shape == (28, 28) else to_mnist(gray)), args.image
+        if gray.shape != (28, 28):
+            return to_mnist(gray), args.image  # the drawing path, inversion included
+        return ink_on_black(gray)[0], args.image  # used as is, but white ink on black
     from ..data import load_mnist
 
     data = load_mnist(args.data_dir)

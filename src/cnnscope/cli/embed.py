@@ -82,11 +82,12 @@ def _sources(args: argparse.Namespace) -> tuple[Path, str]:
     """The snapshots folder and the weights to load: a run's, or a shipped model's."""
     from ..analysis.snapshots import shipped_snapshots
     from ..models import get_spec
+    from ..train import runs
 
     if not args.run:
         get_spec(args.model)  # an unknown name lists the valid ones
         return shipped_snapshots(args.model), args.model
-    source = Path(args.run) / "snapshots"
+    source = Path(args.run) / runs.SNAPSHOTS
     if not (source / "index.json").exists():
         raise UserError(
             f"{args.run} has no snapshots/ (it holds: "

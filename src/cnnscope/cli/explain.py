@@ -26,7 +26,9 @@ def add(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target", type=int_in(0, 9), help="class to explain, 0–9; default: the predicted one"
     )
-    p.add_argument("--layer", default="conv2", help="stage for gradcam")
+    p.add_argument(
+        "--layer", default=None, help="stage for gradcam (default: the model's last conv stage)"
+    )
     add_model_flags(p)
     add_data_flag(p)
     p.add_argument("--out", required=True, help="folder for attribution.png and attribution.json")

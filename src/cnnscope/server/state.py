@@ -26,6 +26,7 @@ from ..data import MNIST, DataError, load_mnist
 from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
+from ..train import runs
 from .pool import WorkerPool
 from .schemas import DerivedStage, EvaluationSummary, FeatureImages
 
@@ -135,6 +136,8 @@ class ServedModel:
                 self.sent.append(info.name)
         # Feature renders (a minute each): one at a time per model, a short queue.
         self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
+        # Set when the server stops: a running render gives up at its next step.
+        self.stopping = threading.Event()
 
     def embedding_source(self) -> Path | None:
         """The file the Embedding view is made from: shipped layouts, shipped or run
@@ -145,7 +148,7 @@ class ServedModel:
                 shipped(self.id, "snapshots.safetensors"),
             ]
         else:
-            candidates = [Path(self.source).parent / "snapshots"]
+            candidates = [Path(self.source).parent / runs.SNAPSHOTS]
         return next((p for p in candidates if p.exists()), None)
 
     @property
@@ -207,11 +210,14 @@ def _derived_op(info: Stage, module: torch.nn.Module) -> Literal["relu", "maxpoo
     """The op the page applies to the previous stage to get this one, if it can."""
     if info.kind == "act" and isinstance(module, torch.nn.ReLU):
         return "relu"
-    if (
+    if (  # exactly what codec.js's maxpool2 computes: 2×2, stride 2, no padding, floor
         info.kind == "pool"
         and isinstance(module, torch.nn.MaxPool2d)
         and module.kernel_size in (2, (2, 2))
         and module.stride in (2, (2, 2))
+        and module.padding in (0, (0, 0))
+        and module.dilation in (1, (1, 1))
+        and not module.ceil_mode
     ):
         return "maxpool2"
     return None
@@ -237,6 +243,15 @@ class AppState:
         self._data_lock = threading.Lock()
         self.fast = WorkerPool("fast", FAST_WORKERS, FAST_QUEUE)
         self.slow = WorkerPool("slow", SLOW_WORKERS, SLOW_QUEUE)
+
+    def shutdown(self) -> None:
+        """Stop the pools: queued work is dropped and running renders give up, so that
+        Ctrl-C ends ``serve`` in a moment, not after minutes of background renders."""
+        for m in self.models:
+            m.stopping.set()
+            m.renders.shutdown()
+        self.fast.shutdown()
+        self.slow.shutdown()
 
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""

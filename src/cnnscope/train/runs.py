@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .._extras import MissingExtra, require
+from .._io import atomic_write_text
 from ..checkpoints import CheckpointError
 from ..data import MNIST
 from ..models import StagedModel
@@ -83,7 +84,8 @@ class MetricsLog:
             self.path.write_text("")
         elif self.path.exists():
             kept = [line for step, line in read_metrics(self.path) if step <= start_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            # Atomic: a crash here must not lose the history the resume keeps.
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self._file = open(self.path, "a")  # noqa: SIM115 - closed in close()
         # purge_step drops events a crashed run wrote after the step we resume from.
         self.tb = (

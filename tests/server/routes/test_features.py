@@ -122,3 +122,29 @@ def test_features_report_dead_units_as_unused_counts_them(shipped, mnist, tmp_pa
     assert job["status"] == "ready" and job["dead"] == expected
     assert list((tmp_path / "cnnscope" / "units").iterdir())
     assert app().get("/api/features/deep_mnist/logits").json()["dead"] == []
+
+
+def test_features_without_test_data_or_a_writable_cache(shipped, tmp_path, monkeypatch) -> None:
+    # Found in review: without MNIST on disk the Features view answered 503 (dead units
+    # needed the test set) and every retry queued the same render again; an unwritable
+    # cache failed a finished render.
+    from cnnscope.models import build_model
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    model, meta = shipped
+    tiny = build_model("lenet5").eval()
+    served = [ServedModel("deep_mnist", model, meta, "shipped"), ServedModel("t", tiny, {}, "t")]
+    app = create_app(served, data_dir=str(tmp_path / "empty"), allowed_hosts=["testserver"])
+    with TestClient(app) as c:
+        job = c.get("/api/features/deep_mnist/conv1").json()
+        assert job["status"] == "ready" and job["dead"] is None
+        deadline = time.monotonic() + 60
+        while (job := c.get("/api/features/t/conv1").json())["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert job["status"] == "ready" and job["total"] == 6
+        assert app.state.cnnscope.models[1].renders.pending == 0
+    # Leaving the app (Ctrl-C in serve) stops its pools: renders give up at their next step.
+    assert all(m.stopping.is_set() for m in app.state.cnnscope.models)

@@ -10,8 +10,10 @@ switched off (:func:`compare_regularizers` shows what each contributes).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +77,11 @@ class RenderConfig:
             redirect=0.0,
             seed=seed,
         )
+
+    def digest(self) -> str:
+        """A short hash of every setting: the key of cached images."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def validate(self) -> None:
         checks = [

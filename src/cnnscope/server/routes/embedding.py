@@ -42,5 +42,9 @@ def _embedding_json(m: ServedModel) -> bytes:
             f"{m.model.arch} --run-dir runs/{m.model.arch}` and serve it with "
             f"`--weights runs/{m.model.arch}/model.safetensors`.",
         )
-    _, payload = embed_snapshots(load_snapshots(source), m.model)  # reads the weights only
+    try:
+        snaps = load_snapshots(source)
+    except (ValueError, OSError) as e:  # a damaged run folder: say which, not a 500
+        raise HTTPException(422, str(e)) from e
+    _, payload = embed_snapshots(snaps, m.model)  # reads the weights only
     return json.dumps(payload).encode()

@@ -18,7 +18,7 @@ from ...analysis.features import (
     unit_scores,
 )
 from ...models import activation_stage
-from ...store import feature_key, features_cache, shipped, units_cache
+from ...store import best_effort, feature_key, features_cache, shipped, units_cache
 from ..encoding import b64
 from ..schemas import FeatureImages, TopExampleOut
 from ..state import AppState, ServedModel, State
@@ -52,29 +52,33 @@ def _job(state: AppState, m: ServedModel, stage: str, method: str) -> FeatureIma
     with m.features_lock:  # one lookup at a time per model: no render starts twice
         job = m.feature_jobs.get((stage, method))
         if job is None or job.status == "failed":
-            job = _start_features(m, stage, method)
-            job.dead = _dead(state, m, stage)
-            m.feature_jobs.put((stage, method), job)
+            dead = _dead(state, m, stage)  # first: the render below must not start twice
+            job = m.feature_jobs.put((stage, method), _start_features(m, stage, method))
+            job.dead = dead
         return job
 
 
-def _dead(state: AppState, m: ServedModel, stage: str) -> list[int]:
+def _dead(state: AppState, m: ServedModel, stage: str) -> list[int] | None:
     """Units of ``stage`` that never fire on the test set, where they fire (after the
-    activation); cached on disk by weights fingerprint. Classes are never dead."""
+    activation); cached on disk by weights fingerprint and test set. Classes are never
+    dead; ``None`` when the test set is not on disk (the images still show)."""
     if stage == "prob" or m.stages[stage].kind == "logits":
         return []
+    try:
+        d = state.mnist()
+    except HTTPException:
+        return None
     read = activation_stage(m.model, stage)
-    path = units_cache(m.fingerprint, read)
+    path = units_cache(m.fingerprint, read, d.checksum)
     try:
         peak = load_np(str(path))["peak"]
     except Exception:  # absent or unreadable: measure again (~3 s for 10,000 digits)
-        d = state.mnist()
         with m.worker("slow") as model:
             scores = m.unit_scores.get_or_make(
                 read, lambda: unit_scores(model, d.test_images, read)
             )
         peak = scores.max(axis=0).astype(np.float32)
-        atomic_write(path, lambda tmp: save_np({"peak": peak}, str(tmp)))
+        best_effort(lambda: atomic_write(path, lambda tmp: save_np({"peak": peak}, str(tmp))))
     return dead_units(peak)
 
 
@@ -94,19 +98,23 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
         model=m.id, stage=stage, method=method, status="running", done=0, total=total
     )
     key = feature_key(stage, method)
-    sources = [features_cache(m.fingerprint, stage, method)]
-    if m.source == "shipped":
+    cfg = RenderConfig.plain() if method == "plain" else RenderConfig()
+    sources = [features_cache(m.fingerprint, stage, method, cfg.digest())]
+    if m.source == "shipped":  # made by scripts/ship_weights.py with the same defaults
         sources.insert(0, shipped(m.id, "features.safetensors"))
     for path in sources:
-        if path.exists():
-            stored = load_np(str(path))
-            if key in stored:
-                job.images = b64(stored[key].tobytes())
-                job.status, job.done = "ready", total
-                return job
-    cfg = RenderConfig.plain() if method == "plain" else RenderConfig()
+        try:
+            stored = load_np(str(path)) if path.exists() else {}
+        except Exception:  # an unreadable cache file is a miss: render again
+            stored = {}
+        if key in stored:
+            job.images = b64(stored[key].tobytes())
+            job.status, job.done = "ready", total
+            return job
 
     def progress(done: int, _total: int) -> None:
+        if m.stopping.is_set():
+            raise RuntimeError("the server is stopping")
         job.done = done
 
     def run() -> None:
@@ -114,9 +122,11 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
             model = m.snapshot()  # taken when the render starts, not while it waits
             images = layer_images(model, stage, config=cfg, progress=progress)
             pixels = np.round(images * 255).astype(np.uint8)
-            atomic_write(sources[-1], lambda tmp: save_np({key: pixels}, str(tmp)))
             job.images = b64(pixels.tobytes())
             job.done, job.status = total, "ready"
+            best_effort(
+                lambda: atomic_write(sources[-1], lambda tmp: save_np({key: pixels}, str(tmp)))
+            )
         except Exception as e:
             job.status, job.error = "failed", f"{type(e).__name__}: {e}"
 

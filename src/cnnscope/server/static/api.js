@@ -54,12 +54,13 @@ export async function request(url, { body, signal } = {}) {
       const init = body === undefined ? { signal }
         : { signal, method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
       const r = await fetch(url, init);
-      if (r.status === 503 && attempt < TRIES) {
-        const after = Number(r.headers.get("Retry-After"));
-        await sleep(Math.min(after > 0 ? after * 1000 : 500, 5000), signal);
+      // Busy (a full queue) says when to come back; any other 503 (no test data) is final.
+      const after = Number(r.headers.get("Retry-After"));
+      if (r.status === 503 && after > 0 && attempt < TRIES) {
+        await sleep(Math.min(after * 1000, 5000), signal);
         continue;
       }
-      if (!r.ok) throw new HttpError(r.status, r.status === 503 ? "server busy, try again" : await detail(r));
+      if (!r.ok) throw new HttpError(r.status, r.status === 503 && after > 0 ? "server busy, try again" : await detail(r));
       return await r.json();
     }
   } finally {
