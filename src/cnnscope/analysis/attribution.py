@@ -41,6 +41,7 @@ from ..models import StagedModel, activation_stage, resolve_stage, stage_infos
 __all__ = [
     "FAST_METHODS",
     "METHODS",
+    "METHOD_NAMES",
     "Attribution",
     "Explainer",
     "default_cam_layer",
@@ -48,7 +49,15 @@ __all__ = [
 ]
 
 METHODS = ("saliency", "gradxinput", "gradcam", "ig", "smoothgrad", "occlusion")
-FAST_METHODS = ("saliency", "gradxinput", "gradcam")
+FAST_METHODS = ("saliency", "gradxinput", "gradcam")  # cheap enough to run with every prediction
+METHOD_NAMES = {  # what a person reads (the page's picker, figure titles)
+    "saliency": "saliency",
+    "gradxinput": "gradient × input",
+    "gradcam": "Grad-CAM (last conv)",
+    "ig": "integrated gradients",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "occlusion",
+}
 BASELINE = "black image (all zeros: no ink)"
 
 

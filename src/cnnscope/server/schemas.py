@@ -240,11 +240,20 @@ class FilterWeights(BaseModel):
     data: str
 
 
+class AttributionMethod(BaseModel):
+    id: str
+    name: str
+    live: bool = Field(description="computed with every prediction (`explain` in /api/predict)")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
     models: list[str]
     default_model: str
+    attribution: list[AttributionMethod] = Field(
+        description="the attribution methods, in the order the page offers them"
+    )
 
 
 class ArithmeticRequest(PredictRequest):

@@ -7,9 +7,10 @@ import torch
 from fastapi import APIRouter, HTTPException
 
 from ... import __version__
+from ...analysis.attribution import FAST_METHODS, METHOD_NAMES, METHODS
 from ...models import count_parameters, get_spec
 from ..encoding import b64
-from ..schemas import FilterWeights, Health, ModelInfo, StageInfo
+from ..schemas import AttributionMethod, FilterWeights, Health, ModelInfo, StageInfo
 from ..state import ServedModel, State
 
 router = APIRouter()
@@ -18,7 +19,13 @@ router = APIRouter()
 @router.get("/api/health", response_model=Health)
 def health(state: State) -> Health:
     return Health(
-        status="ok", version=__version__, models=list(state.by_id), default_model=state.default
+        status="ok",
+        version=__version__,
+        models=list(state.by_id),
+        default_model=state.default,
+        attribution=[
+            AttributionMethod(id=k, name=METHOD_NAMES[k], live=k in FAST_METHODS) for k in METHODS
+        ],
     )
 
 

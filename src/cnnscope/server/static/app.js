@@ -297,9 +297,14 @@ let resizing = null;
 window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => render(true), 150); });
 
 async function init() {
+  let health;
   try {
-    state.models = await getJSON("api/models");
+    [state.models, health] = await Promise.all([getJSON("api/models"), getJSON("api/health")]);
   } catch (e) { update((s) => { s.error = e.message; }); return; }
+  // The methods and which are live: the server's list (analysis/attribution.py), not ours.
+  $("attr-method").replaceChildren(new Option("none", ""),
+    ...health.attribution.map((a) => new Option(a.name, a.id)));
+  for (const a of health.attribution) if (a.live) FAST.add(a.id);
   for (const m of state.models) state.info[m.id] = new Stages(m.stages);
   $("model").replaceChildren(...state.models.map((m) => {
     const acc = m.metrics.test_accuracy;

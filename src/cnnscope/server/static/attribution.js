@@ -5,8 +5,8 @@ import { decodeMaps } from "./codec.js";
 import { $ } from "./dom.js";
 import { OVERLAY_MAGNITUDE, OVERLAY_SIGNED, drawLegend, drawOverlay, fmt } from "./render.js";
 
-/** Methods the server computes with every prediction (≤ 30 ms). */
-export const FAST = new Set(["saliency", "gradxinput", "gradcam"]);
+/** Methods the server computes with every prediction: filled from /api/health at start. */
+export const FAST = new Set();
 
 /**
  * Paint the panel. `attr`: {method, target, slow: {rev, model, method, target, json} | null,
