@@ -13,44 +13,17 @@ what it did (:class:`Prepared`); :func:`to_mnist` is its image.
 
 from __future__ import annotations
 
-import io
-import struct
-import warnings
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image
 
-__all__ = [
-    "Prepared",
-    "PreprocessError",
-    "decode_png",
-    "ink_on_black",
-    "prepare",
-    "read_image",
-    "to_mnist",
-]
+__all__ = ["Prepared", "PreprocessError", "ink_on_black", "prepare", "to_mnist"]
 
 BOX = 20  # the digit's longer side after scaling
 SIZE = 28
 CENTRE = 14.0  # where MNIST put the centre of mass, in pixel indices
 INK_THRESHOLD = 0.1  # fraction of the brightest pixel that counts as ink for the crop
-MAX_PNG_PIXELS = 4096 * 4096  # more is a decompression bomb, not a drawing
-
-# Pillow's own limits, in case an image reaches it by another path: text chunks are
-# inflated while the header is read (default 1 MB each, 64 MB in all).
-PngImagePlugin.MAX_TEXT_CHUNK = min(PngImagePlugin.MAX_TEXT_CHUNK, 64 * 1024)
-PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, 256 * 1024)
-Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PNG_PIXELS, MAX_PNG_PIXELS)
-
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# What a drawing needs: the header, a palette and its transparency, the pixels. Every
-# other chunk (text, zTXt, iCCP, EXIF, animation…) is dropped unread.
-_NEEDED_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
-# Errors Pillow raises on malformed PNGs (SyntaxError: "broken PNG file").
-_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
 
 
 class PreprocessError(ValueError):
@@ -156,27 +129,42 @@ def prepare(image: np.ndarray) -> Prepared:
     if image.size == 0:
         return Prepared(np.zeros((SIZE, SIZE), np.float32))
     image = np.clip(np.nan_to_num(image), 0.0, 1.0)
-    shrink = 1.0
-    if max(image.shape) > LARGEST:
-        # A photo or a big export: the steps below cost time in proportion to the pixels,
-        # and the digit ends up 20 pixels tall anyway.
-        shrink = LARGEST / max(image.shape)
-        size = (
-            max(1, round(image.shape[1] * shrink)),
-            max(1, round(image.shape[0] * shrink)),
-        )
-        image = np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
-
+    image, shrink = _shrink(image)
     image, inverted = ink_on_black(image)
     image = np.clip(image - float(np.median(_border(image))), 0.0, None)
-
     peak = float(image.max())
     if peak < 1.0 / 255:  # blank, or only the noise of an 8-bit background
         return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted=inverted)
-    image = image / peak
+    image, dropped = _drop_specks(image / peak)
+    crop, width_px, restroked = _restroke(_crop(image, margin=2))
+    out = _fit(crop)
+    top = float(out.max())
+    gain = 1.0 / peak
+    if 0.0 < top < 1.0:
+        out, gain = out / top, gain / top
+    return Prepared(
+        out.astype(np.float32),
+        inverted=inverted,
+        dropped_specks=dropped,
+        stroke_px=width_px / shrink,
+        restroked=restroked,
+        gain=gain,
+    )
 
-    image, dropped = _drop_specks(image)
-    crop = _crop(image, margin=2)
+
+def _shrink(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """A photo or a big export shrunk to ``LARGEST`` pixels: the steps after it cost time
+    in proportion to the pixels, and the digit ends up 20 pixels tall anyway."""
+    if max(image.shape) <= LARGEST:
+        return image, 1.0
+    shrink = LARGEST / max(image.shape)
+    size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
+    return np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX)), shrink
+
+
+def _restroke(crop: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """The crop with its stroke inside MNIST's range for its size, the stroke width measured
+    (in crop pixels) and whether it was redrawn."""
     # Upsample small crops so a stroke of 2 pixels is measured to a fraction of one.
     factor = max(1, -(-WORK // max(crop.shape)))  # ceil
     fine = crop
@@ -192,31 +180,17 @@ def prepare(image: np.ndarray) -> Prepared:
         mask = fine > 0.5 * float(fine.max())
     width = _stroke_width(mask)
     length = _extent(mask)
-    restroked = not STROKE_RANGE[0] <= width / length <= STROKE_RANGE[1]
-    if restroked:
-        # Keep the pen's path, change the pen: the ink's extent is path + one stroke width,
-        # and the new stroke is `goal` of the new extent.
-        path = max(length - width, 1.0)
-        goal = STROKE_TARGET if width < STROKE_RANGE[0] * length else STROKE_THINNED
-        target = goal * path / (1.0 - goal)
-        redrawn = _offset(mask, (target - width) / 2)
-        if redrawn.max() >= 0.5:  # a dot is not thinned away
-            crop = redrawn
-        else:
-            restroked = False
-    out = _fit(crop)
-    top = float(out.max())
-    gain = 1.0 / peak
-    if 0.0 < top < 1.0:
-        out, gain = out / top, gain / top
-    return Prepared(
-        out.astype(np.float32),
-        inverted=inverted,
-        dropped_specks=dropped,
-        stroke_px=width / factor / shrink,
-        restroked=restroked,
-        gain=gain,
-    )
+    if STROKE_RANGE[0] <= width / length <= STROKE_RANGE[1]:
+        return crop, width / factor, False
+    # Keep the pen's path, change the pen: the ink's extent is path + one stroke width,
+    # and the new stroke is `goal` of the new extent.
+    path = max(length - width, 1.0)
+    goal = STROKE_TARGET if width < STROKE_RANGE[0] * length else STROKE_THINNED
+    target = goal * path / (1.0 - goal)
+    redrawn = _offset(mask, (target - width) / 2)
+    if redrawn.max() < 0.5:  # a dot is not thinned away
+        return crop, width / factor, False
+    return redrawn, width / factor, True
 
 
 def ink_on_black(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -338,92 +312,3 @@ def _fit(image: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top : top + new_h, left : left + new_w] = crop
     return out
-
-
-def _needed_chunks(data: bytes, max_pixels: int) -> bytes:
-    """The PNG ``data`` with only the chunks a drawing needs, its size checked first.
-
-    Walks the chunk list (a few microseconds) so that neither a huge pixel count nor a
-    compressed ancillary chunk costs anything before it is refused.
-    """
-    if not data.startswith(_SIGNATURE):
-        kind = "a JPEG" if data.startswith(b"\xff\xd8") else "bytes that are not a PNG"
-        raise PreprocessError(f"expected a PNG, got {kind}")
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise PreprocessError("not a readable PNG (no IHDR header chunk)")
-    width, height = struct.unpack(">II", data[16:24])
-    if width * height > max_pixels:
-        raise PreprocessError(
-            f"image of {width}×{height} pixels exceeds the limit of {max_pixels:,} pixels"
-        )
-    if width == 0 or height == 0:
-        raise PreprocessError(f"image of {width}×{height} pixels is empty")
-    kept, pos = [_SIGNATURE], len(_SIGNATURE)
-    while pos + 12 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
-            raise PreprocessError(f"truncated PNG: chunk {kind!r} runs past the end")
-        if kind in _NEEDED_CHUNKS:
-            kept.append(data[pos:end])
-        pos = end
-        if kind == b"IEND":
-            break
-    return b"".join(kept)
-
-
-def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
-    """Decode a PNG (a canvas export) into a (H, W) float32 image, white ink on black.
-
-    Transparent pixels count as black, so a canvas drawn with white strokes on a
-    transparent background works as well as one drawn on black. The pixel count is
-    checked from the header before anything is decompressed, and ancillary chunks
-    (text, colour profiles) are dropped unread.
-    """
-    data = _needed_chunks(data, max_pixels)
-    try:
-        img = Image.open(io.BytesIO(data), formats=["PNG"])
-        rgba = img.convert("RGBA")
-    except Image.DecompressionBombError as e:
-        raise PreprocessError(f"image exceeds the limit of {max_pixels:,} pixels ({e})") from e
-    except UnidentifiedImageError as e:
-        raise PreprocessError(f"not a readable image ({e})") from e
-    except _PIL_ERRORS as e:
-        raise PreprocessError(f"could not decode the PNG ({type(e).__name__}: {e})") from e
-    # Exact integer sums, then one float conversion: ~10 ms for a megapixel, where
-    # converting the (H, W, 4) array to float32 first took ~90 ms, all of it holding the GIL.
-    arr = np.asarray(rgba)  # (H, W, 4) uint8
-    total = arr[..., 0].astype(np.uint32)
-    total += arr[..., 1]
-    total += arr[..., 2]
-    total *= arr[..., 3]  # (R + G + B) · alpha: at most 3 · 255 · 255
-    return total.astype(np.float32) * np.float32(1.0 / (3 * 255 * 255))
-
-
-def read_image(path: str | Path, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
-    """An image file of any format Pillow reads → (H, W) float32 grey levels in [0, 1].
-
-    The pixel count is checked from the file's header before decoding; a decompression
-    bomb, an unreadable or a truncated file raises :class:`PreprocessError` naming the file.
-    """
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns past Image.MAX_IMAGE_PIXELS: refuse instead.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise PreprocessError(
-                        f"{path}: image of {width}×{height} pixels exceeds the limit of "
-                        f"{max_pixels:,} pixels"
-                    )
-                gray = np.asarray(img.convert("L"))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise PreprocessError(f"{path}: image exceeds the limit of {max_pixels:,} pixels") from e
-    except UnidentifiedImageError as e:
-        raise PreprocessError(f"{path}: not a readable image ({e})") from e
-    except _PIL_ERRORS as e:
-        raise PreprocessError(
-            f"{path}: could not decode the image ({type(e).__name__}: {e})"
-        ) from e
-    return gray.astype(np.float32) / np.float32(255.0)

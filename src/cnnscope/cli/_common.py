@@ -104,14 +104,15 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
 def input_image(args: argparse.Namespace) -> tuple[Any, str]:
     """The (28, 28) float image that --image or --test-index names, and where it came from.
 
-    An image file is read with :func:`cnnscope.preprocess.read_image` (its pixel count
+    An image file is read with :func:`cnnscope.decode.read_image` (its pixel count
     checked from the header); dark ink on light paper is inverted to MNIST's white on
     black, and anything but 28×28 is preprocessed like a drawing.
     """
     import numpy as np
 
     if args.image:
-        from ..preprocess import ink_on_black, read_image, to_mnist
+        from ..decode import read_image
+        from ..preprocess import ink_on_black, to_mnist
 
         path = Path(args.image)
         if not path.is_file():

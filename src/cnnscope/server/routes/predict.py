@@ -19,7 +19,8 @@ from fastapi.responses import Response
 
 from ...analysis.activations import StageRecorder
 from ...analysis.attribution import Attribution
-from ...preprocess import PreprocessError, decode_png, ink_on_black, prepare
+from ...decode import decode_png
+from ...preprocess import PreprocessError, ink_on_black, prepare
 from ..encoding import encode
 from ..schemas import (
     AttributionMap,

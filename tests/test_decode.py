@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnscope.decode import decode_png, read_image
+from cnnscope.preprocess import PreprocessError
+
+
+def test_decode_png_alpha_counts_as_black() -> None:
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[2:5, 2:5] = [255, 255, 255, 255]  # opaque white ink
+    rgba[6:8, 6:8] = [255, 255, 255, 0]  # transparent white: background
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    gray = decode_png(buf.getvalue())
+    assert gray[3, 3] == 1.0 and gray[7, 7] == 0.0 and gray[0, 0] == 0.0
+
+
+def _png(image: np.ndarray, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((image * 255).astype(np.uint8)).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def test_decode_png_checks_pixels_from_the_header_first() -> None:
+    import time
+
+    data = _png(np.zeros((4096, 4096)))
+    t0 = time.perf_counter()
+    with pytest.raises(PreprocessError, match="4096×4096 pixels exceeds the limit of 1,000"):
+        decode_png(data, max_pixels=1000)
+    assert time.perf_counter() - t0 < 0.05
+
+
+def test_decode_png_drops_ancillary_chunks_unread() -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 30))
+    info = PngInfo()
+    info.add_text("big", "x" * 5_000_000, zip=True)  # inflates past Pillow's 1 MB cap
+    noisy = _png(image, pnginfo=info, icc_profile=b"\0" * 5_000_000)
+    assert np.array_equal(decode_png(noisy), decode_png(_png(image)))
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"\xff\xd8\xff\xe0" + b"\0" * 40, "expected a PNG, got a JPEG"),
+        (b"hello world", "expected a PNG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 30, "no IHDR"),
+    ],
+)
+def test_decode_png_rejects_non_pngs(data, words) -> None:
+    with pytest.raises(PreprocessError, match=words):
+        decode_png(data)
+
+
+def test_decode_png_rejects_truncated_and_corrupt_files() -> None:
+    data = _png(np.ones((20, 20)) * 0.5)
+    with pytest.raises(PreprocessError, match="truncated"):
+        decode_png(data[:-20])
+    corrupt = bytearray(data)
+    corrupt[45] ^= 0xFF  # inside IDAT: a CRC (or inflate) error
+    with pytest.raises(PreprocessError):
+        decode_png(bytes(corrupt))
+
+
+def test_read_image_refuses_bombs_and_junk_naming_the_file(tmp_path) -> None:
+    ok = tmp_path / "ok.jpg"
+    Image.fromarray(np.full((30, 40), 200, np.uint8)).save(ok)
+    gray = read_image(ok)
+    assert (
+        gray.shape == (30, 40) and gray.dtype == np.float32 and abs(gray.mean() - 200 / 255) < 0.02
+    )
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20_000, 20_000)).save(bomb)  # ~20 kB, 400 M pixels (past Pillow's own cap)
+    with pytest.raises(PreprocessError, match=r"bomb\.png: .*exceeds the limit"):
+        read_image(bomb)
+    big = tmp_path / "big.png"
+    Image.new("L", (300, 300)).save(big)
+    with pytest.raises(PreprocessError, match=r"big\.png: image of 300×300 pixels exceeds"):
+        read_image(big, max_pixels=10_000)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(PreprocessError, match=r"junk\.png: not a readable image"):
+        read_image(junk)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(ok.read_bytes()[:200])
+    with pytest.raises(PreprocessError, match=r"cut\.png"):
+        read_image(truncated)
