@@ -278,7 +278,8 @@ def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
     inside = ndimage.distance_transform_edt(mask) - 0.5
     outside = ndimage.distance_transform_edt(~mask) - 0.5
     signed = np.where(mask, inside, -outside)  # > 0 in the ink, < 0 outside
-    return np.clip(signed + delta + 0.5, 0.0, 1.0).astype(np.float32)
+    out: np.ndarray = np.clip(signed + delta + 0.5, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 def _fit(image: np.ndarray) -> np.ndarray:

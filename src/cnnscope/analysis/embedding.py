@@ -52,7 +52,8 @@ def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
 
 def _normalised(y: np.ndarray) -> np.ndarray:
     centred = y - y.mean(0)
-    return centred / (np.sqrt((centred**2).sum(1).mean()) or 1.0)
+    scaled: np.ndarray = centred / (np.sqrt((centred**2).sum(1).mean()) or 1.0)
+    return scaled
 
 
 def mean_displacement(frames: list[np.ndarray]) -> float:
@@ -223,12 +224,9 @@ class Embedder:
     def _reduce(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] <= self.components:
             return x
-        return (
-            _sklearn("decomposition")
-            .PCA(self.components, random_state=self.seed)
-            .fit_transform(x)
-            .astype(np.float32)
-        )
+        pca = _sklearn("decomposition").PCA(self.components, random_state=self.seed)
+        reduced: np.ndarray = pca.fit_transform(x).astype(np.float32)
+        return reduced
 
     def _embed(self, x: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         if self.method == "pca":
@@ -285,7 +283,8 @@ def _rotate_onto(y: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     from scipy.linalg import orthogonal_procrustes  # SciPy is in the base install
 
     r, _ = orthogonal_procrustes(a, b)
-    return a @ r
+    rotated: np.ndarray = a @ r
+    return rotated
 
 
 def class_embedding(

@@ -154,7 +154,10 @@ class Report:
     def confusion_normalized(self) -> np.ndarray:
         """Rows sum to 1: the share of each true class predicted as each class."""
         rows = self.confusion.sum(axis=1, keepdims=True)
-        return np.divide(self.confusion, rows, out=np.zeros(self.confusion.shape), where=rows > 0)
+        out: np.ndarray = np.divide(
+            self.confusion, rows, out=np.zeros(self.confusion.shape), where=rows > 0
+        )
+        return out
 
     def mistakes(self) -> list[Mistake]:
         """All misclassified images, most confident first."""

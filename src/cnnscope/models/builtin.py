@@ -75,7 +75,8 @@ class DeepMNIST(StagedModel):
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
         x = self.pool2(self.relu2(self.conv2(x)))  # (N, C2, 7, 7)
         x = self.fc1(x.flatten(1))  # (N, hidden)
-        return self.logits(self.dropout(x))  # (N, 10)
+        logits: torch.Tensor = self.logits(self.dropout(x))  # (N, 10)
+        return logits
 
 
 class SingleConv(StagedModel):
@@ -96,7 +97,8 @@ class SingleConv(StagedModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
         x = self.fc1(x.flatten(1))  # (N, hidden)
-        return self.logits(self.dropout(x))
+        logits: torch.Tensor = self.logits(self.dropout(x))  # (N, 10)
+        return logits
 
 
 class LeNet5(StagedModel):
@@ -136,7 +138,8 @@ class LeNet5(StagedModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, 6, 14, 14)
         x = self.pool2(self.relu2(self.conv2(x)))  # (N, 16, 5, 5)
-        return self.logits(self.fc2(self.fc1(x.flatten(1))))
+        logits: torch.Tensor = self.logits(self.fc2(self.fc1(x.flatten(1))))  # (N, 10)
+        return logits
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ class _RedirectedReLUs:
         pre = inputs[0]
         if isinstance(module, LinearReLU):
             pre = F.linear(pre, module.weight, module.bias)
-        return out + self.leak * (pre - pre.detach())
+        redirected: torch.Tensor = out + self.leak * (pre - pre.detach())
+        return redirected
 
     def __enter__(self) -> _RedirectedReLUs:
         if self.leak > 0:
