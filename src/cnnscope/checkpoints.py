@@ -247,6 +247,10 @@ def load_weights(
 ) -> tuple[StagedModel, dict[str, Any]]:
     """Rebuild the model a weights file was made for and load its weights (float32, eval).
 
+    The whole header is checked before anything is allocated: the options' names, types
+    and ranges, then the file's tensor names and shapes against the architecture built on
+    the ``meta`` device. A crafted or damaged file raises :class:`CheckpointError`.
+
     Parameters
     ----------
     path
@@ -254,10 +258,6 @@ def load_weights(
     expect
         If given, the architecture the caller wants; weights made for another one raise
         :class:`CheckpointError` naming both.
-
-    The whole header is checked before anything is allocated: the options' names, types
-    and ranges, then the file's tensor names and shapes against the architecture built on
-    the ``meta`` device. A crafted or damaged file raises :class:`CheckpointError`.
     """
     path = Path(path)
     if not path.is_file():
