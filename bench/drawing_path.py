@@ -14,12 +14,17 @@ lost to a stray dot, ≥ 95 % black on white, ≤ 0.3 points lost on full-size d
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+# The repository root: test-only helpers (tests/support) are not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.rerender import BRUSH, THIN_PEN, centre_line, draw, inverted, with_stray_dot
 
 import cnnscope

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+# The repository root: test-only helpers (tests/support) are not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.chromium import launch
 from tests.support.rerender import rerender
 

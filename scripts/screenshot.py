@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+# The repository root: test-only helpers (tests/support) are not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.chromium import launch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
