@@ -110,3 +110,17 @@ def test_every_cache_of_a_served_model_is_bounded(shipped) -> None:
     for cache in (m._explainers, m.feature_jobs, m.unit_scores):
         assert isinstance(cache, LRU) and cache.maxsize <= 32
     assert m.renders.capacity <= 3
+
+
+def test_pooling_is_derived_only_when_the_page_computes_it_exactly() -> None:
+    # codec.js's maxpool2 is 2×2, stride 2, no padding, floor: anything else travels as is.
+    from torch import nn
+
+    from cnnscope.models import StageInfo
+    from cnnscope.server.state import _derived_op
+
+    info = StageInfo("p", "pool", (1, 2, 2), "MaxPool2d")
+    assert _derived_op(info, nn.MaxPool2d(2)) == "maxpool2"
+    assert _derived_op(info, nn.MaxPool2d(2, padding=1)) is None
+    assert _derived_op(info, nn.MaxPool2d(2, ceil_mode=True)) is None
+    assert _derived_op(info, nn.MaxPool2d(3, stride=2)) is None

@@ -33,3 +33,21 @@ def test_a_missing_extra_is_a_501_naming_it(shipped, mnist, monkeypatch) -> None
     )
     r = TestClient(app, raise_server_exceptions=False).get("/api/embedding/m")
     assert r.status_code == 501 and "cnnscope[tsne]" in r.json()["detail"]
+
+
+def test_damaged_run_snapshots_are_a_422_naming_the_folder(mnist, tmp_path) -> None:
+    # Found in review: a run whose snapshots/ is damaged answered 500.
+    from fastapi.testclient import TestClient
+
+    from cnnscope.models import build_model
+    from cnnscope.server.app import ServedModel, create_app
+
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "snapshots" / "index.json").write_text('{"snapshots": [{"file": "gone"}]}')
+    served = [ServedModel("r", build_model("lenet5").eval(), {}, str(run / "model.safetensors"))]
+    app = create_app(served, data=mnist, allowed_hosts=["testserver"])
+    c = TestClient(app, raise_server_exceptions=False)
+    assert c.get("/api/models/r").json()["embedding"] is True
+    r = c.get("/api/embedding/r")
+    assert r.status_code == 422 and "snapshots" in r.json()["detail"]
