@@ -87,3 +87,24 @@ def test_gradcam_defaults_to_the_models_last_conv(tmp_path) -> None:
     argv = ["explain", "--model", "single_conv", "--test-index", "0", "--out", str(tmp_path)]
     assert main([*argv, "--method", "gradcam"]) == 0
     assert main([*argv, "--method", "saliency"]) == 0
+
+
+def test_a_bold_digit_on_black_is_not_inverted(tmp_path) -> None:
+    # The CLI had its own rule (mean > 0.5 → dark ink on paper): a bold white digit on a
+    # black field was inverted. The drawing path's rule reads the border instead.
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from cnnscope.cli._common import input_image
+
+    bold = np.zeros((28, 28), np.uint8)
+    bold[2:26, 3:25] = 255  # most of the field is ink, the border is black
+    path = tmp_path / "bold.png"
+    Image.fromarray(bold).save(path)
+    image, _ = input_image(argparse.Namespace(image=str(path), test_index=None, data_dir=None))
+    assert image[0, 0] == 0.0 and image[14, 14] == 1.0
+    Image.fromarray(255 - bold).save(path)  # the same on white paper is inverted
+    image, _ = input_image(argparse.Namespace(image=str(path), test_index=None, data_dir=None))
+    assert image[0, 0] == 0.0 and image[14, 14] == 1.0
