@@ -31,6 +31,7 @@ __all__ = [
     "fingerprint",
     "judges_cache",
     "predictions_cache",
+    "prior_weights",
     "shipped",
     "units_cache",
 ]
@@ -51,6 +52,12 @@ Area = Literal["mnist", "predictions", "features", "units", "judges"]
 def shipped(name: str, part: Part) -> Path:
     """The shipped file ``part`` of model ``name`` (it may not exist)."""
     return SHIPPED_DIR / f"{name}.{part}"
+
+
+def prior_weights() -> Path:
+    """The shipped decoder of MNIST digits (the ``prior`` feature method), made by
+    ``scripts/train_prior.py``: float16 tensors with its settings in the header."""
+    return SHIPPED_DIR / "mnist_prior.safetensors"
 
 
 def cache_dir(area: Area) -> Path:

@@ -88,9 +88,9 @@ def test_settle_phase_sees_the_image_untransformed() -> None:
 
 
 def test_methods_are_listed_once() -> None:
-    assert list(METHODS)[:2] == ["regularized", "plain"]
+    assert list(METHODS) == ["regularized", "prior", "plain"]
     assert config_for("plain").method == "plain" and config_for("plain").settle == 0
-    with pytest.raises(ValueError, match="valid: regularized, plain"):
+    with pytest.raises(ValueError, match="valid: regularized, prior, plain"):
         config_for("magic")
 
 

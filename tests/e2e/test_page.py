@@ -291,6 +291,16 @@ def test_features_view_gallery_and_top_examples(page) -> None:
     # The digits that excite logit 3 most are 3s.
     captions = page.locator("#feat-top figcaption").all_inner_texts()
     assert sum("(3)" in c for c in captions) >= 8
+    # The class images' score from outside the model, and the methods as the server lists them.
+    page.wait_for_function(
+        "document.querySelector('#feat-check').textContent.includes('logistic')", timeout=60_000
+    )
+    assert "excite their class" in page.inner_text("#feat-check")
+    health = page.evaluate("fetch('api/health').then((r) => r.json())")
+    options = page.eval_on_selector_all("#feat-method option", "os => os.map((o) => o.value)")
+    assert options == [f["id"] for f in health["features"]] and "prior" in options
+    trade = {f["id"]: f["trade"] for f in health["features"]}["regularized"]
+    assert page.inner_text("#feat-trade") == f"regularized: {trade}."
 
 
 # The stages the page rebuilt itself from the sent ones, with the index of the digit shown.

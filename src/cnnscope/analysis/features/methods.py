@@ -31,6 +31,12 @@ METHODS: dict[str, Method] = {
             "until the unit fires fully: recognisable and faithful",
         ),
         Method(
+            "prior",
+            "prior (through a learned model of digits)",
+            "the most natural-looking and the least literal: a digit drawn by a model of "
+            "MNIST (a VAE's decoder), steered to excite the unit",
+        ),
+        Method(
             "plain",
             "plain gradient ascent (the old tutorials)",
             "the most literal: exactly what raises the unit, grey noise and all",
@@ -45,4 +51,6 @@ def config_for(method: str, seed: int = 0) -> RenderConfig:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if method == "plain":
         return RenderConfig.plain(seed=seed)
+    if method == "prior":
+        return RenderConfig.through_prior(seed=seed)
     return RenderConfig(method=method, seed=seed)
