@@ -153,6 +153,22 @@ def test_draw_a_seven_and_watch(page) -> None:
     (ARTIFACTS / "render-ms.txt").write_text(f"{render_ms:.2f}\n")
 
 
+def test_the_brush_follows_the_drawings_size(page) -> None:
+    """Issue 13: a digit drawn small with the fixed 22-px brush filled its loops (24 % read
+    right at 30 px); the brush is now 0.15 × the drawing's size, 4–22 px, as it is drawn."""
+    box = page.locator("#pad").bounding_box()
+    k = box["width"] / 280  # canvas pixels → CSS pixels
+    seven = [(120, 120), (160, 120), (145, 145), (135, 165)]  # a 7 about 45 px tall
+    _draw(page, [(x * k, y * k) for x, y in seven])
+    _idle(page)
+    brush = float(page.get_attribute("#pad", "data-brush"))
+    assert 4 <= brush <= 0.15 * 45 + 0.5
+    assert _predicted(page) == "7"
+    page.click("#clear")
+    _draw(page, [(70 * k, 60 * k), (210 * k, 60 * k), (150 * k, 160 * k), (120 * k, 240 * k)])
+    assert float(page.get_attribute("#pad", "data-brush")) == 22  # full size: as before
+
+
 def test_pipeline_view_scales_hover_and_detail(page) -> None:
     _draw(page, [(140, 40), (140, 250)])  # a 1
     _idle(page)
