@@ -22,6 +22,7 @@ from ...analysis.features import (
     unit_scores,
 )
 from ...analysis.features.check import Judges, judge_images
+from ...data import MNIST
 from ...models import activation_stage
 from ...store import best_effort, feature_key, features_cache, shipped, units_cache
 from ..encoding import b64
@@ -165,6 +166,20 @@ _CHECKS: dict[tuple[str, str, str, str], FeatureCheck] = {}  # bounded: see _che
 _CHECKS_LOCK = threading.Lock()
 
 
+_JUDGES: dict[str, Judges] = {}  # one data set's judges at a time
+
+
+def _judges(d: MNIST) -> Judges:
+    with _CHECKS_LOCK:
+        found = _JUDGES.get(d.checksum)
+    if found is None:
+        found = Judges(d)  # a few seconds the first time, then read from the user cache
+        with _CHECKS_LOCK:
+            _JUDGES.clear()
+            _JUDGES[d.checksum] = found
+    return found
+
+
 @router.get("/api/feature-check/{model_id}", response_model=FeatureCheck)
 async def feature_check(model_id: str, state: State, method: str = "regularized") -> FeatureCheck:
     """The class images of ``method`` (those the Features tab shows for ``logits``) judged
@@ -182,13 +197,14 @@ def _check(state: AppState, m: ServedModel, method: str) -> FeatureCheck:
     with _CHECKS_LOCK:
         if key in _CHECKS:
             return _CHECKS[key]
+    judges = _judges(d)  # no model needed: trained (or read) without holding the model
     stored = _stored(m, "logits", method)
     with m.worker("slow") as model:
         if stored is not None:  # the very images the page shows
             images = stored.astype(np.float32) / 255
         else:
             images = layer_images(model, "logits", config=config_for(method))
-        result = judge_images(model, images, d, Judges(d), method)
+        result = judge_images(model, images, d, judges, method)
     answer = FeatureCheck(model=m.id, **result.as_dict())
     with _CHECKS_LOCK:
         if len(_CHECKS) >= 64:  # a few per served model and method: drop the oldest
