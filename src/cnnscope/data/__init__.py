@@ -52,9 +52,11 @@ __all__ = [
     "MNIST",
     "DataError",
     "DataSet",
+    "class_names",
     "default_classes",
     "find_data_dir",
     "load_data",
+    "load_for",
     "load_mnist",
     "load_test_set",
     "read_classes",
@@ -499,3 +501,44 @@ _MNIST_TEST_ARRAYS = {
 
 def _content_matches(name: str, sha: str) -> bool:
     return _MNIST_TEST_ARRAYS.get(name) == sha
+
+
+def load_for(meta: Mapping[str, Any], data_dir: str | os.PathLike[str] | None = None) -> DataSet:
+    """The test data of the weights whose metadata is ``meta``: the set they were trained on.
+
+    ``data_dir`` (the CLI's ``--data-dir``) is the user's choice and final. Otherwise the
+    place recorded at training (``meta["data"]["source"]``, or the run's ``data_dir``) is
+    used if it still exists, else the default look-up (MNIST, the bundled test set last);
+    a set whose checksum differs from the one recorded is refused, naming the fix.
+    """
+    if data_dir is not None:
+        return load_test_set(data_dir)
+    recorded, config = _mapping(meta.get("data")), _mapping(meta.get("train_config"))
+    for place in (recorded.get("source"), config.get("data_dir")):
+        if isinstance(place, str) and place and Path(place).exists():
+            return load_test_set(place)
+    data = load_test_set(None)
+    want = recorded.get("sha256")
+    if isinstance(want, str) and want and want != data.checksum:
+        where = recorded.get("source") or config.get("data_dir") or "another data set"
+        raise DataError(
+            f"these weights were trained on {where} (SHA-256 {want[:12]}…), which is gone; "
+            f"found only {data.source} (SHA-256 {data.checksum[:12]}…). Pass --data-dir "
+            "with the data set they were trained on."
+        )
+    return data
+
+
+def class_names(meta: Mapping[str, Any], k: int, data: DataSet | None = None) -> tuple[str, ...]:
+    """The names of a model's ``k`` outputs: from its weights' metadata (written by
+    training), else from ``data`` if it has ``k`` classes, else ``"0"`` … ``"k-1"``."""
+    names = meta.get("classes")
+    if isinstance(names, list) and len(names) == k and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    if data is not None and data.num_classes == k:
+        return data.classes
+    return default_classes(k)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
