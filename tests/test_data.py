@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cnnscope import data as data_mod
-from cnnscope.data import idx as idx_mod
 from cnnscope.data import FILES, DataError, load_mnist, read_idx, to_float
+from cnnscope.data import idx as idx_mod
 
 from .conftest import make_idx_dir, write_idx, write_sums
 
@@ -224,7 +224,7 @@ def test_npz_missing_key_and_not_a_zip(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no array y_train, x_test, y_test"):
         data_mod.load_data(tmp_path)
     (tmp_path / "d.npz").write_bytes(b"not a zip at all")
-    with pytest.raises(DataError, match="not an .npz archive"):
+    with pytest.raises(DataError, match=r"not an \.npz archive"):
         data_mod.load_data(tmp_path)
 
 

@@ -22,7 +22,9 @@ def test_describes_npz_with_class_names(shapes_dir: Path, capsys) -> None:
     assert main(["data", "--data-dir", str(shapes_dir)]) == 0
     out = capsys.readouterr().out
     assert "(npz, checks passed)" in out and "28×28" in out and "classes: 4" in out
-    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    lines = {
+        line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")
+    }
     assert lines["ring"] == ["80", "20"] and lines["bar"] == ["80", "20"]
 
 

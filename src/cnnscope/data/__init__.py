@@ -494,8 +494,8 @@ def _idx_checksum(arrays: Mapping[str, np.ndarray]) -> str:
 
 # SHA-256 of the test files' *arrays* (header stripped), for recognising MNIST's test set.
 _MNIST_TEST_ARRAYS = {
-    "t10k-images-idx3-ubyte.gz": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",  # noqa: E501
-    "t10k-labels-idx1-ubyte.gz": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",  # noqa: E501
+    "t10k-images-idx3-ubyte.gz": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "t10k-labels-idx1-ubyte.gz": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
 
 

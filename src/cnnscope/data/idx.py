@@ -10,8 +10,8 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from io import BufferedIOBase
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -43,10 +43,12 @@ def find_idx(folder: Path, role: str) -> Path | None:
     return None
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> BufferedIOBase:
     with open(path, "rb") as f:
         gzipped = f.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
+    if gzipped:
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # the caller closes it
 
 
 def read_idx(path: Path, *, expected_magic: int | None = None) -> np.ndarray:
@@ -101,7 +103,7 @@ def _parse_header(head: bytes, path: Path, expected_magic: int | None) -> tuple[
     return dims
 
 
-def _read_at_most(f: BinaryIO, limit: int, chunk: int = 1 << 22) -> bytes:
+def _read_at_most(f: BufferedIOBase, limit: int, chunk: int = 1 << 22) -> bytes:
     """Up to ``limit`` bytes, in chunks: memory follows the data, not a header's claim."""
     parts = []
     while limit > 0:
