@@ -195,9 +195,10 @@ function renderBars(res) {
   if (bars.children.length !== res.probabilities.length || bars.dataset.model !== res.model) {
     const names = classesOf(res.model);
     bars.dataset.model = res.model;
-    // The names' column: as wide as the longest name (digits: one character), up to 10.
-    const longest = Math.max(1, ...names.map((n) => n.length));
-    bars.style.setProperty("--name-width", longest > 1 ? `${Math.min(10, longest)}ch` : "1.2em");
+    // The names' column: as wide as the longest name (digits: one character), up to ~10
+    // characters; in em, not ch, so the bold top row keeps the same column.
+    const longest = Math.min(10, Math.max(1, ...names.map((n) => n.length)));
+    bars.style.setProperty("--name-width", `${Math.max(1.2, longest * 0.62)}em`);
     bars.replaceChildren(...res.probabilities.map((_, k) => {
       const row = el("div", { className: "bar" },
         el("span", { className: "name", textContent: names[k] ?? String(k), title: names[k] ?? String(k) }),
