@@ -69,6 +69,10 @@ def test_serves_four_named_classes(trained) -> None:
     pixels = [v / 255 for v in base64.b64decode(digit["pixels"])]
     res = client.post("/api/predict", json={"pixels": pixels, "stages": "none"}).json()
     assert len(res["probabilities"]) == 4 and abs(sum(res["probabilities"]) - 1) < 1e-4
+    body = {"pixels": pixels, "stages": "none", "explain": "saliency"}
+    assert client.post("/api/predict", json={**body, "target": 3}).status_code == 200
+    bad = client.post("/api/predict", json={**body, "target": 4})
+    assert bad.status_code == 422 and "target: 4 is not a class" in bad.text
     ev = client.get(f"/api/evaluation/{info['id']}").json()
     assert ev["classes"] == list(NAMES) and len(ev["confusion"]) == 4
     assert {len(row) for row in ev["confusion"]} == {4} and ev["count"] == 80

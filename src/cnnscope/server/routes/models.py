@@ -8,8 +8,6 @@ from fastapi import APIRouter, HTTPException
 
 from ... import __version__
 from ...analysis.attribution import FAST_METHODS, METHOD_NAMES, METHODS
-from ...analysis.evaluation import output_count
-from ...data import class_names
 from ...models import count_parameters, get_spec
 from ..encoding import b64
 from ..schemas import AttributionMethod, FilterWeights, Health, ModelInfo, StageInfo
@@ -32,8 +30,6 @@ def health(state: State) -> Health:
 
 
 def _info(m: ServedModel) -> ModelInfo:
-    with m.lock:  # a model without num_classes is measured by one forward pass
-        k = output_count(m.model)
     return ModelInfo(
         id=m.id,
         arch=m.model.arch,
@@ -43,7 +39,7 @@ def _info(m: ServedModel) -> ModelInfo:
         metrics=dict(m.meta.get("metrics", {})),
         source=m.source,
         embedding=m.embedding_source() is not None,
-        classes=list(class_names(m.meta, k)),
+        classes=list(m.classes),
     )
 
 
