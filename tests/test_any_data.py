@@ -24,7 +24,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = write_shapes(root / "shapes")
     run = root / "run"
     argv = ["train", "--model", "hvass", "--data-dir", str(data), "--run-dir", str(run)]
-    argv += ["--steps", "60", "--batch-size", "32", "--snapshot-size", "40", "--json"]
+    argv += ["--steps", "60", "--batch-size", "32", "--snapshot-size", "80", "--json"]
     assert main(argv) == 0
     return data, run / "model.safetensors"
 
@@ -58,6 +58,16 @@ def test_evaluate_on_the_data_it_was_trained_on(trained, capsys) -> None:
     assert "the data it was trained on" in capsys.readouterr().err
 
 
+def test_explain_takes_a_test_image_of_its_own_data(trained, tmp_path, capsys) -> None:
+    _, weights = trained
+    argv = ["explain", "--weights", str(weights), "--test-index", "0", "--method", "saliency"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # The shapes' test image 0, named: not MNIST's first digit (a 7).
+    label = int(out.split("(label ")[1].split(":")[0])
+    assert f"(label {label}: {NAMES[label]})" in out
+
+
 def test_serves_four_named_classes(trained) -> None:
     _, weights = trained
     app = create_app(served_models([], [str(weights)]), allowed_hosts=["testserver"])
@@ -80,3 +90,7 @@ def test_serves_four_named_classes(trained) -> None:
     assert all(d["label"] == 3 and d["pred"] == 3 for d in cell["digits"])
     bad = client.get(f"/api/evaluation/{info['id']}/cell?true=4&pred=0")
     assert bad.status_code == 422 and "true" in bad.text and "4 (0–3)" in bad.text
+    # The Embedding tab: the four classes' weight vectors and means.
+    emb = client.get(f"/api/embedding/{info['id']}").json()
+    assert sorted(set(emb["labels"])) == [0, 1, 2, 3]
+    assert len(emb["classes"]["weights"]) == len(emb["classes"]["means"]) == 4

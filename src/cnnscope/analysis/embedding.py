@@ -312,10 +312,17 @@ def embed_snapshots(
     perplexity: float = 30.0,
     callback: Any = None,
 ) -> tuple[EmbeddingSeries, dict[str, Any]]:
-    """Embed every snapshot and the 10 class vectors; return the series and its JSON."""
+    """Embed every snapshot and the K class vectors; return the series and its JSON."""
     series = Embedder(method, stage, aligned=aligned, perplexity=perplexity).fit(snaps, callback)
     last = np.asarray(snaps.stages[stage][-1])
-    means = np.stack([last[snaps.labels == k].mean(0) for k in range(10)])
+    weights = model.logits.weight.detach().numpy()  # (K, hidden): one row per class
+    # A class absent from the subset sits at the overall mean rather than at NaN.
+    means = np.stack(
+        [
+            last[snaps.labels == k].mean(0) if (snaps.labels == k).any() else last.mean(0)
+            for k in range(len(weights))
+        ]
+    )
     payload = series.as_dict()
-    payload["classes"] = class_embedding(model.logits.weight.detach().numpy(), means)
+    payload["classes"] = class_embedding(weights, means)
     return series, payload
