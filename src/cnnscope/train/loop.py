@@ -155,7 +155,9 @@ class _Run:
         """The last completed step: model, optimizer, RNG and loop position."""
         info = {
             "step": self.state.step,
-            "scheduler": self.scheduler.state_dict(),
+            # torch < 2.4's OneCycleLR keeps its annealing function in its state: a
+            # callable is rebuilt by the constructor, never saved.
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
             "config": dataclasses.asdict(self.config),
         }
         save_training_state(self.state_path, self.model, self.optimizer, info)
