@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import add_data_flag, add_model_flags, model_choice, open_model, out_dir
 
 HELP = "test accuracy and per-class accuracy on the 10,000 test images"
 
@@ -20,12 +20,12 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
+
     from ..analysis.evaluation import report, untrained_accuracy
     from ..data import load_mnist
     from ._progress import bar
 
-    model, meta = load_model(model_ref(args))
+    model, meta = open_model(args)
     data = load_mnist(args.data_dir)
     with bar("test images", quiet=args.json) as progress:
         rep = report(
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         progress(1, 1)
     rep.extra = {
         "model": meta.get("model"),
-        "weights": args.weights or f"shipped:{args.model}",
+        "weights": model_choice(args).weights or "shipped",
         "untrained_accuracy": baseline,
     }
     summary = rep.as_dict()

@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from ._common import UserError, add_model_flags, float_in, model_ref, out_dir
+from ._common import UserError, add_model_flags, float_in, open_model, out_dir
 
 HELP = "activation maximization: the image each unit of a layer likes most"
 
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .. import load_model
     from ..analysis.features import check_units, layer_images
     from ..plots import tile_sheet
     from ._progress import bar
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cfg.validate()  # out-of-range flags fail before the model loads
     units = parse_units(args.units)
-    model, _ = load_model(model_ref(args))
+    model, _ = open_model(args)
     if args.compare:
         return _compare(args, model)
     check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones

@@ -46,6 +46,10 @@ class StagedModel(nn.Module):
     def _remember(self, **config: Any) -> None:
         self._config = config
 
+    def rebuild(self) -> StagedModel:
+        """A freshly initialised model of the same architecture and options."""
+        return build_model(self.arch, **self.config())
+
 
 class DeepMNIST(StagedModel):
     """TensorFlow's "Deep MNIST for Experts" and its smaller sibling (``hvass``).
