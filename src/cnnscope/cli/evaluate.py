@@ -6,13 +6,22 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_data_flag, add_model_flags, model_choice, open_model, out_dir
+from ._common import (
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    model_choice,
+    open_model,
+    out_dir,
+)
 
 HELP = "test accuracy and per-class accuracy on the 10,000 test images"
 
 
 def add(p: argparse.ArgumentParser) -> None:
     add_model_flags(p)
+    add_device_flag(p)
     add_data_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", help="write confusion.png, mistakes.png and evaluation.json here")
@@ -26,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ._progress import bar
 
     model, meta = open_model(args)
+    model = model.to(device(args))  # --device: inputs follow the model's parameters
     data = load_mnist(args.data_dir)
     with bar("test images", quiet=args.json) as progress:
         rep = report(

@@ -245,6 +245,10 @@ class Adapted(StagedModel):
         if normalize is not None and not normalize[1] > 0:
             raise ForeignModelError(f"--normalize {normalize}: the std must be above 0")
         self.normalize = normalize
+        # A buffer too, so that the weights fingerprint (the key of every cache) changes
+        # with the normalization and .to(device) carries it.
+        mean, std = normalize or (0.0, 1.0)
+        self.register_buffer("norm", torch.tensor([mean, std]), persistent=True)
         self._remember()
         self.tail = nn.Identity()  # the logits stage when no module's output is the output
         self._stages: dict[str, nn.Module] = {}
@@ -264,8 +268,8 @@ class Adapted(StagedModel):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize is None:
             return x
-        mean, std = self.normalize
-        return (x - mean) / std
+        norm = self.get_buffer("norm")  # (2,): mean, std
+        return (x - norm[0]) / norm[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.tail(self.net(self._prepare(x)))  # (N, classes)
