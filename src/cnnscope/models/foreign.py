@@ -281,6 +281,12 @@ class Adapted(StagedModel):
             return self._stages[target]
         return super().get_submodule(target)
 
+    @property
+    def description(self) -> str:
+        """Your model's class and where it came from, for listings and the page."""
+        norm = f", normalized {self.normalize[0]:g}/{self.normalize[1]:g}" if self.normalize else ""
+        return f"your model {type(self.net).__name__} ({self.spec}{norm})"
+
     def header(self) -> dict[str, Any]:
         """What saved weights record about this model (never used to import code)."""
         return {
