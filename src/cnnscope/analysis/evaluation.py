@@ -49,9 +49,10 @@ def predict(
     was_training = model.training
     model.eval()
     chunks = []
+    device = next(model.parameters()).device  # the CPU, or --device's GPU
     try:
         for i in range(0, len(images), batch_size):
-            chunks.append(model(to_float(images[i : i + batch_size])))
+            chunks.append(model(to_float(images[i : i + batch_size]).to(device)).cpu())
             if progress is not None:
                 progress(min(i + batch_size, len(images)), len(images))
     finally:
@@ -264,9 +265,7 @@ def untrained_accuracy(
     Its predictions are cached like any model's (by fingerprint), so a second report of
     the same architecture and seed costs a model build, not a pass over the test set.
     """
-    from ..models import build_model
-
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
-        fresh = build_model(model.arch, **model.config())
+        fresh = model.rebuild()  # a built-in or your own model, freshly initialised
     return report(fresh, images, labels).accuracy

@@ -6,13 +6,22 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import (
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    model_choice,
+    open_model,
+    out_dir,
+)
 
 HELP = "test accuracy and per-class accuracy on the 10,000 test images"
 
 
 def add(p: argparse.ArgumentParser) -> None:
     add_model_flags(p)
+    add_device_flag(p)
     add_data_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", help="write confusion.png, mistakes.png and evaluation.json here")
@@ -20,12 +29,13 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
+
     from ..analysis.evaluation import report, untrained_accuracy
     from ..data import load_mnist
     from ._progress import bar
 
-    model, meta = load_model(model_ref(args))
+    model, meta = open_model(args)
+    model = model.to(device(args))  # --device: inputs follow the model's parameters
     data = load_mnist(args.data_dir)
     with bar("test images", quiet=args.json) as progress:
         rep = report(
@@ -38,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         progress(1, 1)
     rep.extra = {
         "model": meta.get("model"),
-        "weights": args.weights or f"shipped:{args.model}",
+        "weights": model_choice(args).weights or "shipped",
         "untrained_accuracy": baseline,
     }
     summary = rep.as_dict()

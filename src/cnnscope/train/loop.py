@@ -103,7 +103,14 @@ def _build_optimizer(
 class _Run:
     """One training run's pieces; each method is one named step of :func:`fit`."""
 
-    def __init__(self, config: TrainConfig, data: MNIST, resume: bool) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: MNIST,
+        resume: bool,
+        model: StagedModel | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         """prepare: data in memory, the model, its optimizer and, if resuming, its state."""
         config.validate()
         self.config, self.data = config, data
@@ -120,7 +127,11 @@ class _Run:
 
         torch.manual_seed(config.seed)
         overrides = {} if config.dropout is None else {"dropout": config.dropout}
-        model = build_model(config.model, **overrides)
+        if model is None:  # else: your own model (or starting weights), built by the caller
+            model = build_model(config.model, **overrides)
+        model.train()
+        self.device = device or torch.device("cpu")
+        model = model.to(self.device)  # before the optimizer: its state follows the params
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format
         )
@@ -178,8 +189,8 @@ class _Run:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
             self.perm, self.perm_epoch = torch.randperm(self.n, generator=g), epoch
         idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.train_x[idx].contiguous(memory_format=self.memory_format)
-        y = self.labels[idx]
+        x = self.train_x[idx].to(self.device).contiguous(memory_format=self.memory_format)
+        y = self.labels[idx].to(self.device)
 
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
@@ -265,7 +276,7 @@ class _Run:
             self.run_dir / runs.WEIGHTS,
             runs.metadata(self.config, self.data, final_val, metrics),
         )
-        self.model.eval()
+        self.model.eval().cpu()
         return TrainResult(self.model, self.run_dir, weights, metrics, state.step, seconds)
 
 
@@ -275,6 +286,8 @@ def fit(
     *,
     resume: bool = False,
     data: MNIST | None = None,
+    model: StagedModel | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; write checkpoints, metrics and snapshots.
 
@@ -289,13 +302,21 @@ def fit(
         result equals an uninterrupted run's.
     data
         Already loaded data; by default :func:`cnnscope.data.load_mnist(config.data_dir)`.
+    model
+        The model to train (your own, see :func:`cnnscope.checkpoints.open_model`, or a
+        built-in with starting weights); by default ``config.model`` freshly built.
+    device
+        Where to train (see :func:`cnnscope.devices.resolve_device`); default the CPU.
+        The returned model is back on the CPU.
 
     Returns
     -------
     TrainResult
         The trained model (eval mode) and its figures.
     """
-    run = _Run(config, data if data is not None else load_mnist(config.data_dir), resume)
+    run = _Run(
+        config, data if data is not None else load_mnist(config.data_dir), resume, model, device
+    )
     state = run.state
     for cb in callbacks:
         cb.on_train_begin(state)
