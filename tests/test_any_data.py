@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from cnnscope.checkpoints import load_weights
 from cnnscope.cli import main
+from cnnscope.cli._common import ModelChoice
 from cnnscope.server.app import create_app
 from cnnscope.server.state import served_models
 from tests.support.shapes import NAMES, write_shapes
@@ -70,7 +71,9 @@ def test_explain_takes_a_test_image_of_its_own_data(trained, tmp_path, capsys) -
 
 def test_serves_four_named_classes(trained) -> None:
     _, weights = trained
-    app = create_app(served_models([], [str(weights)]), allowed_hosts=["testserver"])
+    app = create_app(
+        served_models([ModelChoice(weights=str(weights))]), allowed_hosts=["testserver"]
+    )
     client = TestClient(app, raise_server_exceptions=False)
     (info,) = client.get("/api/models").json()
     assert info["classes"] == list(NAMES)

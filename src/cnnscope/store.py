@@ -70,7 +70,7 @@ def fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256(str(getattr(model, "arch", type(model).__name__)).encode())
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -102,10 +102,11 @@ def test_untrained_baseline_is_cached_like_any_model(tmp_path, monkeypatch, mnis
 
 def test_report_of_a_four_class_model_names_its_classes(tmp_path: Path) -> None:
     """K = 4 outputs: a 4×4 matrix equal to scikit-learn's, named; labels ≥ K refused."""
-    from cnnscope.analysis.evaluation import evaluate, output_count
+    from cnnscope.analysis.evaluation import evaluate
+    from cnnscope.models import num_classes
 
     model = build_model("lenet5", num_classes=4).eval()
-    assert output_count(model) == 4
+    assert num_classes(model) == 4
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, (60, 28, 28), dtype=np.uint8))
     labels = torch.from_numpy(rng.integers(0, 4, 60))
@@ -121,22 +122,3 @@ def test_report_of_a_four_class_model_names_its_classes(tmp_path: Path) -> None:
         report(model, images, torch.full((60,), 4), cache=False)
     with pytest.raises(ValueError, match="names 3 classes"):
         report(model, images, labels, cache=False, classes=names[:3])
-
-
-def test_output_count_of_a_model_without_num_classes() -> None:
-    """A model that does not declare its classes is measured by one forward pass."""
-    from cnnscope.analysis.evaluation import output_count
-
-    model = build_model("hvass")
-
-    class Plain(torch.nn.Module):
-        input_shape = (1, 28, 28)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x)[:, :7]
-
-    assert output_count(Plain()) == 7  # type: ignore[arg-type]

@@ -29,7 +29,6 @@ __all__ = [
     "Report",
     "confusion_matrix",
     "evaluate",
-    "output_count",
     "per_class_metrics",
     "predict",
     "report",
@@ -50,9 +49,10 @@ def predict(
     was_training = model.training
     model.eval()
     chunks = []
+    device = next(model.parameters()).device  # the CPU, or --device's GPU
     try:
         for i in range(0, len(images), batch_size):
-            chunks.append(model(to_float(images[i : i + batch_size])))
+            chunks.append(model(to_float(images[i : i + batch_size]).to(device)).cpu())
             if progress is not None:
                 progress(min(i + batch_size, len(images)), len(images))
     finally:
@@ -294,24 +294,7 @@ def untrained_accuracy(
     Its predictions are cached like any model's (by fingerprint), so a second report of
     the same architecture and seed costs a model build, not a pass over the test set.
     """
-    from ..models import build_model
-
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
-        fresh = build_model(model.arch, **model.config())
+        fresh = model.rebuild()  # a built-in or your own model, freshly initialised
     return report(fresh, images, labels).accuracy
-
-
-@torch.no_grad()
-def output_count(model: StagedModel) -> int:
-    """K, the number of classes ``model`` scores: its ``num_classes`` option, else the
-    width of its output on one blank input."""
-    k = model.config().get("num_classes") if hasattr(model, "config") else None
-    if isinstance(k, int):
-        return k
-    was_training = model.training
-    model.eval()
-    try:
-        return int(model(torch.zeros(1, *model.input_shape)).shape[1])
-    finally:
-        model.train(was_training)

@@ -6,13 +6,22 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_data_flag, add_model_flags, model_ref, out_dir
+from ._common import (
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    model_choice,
+    open_model,
+    out_dir,
+)
 
 HELP = "test accuracy, per-class figures and the confusion matrix on the test set"
 
 
 def add(p: argparse.ArgumentParser) -> None:
     add_model_flags(p)
+    add_device_flag(p)
     add_data_flag(
         p,
         "the data set (IDX folder or .npz) to evaluate on; default: the one the weights "
@@ -24,14 +33,15 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
-    from ..analysis.evaluation import output_count, report, untrained_accuracy
+    from ..analysis.evaluation import report, untrained_accuracy
     from ..data import class_names, load_for
+    from ..models import num_classes
     from ._progress import bar
 
-    model, meta = load_model(model_ref(args))
+    model, meta = open_model(args)
+    model = model.to(device(args))  # --device: inputs follow the model's parameters
     data = load_for(meta, args.data_dir)
-    classes = class_names(meta, output_count(model), data)
+    classes = class_names(meta, num_classes(model), data)
     with bar("test images", quiet=args.json) as progress:
         rep = report(
             model,
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         progress(1, 1)
     rep.extra = {
         "model": meta.get("model"),
-        "weights": args.weights or f"shipped:{args.model}",
+        "weights": model_choice(args).weights or "shipped",
         "untrained_accuracy": baseline,
         "data": str(data.source),
     }

@@ -47,6 +47,15 @@ class StagedModel(nn.Module):
     def _remember(self, **config: Any) -> None:
         self._config = config
 
+    @property
+    def description(self) -> str:
+        """One line on what the architecture is, for listings and the page."""
+        return get_spec(self.arch).description if self.arch in MODELS else type(self).__name__
+
+    def rebuild(self) -> StagedModel:
+        """A freshly initialised model of the same architecture and options."""
+        return build_model(self.arch, **self.config())
+
 
 class DeepMNIST(StagedModel):
     """TensorFlow's "Deep MNIST for Experts" and its smaller sibling (``hvass``).

@@ -21,9 +21,9 @@ import torch
 from fastapi import Depends, HTTPException, Request
 
 from ..analysis.attribution import Attribution, Explainer
-from ..analysis.evaluation import Report, output_count
+from ..analysis.evaluation import Report
 from ..data import MNIST, DataError, class_names, load_for, load_test_set
-from ..models import StagedModel, stage_infos
+from ..models import StagedModel, num_classes, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
 from ..train import runs
@@ -125,7 +125,7 @@ class ServedModel:
         self.model.eval()
         with self.lock:
             self.stages = dict(stage_infos(self.model))
-            self.classes = class_names(self.meta, output_count(self.model))
+            self.classes = class_names(self.meta, num_classes(self.model))
         self.sent, self.derived = [], []
         names = list(self.stages)
         for i, info in enumerate(self.stages.values()):
@@ -300,15 +300,33 @@ def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-def served_models(names: list[str], weights: list[str]) -> list[ServedModel]:
-    """Load shipped weights by architecture name and weights files by path."""
-    from .. import load_model
+def served_models(choices: list[Any]) -> list[ServedModel]:
+    """Load the models to serve, in order (the first is the default of the page and API).
 
-    out = []
-    for path in weights:
-        model, meta = load_model(path)
-        out.append(ServedModel(f"{model.arch}:{Path(path).stem}", model, meta, str(path)))
-    for name in names:
-        model, meta = load_model(name)
-        out.append(ServedModel(name, model, meta, "shipped"))
+    Each choice has ``model``, ``weights``, ``normalize`` and ``input_size`` (the CLI's
+    ``ModelChoice``). Ids: a built-in's name; ``arch:stem`` for a built-in's weights file;
+    your own model's class name (``Net``, ``Net-2`` for a second one).
+    """
+    from ..checkpoints import open_model
+    from ..models import Adapted
+
+    out: list[ServedModel] = []
+    for c in choices:
+        model, meta = open_model(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+        if isinstance(model, Adapted):
+            base = type(model.net).__name__
+        elif c.weights:
+            base = f"{model.arch}:{Path(c.weights).stem}"
+        else:
+            base = model.arch
+        ident, n = base, 1
+        while any(m.id == ident for m in out):
+            n += 1
+            ident = f"{base}-{n}"
+        source = (
+            str(c.weights)
+            if c.weights
+            else ("shipped" if not isinstance(model, Adapted) else "fresh")
+        )
+        out.append(ServedModel(ident, model, meta, source))
     return out

@@ -100,7 +100,8 @@ class MetricsLog:
                 # TensorBoard's graph export still goes through torch.jit.trace, which
                 # PyTorch has deprecated; the graph it writes is fine.
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.tb.add_graph(model, torch.zeros(1, *model.input_shape))
+                device = next(model.parameters()).device
+                self.tb.add_graph(model, torch.zeros(1, *model.input_shape, device=device))
             model.train(was_training)
 
     def write(self, record: dict[str, Any], prefix: str = "") -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ...analysis.evaluation import Report, output_count, report, untrained_accuracy
+from ...analysis.evaluation import Report, report, untrained_accuracy
 from ...data import class_names
 from ..encoding import b64
 from ..schemas import Cell, CellDigit, EvaluationSummary
@@ -22,7 +22,7 @@ def evaluated(state: AppState, m: ServedModel) -> tuple[EvaluationSummary, Repor
         if m.evaluation is None or m.report is None:
             d = state.data_for(m)
             with m.worker("slow") as model:
-                classes = class_names(m.meta, output_count(model), d)
+                classes = class_names(m.meta, len(m.classes), d)
                 try:
                     rep = report(model, d.test_images, d.test_labels, classes=classes)
                 except ValueError as e:  # a data set with other classes than the model's
