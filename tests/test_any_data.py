@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -97,3 +98,20 @@ def test_serves_four_named_classes(trained) -> None:
     emb = client.get(f"/api/embedding/{info['id']}").json()
     assert sorted(set(emb["labels"])) == [0, 1, 2, 3]
     assert len(emb["classes"]["weights"]) == len(emb["classes"]["means"]) == 4
+
+
+def test_training_refuses_data_the_model_cannot_take(tmp_path: Path, capsys) -> None:
+    x = np.zeros((24, 20, 16), np.uint8)
+    y = np.arange(24) % 3
+    np.savez(tmp_path / "small.npz", x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+    argv = ["train", "--model", "lenet5", "--data-dir", str(tmp_path), "--steps", "1"]
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+    assert "images are 20×16 but the model takes 28×28" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    x28 = np.zeros((0, 28, 28), np.uint8)
+    np.savez(
+        empty / "d.npz", x_train=x28, y_train=y[:0], x_test=np.zeros((3, 28, 28)), y_test=y[:3]
+    )
+    assert main(["train", "--data-dir", str(empty), "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "no training images" in capsys.readouterr().err
