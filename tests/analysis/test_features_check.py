@@ -28,16 +28,16 @@ def test_judges_read_mnist_and_are_cached(mnist) -> None:
     assert (judges.logistic(x) == y).mean() > 0.8
     assert (judges.knn(x) == y).mean() > 0.8
     # The second is read from the user cache: the same weights, no training.
-    assert list(cache_dir("judges").glob(f"{mnist.checksum[:16]}-n2000-s0.safetensors"))
+    assert list(cache_dir("judges").glob(f"{mnist.checksum[:16]}-train-n2000-s0.safetensors"))
     again = Judges(mnist, n=2000)
     assert torch.equal(again.w, judges.w) and torch.equal(again.b, judges.b)
 
 
 def test_a_damaged_judges_cache_is_a_miss(mnist) -> None:
-    (path,) = cache_dir("judges").glob("*-n2000-s0.safetensors") or [None]
+    (path,) = cache_dir("judges").glob("*-train-n2000-s0.safetensors") or [None]
     if path is None:
         Judges(mnist, n=2000)
-        (path,) = cache_dir("judges").glob("*-n2000-s0.safetensors")
+        (path,) = cache_dir("judges").glob("*-train-n2000-s0.safetensors")
     path.write_bytes(b"not safetensors")
     judges = Judges(mnist, n=2000)
     assert judges.w.shape == (784, 10) and path.stat().st_size > 1000  # written again

@@ -8,7 +8,16 @@ import json
 import math
 from typing import Any
 
-from ._common import UserError, add_data_flag, add_model_flags, float_in, model_ref, out_dir
+from ._common import (
+    UserError,
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    float_in,
+    open_model,
+    out_dir,
+)
 
 HELP = "activation maximization: the image each unit of a layer likes most"
 
@@ -52,6 +61,7 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     add_model_flags(p)
+    add_device_flag(p)
     add_data_flag(p, "folder with the four IDX .gz files (--check: the judges' training set)")
     p.add_argument("--out", help="folder for the PNG grid and JSON (required but with --check)")
 
@@ -99,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .. import load_model
     from ..analysis.features import check_units, layer_images
     from ..plots import tile_sheet
     from ._progress import bar
@@ -111,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cfg.validate()  # out-of-range flags fail before the model loads
     units = parse_units(args.units)
-    model, _ = load_model(model_ref(args))
+    model, _ = open_model(args)
+    model = model.to(device(args))  # --device: inputs follow the model's parameters
     if args.compare:
         return _compare(args, model)
     check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones
@@ -169,15 +179,18 @@ def _check(args: argparse.Namespace) -> int:
     """``--check``: each method's 10 class images judged from outside the model."""
     import numpy as np
 
-    from .. import load_model
     from ..analysis.features import METHODS
     from ..analysis.features.check import Judges, check_class_images
-    from ..data import load_mnist
+    from ..data import load_for
     from ..plots import tile_sheet
     from ._progress import bar
 
-    model, _ = load_model(model_ref(args))
-    data = load_mnist(args.data_dir)
+    model, meta = open_model(args)
+    data = load_for(meta or {}, args.data_dir)  # the weights' own data set
+    if model.input_shape[-2:] != (28, 28) or data.num_classes != 10:
+        raise UserError(
+            "--check judges 10 class images of 28×28 digits; this model or its data differ"
+        )
     with bar("judging class images") as progress:
         progress(0, len(METHODS) + 1)
         judges = Judges(data)
@@ -196,6 +209,7 @@ def _check(args: argparse.Namespace) -> int:
         "judges: logistic regression and 5-NN trained on MNIST pixels, never this model; "
         "faithful: the class image's logit beats 99 % of its class's test digits; "
         "MNIST's digits: mean 0.13, border 0.005"
+        + ("" if judges.split == "train" else " (judges trained on the test set: no training set)")
     )
     if args.out:
         out = out_dir(args.out)

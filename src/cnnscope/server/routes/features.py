@@ -186,13 +186,14 @@ async def feature_check(model_id: str, state: State, method: str = "regularized"
     by classifiers trained on MNIST pixels, and their faithfulness; as ``features --check``."""
     m = state.served(model_id)
     _known_method(method)
-    if "logits" not in m.stages or _units(m, "logits") != 10:
+    shape = tuple(m.model.input_shape[-2:])
+    if "logits" not in m.stages or _units(m, "logits") != 10 or shape != (28, 28):
         raise HTTPException(404, f"{m.id} has no 10 class logits to judge as MNIST digits")
     return await state.slow.run(_check, state, m, method)
 
 
 def _check(state: AppState, m: ServedModel, method: str) -> FeatureCheck:
-    d = state.mnist()  # 503 without the data: the judges train on it
+    d = state.data_for(m)  # the model's own test set (and training set, if on disk)
     key = (m.fingerprint, method, config_for(method).digest(), d.checksum)
     with _CHECKS_LOCK:
         if key in _CHECKS:
