@@ -150,3 +150,22 @@ def test_serve_passes_allowed_hosts(served, monkeypatch, capsys) -> None:
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1", "box.lan", "a.b"]
     assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1"]
+
+
+def test_serve_workers_hands_every_setting_to_the_worker_processes(
+    served, monkeypatch, capsys
+) -> None:
+    from cnnscope.server import serving
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        serving, "run_workers", lambda sock, *a: calls.append((sock.getsockname()[1], *a))
+    )
+    argv = ["serve", "--port", "0", "--model", "lenet5", "--workers", "2", "--threads", "1"]
+    assert main([*argv, "--allowed-host", "class.example"]) == 0
+    ((port, settings, workers),) = calls
+    assert workers == 2 and not served  # the supervisor serves, not one in-process server
+    assert settings.names[0] == "lenet5" and settings.weights == []
+    assert settings.allowed_hosts == ["127.0.0.1", "class.example"] and settings.threads == 1
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+    assert main(["serve", "--port", "0", "--workers", "0"]) == 2

@@ -70,3 +70,38 @@ def test_complete_requests_and_keep_alive_still_work(port) -> None:
         time.sleep(1.5)  # longer than the header timeout, shorter than keep-alive
     assert sockets[0] is sockets[1]  # the same connection, kept alive
     conn.close()
+
+
+def test_each_worker_builds_the_same_app_from_the_settings(monkeypatch) -> None:
+    """``serve --workers N``: every process gets the models, hosts and threads of ``serve``."""
+    import json
+    from dataclasses import asdict
+
+    import torch
+    from fastapi.testclient import TestClient
+
+    from cnnscope.server import serving
+
+    settings = serving.Settings(names=["lenet5"], allowed_hosts=["class.example"], threads=1)
+    monkeypatch.setenv(serving.SETTINGS_ENV, json.dumps(asdict(settings)))
+    app = serving.app_from_env()
+    assert torch.get_num_threads() == 1
+    c = TestClient(app, base_url="http://class.example")
+    health = c.get("/api/health").json()
+    assert health["models"] == ["lenet5"]
+    # The Host allow-list and the Origin check hold in each worker.
+    assert TestClient(app, base_url="http://evil.example").get("/api/health").status_code == 400
+    foreign = c.get("/api/health", headers={"Origin": "http://evil.example"})
+    assert foreign.status_code in (200, 403)
+    blocked = c.post(
+        "/api/predict", json={"pixels": [0] * 784}, headers={"Origin": "http://evil.example"}
+    )
+    assert blocked.status_code == 403
+
+
+def test_app_from_env_without_settings_says_how_to_start(monkeypatch) -> None:
+    from cnnscope.server import serving
+
+    monkeypatch.delenv(serving.SETTINGS_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="run_workers"):
+        serving.app_from_env()

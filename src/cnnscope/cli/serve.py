@@ -39,6 +39,12 @@ def add(p: argparse.ArgumentParser) -> None:
         default=1,
         help="torch threads per forward pass; one image gains nothing from more",
     )
+    p.add_argument(
+        "--workers",
+        type=int_in(1, 64),
+        default=1,
+        help="server processes sharing the port and the disk caches; about one per core",
+    )
 
 
 def _model_names(args: argparse.Namespace) -> list[str]:
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 "it has no authentication.",
                 file=sys.stderr,
             )
-        models = served_models(names, [args.weights] if args.weights else [])
+        models = served_models(names, [args.weights] if args.weights else [])  # checks them
         app = create_app(
             models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host]
         )
@@ -87,6 +93,19 @@ def run(args: argparse.Namespace) -> int:
             # In a thread: a console browser would otherwise hold the server back until
             # it quits. The socket listens already, so the page's first request waits.
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        if args.workers > 1:
+            from ..server.serving import Settings, run_workers
+
+            del app, models  # each worker loads its own
+            settings = Settings(
+                names=names,
+                weights=[args.weights] if args.weights else [],
+                data_dir=args.data_dir,
+                allowed_hosts=[args.host, *args.allowed_host],
+                threads=args.threads,
+            )
+            run_workers(sock, settings, args.workers)
+            return 0
         config = uvicorn.Config(app, log_level="warning", **uvicorn_options())
         uvicorn.Server(config).run(sockets=[sock])
     finally:

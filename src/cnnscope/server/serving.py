@@ -4,19 +4,41 @@ uvicorn times out idle keep-alive connections but not a client that opens a conn
 and sends its request headers slowly, or never (slowloris): each such connection is held
 forever. :class:`HeaderTimeout` closes a connection whose request line and headers have
 not all arrived within ``HEADER_TIMEOUT_S`` of its first byte (or of the connection).
+
+``serve --workers N`` runs N processes on one listening socket (:func:`run_workers`):
+each builds its own app with :func:`app_from_env` from the same :class:`Settings`, so the
+Host and Origin checks and every setting hold in each; the disk caches (predictions,
+feature images, unit indexes) are shared, keyed by the weights' fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEADER_TIMEOUT_S", "HeaderTimeout", "uvicorn_options"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = [
+    "HEADER_TIMEOUT_S",
+    "HeaderTimeout",
+    "Settings",
+    "app_from_env",
+    "run_workers",
+    "uvicorn_options",
+]
 
 HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go's ReadHeaderTimeout
-MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this many open connections and tasks
+# uvicorn answers 503 beyond this many open connections and tasks, per process: a class of
+# 64 drawers (one connection each, several while a page loads) with room to spare.
+MAX_CONNECTIONS = 256
+SETTINGS_ENV = "CNNSCOPE_SERVE_SETTINGS"  # how run_workers hands Settings to each worker
 
 
 class HeaderTimeout(HttpToolsProtocol):
@@ -67,3 +89,51 @@ def uvicorn_options() -> dict[str, Any]:
         "timeout_keep_alive": 5,
         "limit_concurrency": MAX_CONNECTIONS,
     }
+
+
+@dataclass
+class Settings:
+    """Everything a worker process needs to build the same app as ``serve`` would."""
+
+    names: list[str]  # shipped models, the default first (after ``weights``)
+    weights: list[str] = field(default_factory=list)  # weights files, served first
+    data_dir: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
+    threads: int = 1  # torch threads per process
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The app of :class:`Settings`: the models loaded, ``create_app`` wired."""
+    import torch
+
+    from .app import create_app
+    from .state import served_models
+
+    torch.set_num_threads(settings.threads)
+    models = served_models(settings.names, settings.weights)
+    return create_app(models, data_dir=settings.data_dir, allowed_hosts=settings.allowed_hosts)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each worker process: the settings ``run_workers`` left."""
+    raw = os.environ.get(SETTINGS_ENV)
+    if raw is None:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set: start workers with run_workers()")
+    return build_app(Settings(**json.loads(raw)))
+
+
+def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:
+    """Serve on ``sock`` with ``workers`` processes (uvicorn's supervisor restarts any that
+    dies); returns when the server is stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))  # inherited by the workers
+    config = uvicorn.Config(
+        f"{__name__}:app_from_env",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        **uvicorn_options(),
+    )
+    Multiprocess(config, sockets=[sock]).run()

@@ -10,7 +10,7 @@ import copy
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from fastapi import Depends, HTTPException, Request
 
+from ..analysis.activations import record_rows
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
 from ..data import MNIST, DataError, load_mnist
@@ -27,6 +28,7 @@ from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
 from ..train import runs
+from .batching import Batcher
 from .pool import WorkerPool
 from .schemas import DerivedStage, EvaluationSummary, FeatureImages
 
@@ -43,7 +45,8 @@ UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit sta
 RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
 # The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
 # Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
-FAST_WORKERS, FAST_QUEUE = 2, 30  # 32 in flight: bench/predict_latency.py's 32 clients
+# 128 in flight: a classroom of 64 drawers (bench/serve_many.py) and their other requests.
+FAST_WORKERS, FAST_QUEUE = 2, 126
 SLOW_WORKERS, SLOW_QUEUE = 2, 8
 
 
@@ -138,6 +141,19 @@ class ServedModel:
         self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
         # Set when the server stops: a running render gives up at its next step.
         self.stopping = threading.Event()
+        # /api/predict's forward passes: concurrent requests share one (server/batching.py).
+        self.predictions: Batcher[np.ndarray, dict[str, torch.Tensor]] = Batcher(
+            self.id, self.forward_rows
+        )
+
+    def forward_rows(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """Each (28, 28) image's sent stages and logits, from one forward pass of them all.
+
+        The only code that holds :attr:`lock` for predictions, for that pass alone.
+        """
+        x = torch.from_numpy(np.stack(images)).view(len(images), 1, 28, 28)
+        with self.lock:
+            return record_rows(self.model, x, self.sent)
 
     def embedding_source(self) -> Path | None:
         """The file the Embedding view is made from: shipped layouts, shipped or run
@@ -250,6 +266,7 @@ class AppState:
         for m in self.models:
             m.stopping.set()
             m.renders.shutdown()
+            m.predictions.stop()
         self.fast.shutdown()
         self.slow.shutdown()
 
@@ -271,8 +288,11 @@ class AppState:
             return self._data
 
 
-def app_state(request: Request) -> AppState:
-    """FastAPI dependency: the state ``create_app`` stored on the app."""
+async def app_state(request: Request) -> AppState:
+    """FastAPI dependency: the state ``create_app`` stored on the app.
+
+    ``async``: FastAPI runs a plain ``def`` dependency on its thread pool, a thread hop
+    (~0.2 ms of CPU under load) per request for one attribute lookup."""
     state: AppState = request.app.state.cnnscope
     return state
 
