@@ -8,8 +8,10 @@ and the next sent as soon as the answer arrives, for ``--seconds`` each. The req
 what the page sends while someone draws: ``{"png": <280×280 canvas data URL>}`` of MNIST
 test digits redrawn along their centre line with a round pen, answered with every stage
 (gzip, as a browser asks). Prints, per server and load: answers, errors (anything but
-200, or a dropped connection), requests/s, p50/p95/p99 round trip, and the ratios
-against the 1-client run and against the baseline server in the same run.
+200, or a dropped connection), requests/s, p50/p95/p99 round trip, the server's CPU time
+per answer (its processes' user + system time: the figure that stays comparable on a
+busy machine), and the ratios against the 1-client run and against the baseline server
+in the same run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def drawings(n: int) -> list[bytes]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its descendants (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 @dataclass
 class Load:
     clients: int
@@ -67,6 +85,7 @@ class Load:
     ok: int
     errors: int
     latencies: list[float]
+    cpu_ms: float = float("nan")  # server CPU per answer: comparable on a busy machine
 
     @property
     def rps(self) -> float:
@@ -145,7 +164,11 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
     server = start_server([*cmd, "--port", str(port)], env, port, cwd)
     try:
         run_load(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
-        loads = [run_load(port, bodies, n, args.seconds) for n in (1, args.clients)]
+        loads = []
+        for n in (1, args.clients):
+            cpu0 = _cpu_s(server.pid)
+            loads.append(run_load(port, bodies, n, args.seconds))
+            loads[-1].cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / max(loads[-1].ok, 1)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -153,7 +176,8 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
         print(
             f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "
             f"{load.ok:>6} ok {load.errors:>4} errors  {load.rps:6.0f} req/s  "
-            f"p50 {load.pct(50):6.1f}  p95 {load.pct(95):6.1f}  p99 {load.pct(99):6.1f} ms",
+            f"p50 {load.pct(50):6.1f}  p95 {load.pct(95):6.1f}  p99 {load.pct(99):6.1f} ms  "
+            f"server CPU {load.cpu_ms:4.1f} ms/answer",
             flush=True,
         )
     one, many = loads

@@ -31,6 +31,7 @@ __all__ = [
     "predictions_cache",
     "shipped",
     "units_cache",
+    "units_index_cache",
 ]
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
@@ -92,6 +93,12 @@ def features_cache(model_fingerprint: str, stage: str, method: str, settings: st
 def units_cache(model_fingerprint: str, stage: str, data_checksum: str) -> Path:
     """Each unit's peak activation on one test set: ``{"peak": (units,) float32}``."""
     name = f"{model_fingerprint[:24]}-{stage}-{data_checksum[:12]}.safetensors"
+    return cache_dir("units") / name
+
+
+def units_index_cache(model_fingerprint: str, data_checksum: str) -> Path:
+    """Every stage's top test images per unit (``analysis.features.UnitIndex``'s file)."""
+    name = f"{model_fingerprint[:24]}-index-{data_checksum[:12]}.safetensors"
     return cache_dir("units") / name
 
 

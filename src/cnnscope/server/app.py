@@ -21,6 +21,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from .. import __version__
 from .._extras import MissingExtra
 from ..data import MNIST
+from . import background
 from .middleware import MAX_BODY_BYTES, BodyLimit, LocalOnly, ServerTiming
 from .routes import ROUTERS
 from .state import AppState, ServedModel, served_models
@@ -56,6 +57,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        background.start(state)  # the top-examples indexes, so that no click waits
         yield
         state.shutdown()  # Ctrl-C: drop queued work, stop renders
 

@@ -11,6 +11,7 @@ import random
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from fastapi import Depends, HTTPException, Request
 from ..analysis.activations import record_rows
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
+from ..analysis.features import UnitIndex
 from ..data import MNIST, DataError, load_mnist
 from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
@@ -122,6 +124,9 @@ class ServedModel:
     )
     unit_scores: LRU[str, np.ndarray] = field(init=False, default_factory=lambda: LRU(UNIT_SCORES))
     _fingerprint: str | None = field(init=False, default=None)
+    # The top-examples index (server/background.py): one build per model, shared by all.
+    index_job: Future[UnitIndex] | None = field(init=False, default=None)
+    index_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.model.eval()

@@ -18,12 +18,22 @@ class 3). They compose: ``parse("logits:3") - 0.5 * parse("logits:8")``.
 
 from .objectives import Objective, channels, check_units, parse, stage_size
 from .render import RenderConfig, compare_regularizers, layer_images, render, with_overrides
-from .units import TopExample, dead_units, filters, top_examples, unit_scores, unused_channels
+from .units import (
+    TopExample,
+    UnitIndex,
+    dead_units,
+    filters,
+    top_examples,
+    unit_index,
+    unit_scores,
+    unused_channels,
+)
 
 __all__ = [
     "Objective",
     "RenderConfig",
     "TopExample",
+    "UnitIndex",
     "channels",
     "check_units",
     "compare_regularizers",
@@ -34,6 +44,7 @@ __all__ = [
     "render",
     "stage_size",
     "top_examples",
+    "unit_index",
     "unit_scores",
     "unused_channels",
     "with_overrides",
