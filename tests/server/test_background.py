@@ -133,3 +133,23 @@ def test_index_of_holds_no_lock_while_it_waits(small, tmp_path, monkeypatch) -> 
         m.lock.release()
         gate.set()
         assert first.result(30) is second.result(30)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="POSIX only")
+def test_the_background_thread_yields_the_cpu_to_requests(small, monkeypatch) -> None:
+    import os
+
+    seen: list[int] = []
+
+    def record(state, m):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    monkeypatch.setattr(background, "index_of", record)
+    _, client = _app(small)
+    thread = background.start(client.app.state.cnnscope)
+    assert thread is not None
+    thread.join(10)
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    # The niceness is the thread's alone: this thread (a request's, say) keeps its own.
+    assert seen == [min(here + background.NICE, 19)]  # one call: one served model
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) <= here

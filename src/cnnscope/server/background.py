@@ -1,17 +1,21 @@
 """Work the server starts on its own, so that no view waits: the top-examples index.
 
 Top examples need every test digit's activation of the unit: a scan of 10,000 images
-(~7 s for deep_mnist) the first time a stage is asked for. When the app starts, one job
-on the slow worker pool builds each served model's :class:`~cnnscope.analysis.features.
+(~7 s for deep_mnist) the first time a stage is asked for. When the app starts, one
+background thread builds each served model's :class:`~cnnscope.analysis.features.
 UnitIndex` (every stage, the default model first) or reads it from the disk cache, keyed
-by the weights' fingerprint and the test set. A click that comes before its model's index
-is ready waits for that same build, never a second scan; a model no job has reached yet
-is built by the click itself, and the background job skips it.
+by the weights' fingerprint and the test set. The thread runs at a lower CPU priority
+(Linux lets one thread be niced), so that the page's first load and the predictions of a
+freshly started server come first. A click that comes before its model's index is ready
+waits for that same build, never a second scan; a model the thread has not reached yet
+is built by the click itself (on the slow pool), and the thread skips it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -25,13 +29,21 @@ from .state import AppState, ServedModel
 __all__ = ["index_of", "start"]
 
 
-def start(state: AppState) -> None:
-    """Queue the index builds of every served model (one slow-pool job, one worker)."""
-    if any(m.index_job is None for m in state.models):
-        state.slow.submit(_index_all, state)
+NICE = 10  # the background thread's niceness: it yields to anything at the default 0
+
+
+def start(state: AppState) -> threading.Thread | None:
+    """Start the thread that indexes every served model, one after the other."""
+    if all(m.index_job is not None for m in state.models):
+        return None
+    thread = threading.Thread(target=_index_all, args=(state,), name="cnnscope-index", daemon=True)
+    thread.start()
+    return thread
 
 
 def _index_all(state: AppState) -> None:
+    with contextlib.suppress(AttributeError, OSError):  # per thread on Linux; elsewhere not
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     for m in state.models:
         if m.index_job is None and not m.stopping.is_set():
             with contextlib.suppress(Exception):  # the route says what failed, on a click
