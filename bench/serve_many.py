@@ -158,11 +158,25 @@ def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> s
         time.sleep(0.3)
 
 
+def settle(port: int) -> None:
+    """Wait for the work a server starts on its own (the top-examples indexes, built or
+    read from the disk cache) to end in every process: not a cost of predictions."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("GET", "/api/health")
+    models = json.loads(c.getresponse().read())["models"]
+    for model in models:
+        for _ in range(4):  # new connections: each worker process gets some
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            c.request("GET", f"/api/top-examples/{model}/logits/0?k=1")
+            c.getresponse().read()
+
+
 def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
     port = _port()
     env = {**os.environ, "PYTHONPATH": str(src)}
     server = start_server([*cmd, "--port", str(port)], env, port, cwd)
     try:
+        settle(port)
         run_load(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
         loads = []
         for n in (1, args.clients):
