@@ -105,3 +105,32 @@ def test_app_from_env_without_settings_says_how_to_start(monkeypatch) -> None:
     monkeypatch.delenv(serving.SETTINGS_ENV, raising=False)
     with pytest.raises(RuntimeError, match="run_workers"):
         serving.app_from_env()
+
+
+def test_connections_on_serves_own_socket_send_without_delay(mnist) -> None:
+    """``serve`` binds its socket itself (proto 0), where asyncio does not set TCP_NODELAY:
+    each answer waited ~40 ms for the client's delayed ACK. HeaderTimeout sets it."""
+    from cnnscope.cli.serve import bind
+
+    app = create_app([ServedModel("tiny", build_model("lenet5"), {}, "test")], data=mnist)
+    sock = bind("127.0.0.1", 0)
+    assert sock.proto == 0  # the case asyncio leaves alone
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options()))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+        conn.request("GET", "/api/health")
+        assert conn.getresponse().read()
+        (protocol,) = server.server_state.connections
+        accepted = protocol.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()

@@ -14,6 +14,7 @@ feature images, unit indexes) are shared, keyed by the weights' fingerprint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -51,6 +52,7 @@ class HeaderTimeout(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        _no_delay(transport)
         super().connection_made(transport)
         self._arm()
 
@@ -80,6 +82,17 @@ class HeaderTimeout(HttpToolsProtocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (TCP_NODELAY). asyncio sets it only on sockets created
+    with ``proto=IPPROTO_TCP``, and a socket bound by ``serve`` (proto 0) is not one: a
+    response's headers and body, two writes, then met the client's delayed ACK and every
+    answer took 40 ms more than it should on Linux."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def uvicorn_options() -> dict[str, Any]:
