@@ -178,6 +178,13 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
     try:
         settle(port)
         run_load(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
+        conn, health = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            conn.request("GET", "/api/health")
+            conn.getresponse().read()
+            health.append((time.perf_counter() - t0) * 1000)
+        print(f"{label:<28} /api/health round trip p50 {np.median(health):.1f} ms", flush=True)
         loads = []
         for n in (1, args.clients):
             cpu0 = _cpu_s(server.pid)
