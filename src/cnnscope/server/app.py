@@ -57,9 +57,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        background.start(state)  # the top-examples indexes, so that no click waits
+        indexing = background.start(state)  # the top-examples indexes: no click waits
         yield
         state.shutdown()  # Ctrl-C: drop queued work, stop renders
+        background.finish(indexing)
 
     # FastAPIOffline serves /docs' Swagger UI from package files, not a CDN.
     app = FastAPIOffline(

@@ -26,7 +26,7 @@ from ..models import activation_stage
 from ..store import best_effort, units_index_cache
 from .state import AppState, ServedModel
 
-__all__ = ["index_of", "start"]
+__all__ = ["finish", "index_of", "start"]
 
 
 NICE = 10  # the background thread's niceness: it yields to anything at the default 0
@@ -39,6 +39,13 @@ def start(state: AppState) -> threading.Thread | None:
     thread = threading.Thread(target=_index_all, args=(state,), name="cnnscope-index", daemon=True)
     thread.start()
     return thread
+
+
+def finish(thread: threading.Thread | None, timeout_s: float = 10.0) -> None:
+    """Wait for the thread to give up (after ``AppState.shutdown``: at its next batch of
+    images), so that the interpreter never exits under a running forward pass."""
+    if thread is not None:
+        thread.join(timeout_s)
 
 
 def _index_all(state: AppState) -> None:
