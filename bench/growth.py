@@ -70,6 +70,12 @@ def main() -> None:
         help="a smoke run for a busy machine: 16 render steps, 1–4 snapshots",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["features", "embedding", "evaluation"],
+        help="time only these (default: all three)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -97,6 +103,8 @@ def main() -> None:
     }
     results: dict[str, tuple[str, list[int], list[float]]] = {}
     for name, (unit, sizes, run) in series.items():
+        if args.only and name not in args.only:
+            continue
         run(sizes[0])  # warm-up: first-call costs (allocations, imports) are not growth
         seconds = []
         for n in sizes:

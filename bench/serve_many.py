@@ -22,6 +22,7 @@ import http.client
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -221,6 +222,9 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, help="another checkout to serve as the reference")
     p.add_argument("--threads", type=int, default=1, help="serve --threads")
     args = p.parse_args()
+    # A SIGTERM (timeout, CI) unwinds through the finally clauses that stop the servers:
+    # worker processes outlive a supervisor killed outright.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
     bodies = drawings(200)
