@@ -11,8 +11,8 @@ sizes each:
 
 Prints each time and the exponent b of time ≈ a · work^b fitted on a log-log scale
 over all sizes and between the largest two (1: linear; below 1: fixed costs still
-matter at these sizes), and writes the log-log plot. Nothing here should grow faster than linearly: every unit, snapshot and image is
-independent work, done in batches.
+matter at these sizes), and writes the log-log plot. Nothing here should grow faster
+than linearly: every unit, snapshot and image is independent work, done in batches.
 """
 
 from __future__ import annotations
