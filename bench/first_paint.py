@@ -8,7 +8,8 @@ page says it is ready (``body[data-ready]``: models listed, the pad drawable), b
 the navigation's start; then the same page loaded again from the now warm server. With
 ``--views`` it also times, on the cold server, the first answer of the views that used to
 wait: ``/api/evaluation/deep_mnist`` (cached on disk after the first run) and a top-examples
-click once the background index is ready.
+click (a lookup once the background index is ready; with ``--fresh-cache`` the index is
+built while the page loads, and the click waits for that build).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,8 +67,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="cold starts (3)")
     p.add_argument("--views", action="store_true", help="also time the slow views' answers")
+    p.add_argument(
+        "--fresh-cache",
+        action="store_true",
+        help="an empty disk cache: the server builds its indexes while the page loads",
+    )
     args = p.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    if args.fresh_cache:
+        env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cnnscope-bench-cache-")
     cold, warm = [], []
     with sync_playwright() as pw:
         browser = launch(pw)
