@@ -165,7 +165,8 @@ def test_serve_workers_hands_every_setting_to_the_worker_processes(
     assert main([*argv, "--allowed-host", "class.example"]) == 0
     ((port, settings, workers),) = calls
     assert workers == 2 and not served  # the supervisor serves, not one in-process server
-    assert settings.names[0] == "lenet5" and settings.weights == []
+    assert settings.models[0] == serving.ModelSpec("lenet5")
+    assert {m.model for m in settings.models[1:]} >= {"deep_mnist"}  # the other built-ins
     assert settings.allowed_hosts == ["127.0.0.1", "class.example"] and settings.threads == 1
     assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
     assert main(["serve", "--port", "0", "--workers", "0"]) == 2

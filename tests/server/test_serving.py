@@ -82,13 +82,20 @@ def test_each_worker_builds_the_same_app_from_the_settings(monkeypatch) -> None:
 
     from cnnscope.server import serving
 
-    settings = serving.Settings(names=["lenet5"], allowed_hosts=["class.example"], threads=1)
+    settings = serving.Settings(
+        models=[serving.ModelSpec("lenet5")],
+        allowed_hosts=["class.example"],
+        threads=1,
+    )
     monkeypatch.setenv(serving.SETTINGS_ENV, json.dumps(asdict(settings)))
     app = serving.app_from_env()
     assert torch.get_num_threads() == 1
     c = TestClient(app, base_url="http://class.example")
     health = c.get("/api/health").json()
     assert health["models"] == ["lenet5"]
+    # A pair survives JSON as a pair: what serve's ModelChoice had, the worker gets.
+    own = serving.ModelSpec("net.py:Net", "w.pt", normalize=(0.5, 0.25), input_size=(32, 32))
+    assert serving.ModelSpec.from_json(json.loads(json.dumps(asdict(own)))) == own
     # The Host allow-list and the Origin check hold in each worker.
     assert TestClient(app, base_url="http://evil.example").get("/api/health").status_code == 400
     foreign = c.get("/api/health", headers={"Origin": "http://evil.example"})

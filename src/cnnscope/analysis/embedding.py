@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._extras import require
 from .snapshots import Snapshots
@@ -312,10 +313,22 @@ def embed_snapshots(
     perplexity: float = 30.0,
     callback: Any = None,
 ) -> tuple[EmbeddingSeries, dict[str, Any]]:
-    """Embed every snapshot and the 10 class vectors; return the series and its JSON."""
+    """Embed every snapshot and the class vectors; return the series and its JSON.
+
+    The class vectors are the rows of the logits stage's weight (when it is a layer with
+    one, e.g. ``nn.Linear``) and the class means of the last snapshot.
+    """
+    from ..models import logits_stage, num_classes
+
     series = Embedder(method, stage, aligned=aligned, perplexity=perplexity).fit(snaps, callback)
     last = np.asarray(snaps.stages[stage][-1])
-    means = np.stack([last[snaps.labels == k].mean(0) for k in range(10)])
+    classes = num_classes(model)
+    present = [k for k in range(classes) if (snaps.labels == k).any()]
+    means = np.stack([last[snaps.labels == k].mean(0) for k in present]) if present else None
     payload = series.as_dict()
-    payload["classes"] = class_embedding(model.logits.weight.detach().numpy(), means)
+    weight = getattr(model.get_submodule(logits_stage(model)), "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2 and len(weight) == classes:
+        payload["classes"] = class_embedding(weight.detach().cpu().numpy(), means)
+    elif means is not None:  # no weight matrix to show: the means alone
+        payload["classes"] = {"means": class_embedding(means)["weights"]}
     return series, payload

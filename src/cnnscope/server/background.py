@@ -75,7 +75,7 @@ def index_of(state: AppState, m: ServedModel) -> UnitIndex:
 
 
 def _load_or_build(state: AppState, m: ServedModel) -> UnitIndex:
-    d = state.mnist()  # 503 when the test digits are not on disk
+    d = state.data_for(m)  # the model's own test set; 503 when it is not on disk
     path = units_index_cache(m.fingerprint, d.checksum)
     stages = sorted({activation_stage(m.model, s) for s in m.stages})
     found = _read(path, stages)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEADER_TIMEOUT_S",
     "HeaderTimeout",
+    "ModelSpec",
     "Settings",
     "app_from_env",
     "run_workers",
@@ -104,12 +105,32 @@ def uvicorn_options() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to serve: what ``served_models`` takes (``serve``'s ``ModelChoice``)."""
+
+    model: str | None = None  # a built-in's name, path/file.py:Class or package.module:Class
+    weights: str | None = None
+    normalize: tuple[float, float] | None = None
+    input_size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelSpec:
+        """Back from JSON, where the pairs became lists."""
+        norm, size = d.get("normalize"), d.get("input_size")
+        return cls(
+            model=d.get("model"),
+            weights=d.get("weights"),
+            normalize=(float(norm[0]), float(norm[1])) if norm is not None else None,
+            input_size=(int(size[0]), int(size[1])) if size is not None else None,
+        )
+
+
 @dataclass
 class Settings:
     """Everything a worker process needs to build the same app as ``serve`` would."""
 
-    names: list[str]  # shipped models, the default first (after ``weights``)
-    weights: list[str] = field(default_factory=list)  # weights files, served first
+    models: list[ModelSpec]  # in order: the first is the default
     data_dir: str | None = None
     allowed_hosts: list[str] = field(default_factory=list)
     threads: int = 1  # torch threads per process
@@ -123,7 +144,7 @@ def build_app(settings: Settings) -> FastAPI:
     from .state import served_models
 
     torch.set_num_threads(settings.threads)
-    models = served_models(settings.names, settings.weights)
+    models = served_models(settings.models)
     return create_app(models, data_dir=settings.data_dir, allowed_hosts=settings.allowed_hosts)
 
 
@@ -132,7 +153,9 @@ def app_from_env() -> FastAPI:
     raw = os.environ.get(SETTINGS_ENV)
     if raw is None:
         raise RuntimeError(f"{SETTINGS_ENV} is not set: start workers with run_workers()")
-    return build_app(Settings(**json.loads(raw)))
+    fields = json.loads(raw)
+    fields["models"] = [ModelSpec.from_json(m) for m in fields["models"]]
+    return build_app(Settings(**fields))
 
 
 def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:

@@ -152,7 +152,7 @@ async def top(
 
 
 def _top(state: AppState, m: ServedModel, stage: str, unit: int, k: int) -> list[TopExampleOut]:
-    d = state.mnist()
+    d = state.data_for(m)  # the index's images: the same test set
     try:  # built when the server started; or this waits for that build
         index = index_of(state, m)
     except Exception:  # the build failed (the next click retries): scan this stage
