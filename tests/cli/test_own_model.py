@@ -113,3 +113,24 @@ def test_two_models_pair_their_flags() -> None:
         ("lenet5", None, None, None),
         ("b.py:B", None, (0.5, 0.5), (32, 32)),
     ]
+
+
+def test_serve_lists_the_named_models_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnscope.checkpoints import bundled_models
+    from cnnscope.cli import _parser
+    from cnnscope.cli.serve import _model_choices
+
+    args = _parser("serve").parse_args(["serve", "--model", SPEC, *NORM, "--model", "lenet5"])
+    got = [c.model for c in _model_choices(args)]
+    shipped = [n for n in bundled_models() if n != "lenet5"]
+    assert got == [SPEC, "lenet5", *shipped]
+
+
+def test_serve_refuses_a_model_the_page_cannot_draw_for(tmp_path: Path, capsys) -> None:
+    (tmp_path / "wide.py").write_text(
+        "from torch import nn\n\nclass Wide(nn.Sequential):\n    input_shape = (1, 32, 32)\n"
+        "    def __init__(self):\n        super().__init__(nn.Flatten(), nn.Linear(1024, 3))\n"
+    )
+    argv = ["serve", "--model", f"{tmp_path / 'wide.py'}:Wide", "--port", "0"]
+    assert main(argv) == 2
+    assert "takes 1×32×32 images, and the page draws and sends 28×28" in capsys.readouterr().err

@@ -213,3 +213,13 @@ def test_saved_weights_reload_with_their_normalization_and_need_the_model(tmp_pa
         torch.testing.assert_close(again(x), model(x))
     with pytest.raises(CheckpointError, match=r"--model .*unlike_ours.py:UnlikeOurs --weights"):
         load_weights(path)
+
+
+def test_pytorchs_example_network_in_examples() -> None:
+    """examples/net.py: functional ReLUs and pooling, dropout, and log_softmax at the end."""
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    infos = stage_infos(model)
+    assert list(infos) == ["conv1", "conv2", "fc1", "fc2", "logits"]
+    assert [i.kind for i in infos.values()] == ["conv", "conv", "fc", "fc", "logits"]
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(record(model, x)["logits"], model(x))
