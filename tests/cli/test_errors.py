@@ -100,10 +100,10 @@ def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 M = ["--model", "lenet5"]
 CASES: list[tuple[list[str], str]] = [
     (["models", "--bogus"], "unrecognized arguments"),
-    (["data", "--data-dir", "nowhere"], "lacks train-images"),
+    (["data", "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["data", "--data-dir", "truncated"], "truncated"),
     (["train", "--model", "resnet", "--dry-run"], "valid: deep_mnist, hvass"),
-    (["train", "--dry-run", "--data-dir", "nowhere"], "lacks train-images"),
+    (["train", "--dry-run", "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["train", "--dry-run", *M, "--batch-size", "0"], "batch_size"),
     (["train", "--dry-run", *M, "--lr", "-1"], "lr"),
     (["train", "--dry-run", *M, "--lr", "fast"], "--lr"),
@@ -118,7 +118,7 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
     (["evaluate", "--weights", "huge.safetensors"], "huge.safetensors"),
     (["evaluate", "--weights", "typed.safetensors"], "typed.safetensors"),
-    (["evaluate", *M, "--data-dir", "nowhere"], "lacks train-images"),
+    (["evaluate", *M, "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["explain", *M, "--test-index", "10000", "--out", "o"], "outside 0–9999"),
     (["explain", *M, "--test-index", "5", "--target", "10", "--out", "o"], "outside 0–9"),
     (["explain", *M, "--image", "missing.png", "--out", "o"], "missing.png"),

@@ -269,9 +269,9 @@ def input_image(args: argparse.Namespace) -> tuple[Any, str]:
         if gray.shape != (28, 28):
             return to_mnist(gray), args.image  # the drawing path, inversion included
         return ink_on_black(gray)[0], args.image  # used as is, but white ink on black
-    from ..data import load_mnist
+    from ..data import load_test_set
 
-    data = load_mnist(args.data_dir)
+    data = load_test_set(args.data_dir)
     if not 0 <= args.test_index < len(data.test_images):
         raise UserError(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
     image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0

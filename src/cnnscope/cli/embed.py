@@ -159,9 +159,9 @@ def _projector(args: argparse.Namespace, snaps: Any, folder: Path) -> None:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from ..data import load_mnist
+    from ..data import load_test_set
 
-    data = load_mnist(args.data_dir)
+    data = load_test_set(args.data_dir)
     idx = torch.as_tensor(snaps.indices)
     sprites = data.test_images[idx].unsqueeze(1).float() / 255.0  # (N, 1, 28, 28)
     labels = [str(int(v)) for v in snaps.labels]

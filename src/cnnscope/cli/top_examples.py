@@ -22,15 +22,15 @@ def add(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
 
     from ..analysis.features import check_units, top_examples, unit_scores
-    from ..data import load_mnist
+    from ..data import load_for
     from ..models import activation_stage, resolve_stage
     from ..plots import tile_sheet
     from ._progress import bar
 
-    model, _ = open_model(args)
+    model, meta = open_model(args)
     resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)
     check_units(model, args.layer, [args.unit])  # before the pass over the test set
-    data = load_mnist(args.data_dir)
+    data = load_for(meta, args.data_dir)
     with bar("test images") as progress:
         # Ranked where the unit fires, as top_examples does: a conv after its activation.
         scores = unit_scores(

@@ -49,12 +49,12 @@ def stages(model: Any, requested: str | None) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> int:
 
     from ..analysis.features import unit_scores, unused_channels
-    from ..data import load_mnist
+    from ..data import load_for
     from ._progress import bar
 
-    model, _ = open_model(args)
+    model, meta = open_model(args)
     pairs = stages(model, args.layers)
-    data = load_mnist(args.data_dir)
+    data = load_for(meta, args.data_dir)
     images = data.test_images
     results = []
     with bar("test images through each stage", quiet=args.json) as progress:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..analysis.evaluation import evaluate
 from ..analysis.snapshots import SnapshotWriter, snapshot_subset
 from ..checkpoints import load_training_state, save_training_state, save_weights
-from ..data import MNIST, load_mnist, to_float
+from ..data import MNIST, DataError, load_mnist, to_float
 from ..models import StagedModel, build_model
 from . import runs
 from .config import TrainConfig
@@ -116,6 +116,11 @@ class _Run:
         self.config, self.data = config, data
         self.run_dir = Path(config.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not len(data.train_images):
+            raise DataError(
+                f"{data.source}: no training images (it holds only a test set). Training "
+                "needs a training split: pass --data-dir with the four IDX files or an .npz."
+            )
         images, self.labels = data.train_images, data.train_labels
         if config.train_limit:
             images, self.labels = images[: config.train_limit], self.labels[: config.train_limit]
@@ -126,9 +131,16 @@ class _Run:
         total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
 
         torch.manual_seed(config.seed)
-        overrides = {} if config.dropout is None else {"dropout": config.dropout}
+        overrides: dict[str, object] = {} if config.dropout is None else {"dropout": config.dropout}
         if model is None:  # else: your own model (or starting weights), built by the caller
+            overrides["num_classes"] = data.num_classes  # as many outputs as the data has classes
             model = build_model(config.model, **overrides)
+        if data.image_size != tuple(model.input_shape[1:]):
+            raise DataError(
+                f"{data.source}: images are {data.image_size[0]}×{data.image_size[1]} but "
+                f"{config.model} takes {model.input_shape[1]}×{model.input_shape[2]}; resize "
+                "the images or train a model of your own."
+            )
         model.train()
         self.device = device or torch.device("cpu")
         model = model.to(self.device)  # before the optimizer: its state follows the params
@@ -166,7 +178,9 @@ class _Run:
         """The last completed step: model, optimizer, RNG and loop position."""
         info = {
             "step": self.state.step,
-            "scheduler": self.scheduler.state_dict(),
+            # torch < 2.4's OneCycleLR keeps its annealing function in its state: a
+            # callable is rebuilt by the constructor, never saved.
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
             "config": dataclasses.asdict(self.config),
         }
         save_training_state(self.state_path, self.model, self.optimizer, info)

@@ -263,7 +263,14 @@ def metadata(
         "metrics": metrics
         or {"validation_accuracy": last_val["accuracy"], "steps": last_val["step"]},
         "train_config": dataclasses.asdict(config),
-        "data": {"sha256": data.checksum, "train_images": len(data.train_images)},
+        "data": {
+            "sha256": data.checksum,
+            "train_images": len(data.train_images),
+            "source": str(data.source),
+            "format": data.format,
+            "image_size": list(data.image_size),
+        },
+        "classes": list(data.classes),  # the name of each output, in order
         "threads": torch.get_num_threads(),
         "complete": metrics is not None,
     }
