@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models import logits_stage, stage_infos
     from ..plots import probabilities_figure, tile_sheet
 
-    model, meta = open_model(args)
+    model, _ = open_model(args)
     image, source = input_image(args)
     infos = stage_infos(model)
     groups = chains(infos)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     )
     payload = {
         "source": source,
-        "model": meta.get("model"),
+        "model": model.arch,  # a built-in's name, or your model's file.py:Class
         "input": np.round(image, 4).tolist(),
         "predicted": predicted,
         "probabilities": [round(float(p), 6) for p in probs],
