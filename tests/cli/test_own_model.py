@@ -154,3 +154,11 @@ def test_your_model_on_your_data(tmp_path: Path, capsys) -> None:
     assert len(out["confusion"]) == 4 and all(len(row) == 4 for row in out["confusion"])
     assert out["classes"] == list(NAMES)
     assert out["accuracy"] > 0.5  # chance is 0.25
+
+
+@pytest.mark.filterwarnings("default::RuntimeWarning")
+def test_no_weights_is_a_warning(capsys) -> None:
+    argv = ["export", "--model", SPEC, "--format", "torchscript", "--out", "/dev/null"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("cnnscope export: warning: ") and "freshly initialised" in err

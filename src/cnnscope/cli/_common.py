@@ -221,7 +221,17 @@ def open_model(args: argparse.Namespace, choice: ModelChoice | None = None) -> t
     from ..checkpoints import open_model as _open
 
     c = choice or model_choice(args)
-    return _open(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+    model, meta = _open(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+    if not c.weights and meta.get("model") == "foreign" and args.command not in ("models", "train"):
+        import warnings
+
+        warnings.warn(
+            f"{c.model}: no --weights, so its weights are freshly initialised (untrained); "
+            "give --weights FILE for the trained ones",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return model, meta
 
 
 def model_ref(args: argparse.Namespace) -> str:
