@@ -223,3 +223,16 @@ def test_pytorchs_example_network_in_examples() -> None:
     assert [i.kind for i in infos.values()] == ["conv", "conv", "fc", "fc", "logits"]
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(record(model, x)["logits"], model(x))
+
+
+def test_a_conv_with_a_functional_relu_is_rectified_in_feature_objectives() -> None:
+    """No ReLU module after conv1: its channel mean is read through a ReLU all the same,
+    else maximising it only whitens or blackens the image."""
+    from cnnscope.analysis.features import channels
+
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    objective = channels("conv1", [0, 5], model=model)
+    out = forward_until(model, torch.rand(2, 1, 28, 28), objective.stages)
+    maps = out["conv1"][torch.arange(2), torch.tensor([0, 5])]  # (2, 26, 26)
+    torch.testing.assert_close(objective(out), F.relu(maps).mean(dim=(1, 2)))
+    assert (maps < 0).any()  # so the ReLU matters
