@@ -236,3 +236,14 @@ def test_a_conv_with_a_functional_relu_is_rectified_in_feature_objectives() -> N
     maps = out["conv1"][torch.arange(2), torch.tensor([0, 5])]  # (2, 26, 26)
     torch.testing.assert_close(objective(out), F.relu(maps).mean(dim=(1, 2)))
     assert (maps < 0).any()  # so the ReLU matters
+
+
+def test_top_examples_of_such_a_conv_rank_by_what_fires() -> None:
+    from cnnscope.analysis.features import unit_scores
+
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    images = (torch.rand(6, 28, 28) * 255).to(torch.uint8)
+    scores = unit_scores(model, images, "conv1")  # (6, 32)
+    with torch.no_grad():
+        maps = model.net.conv1(images[:, None].float() / 255)
+    torch.testing.assert_close(torch.as_tensor(scores), maps.clamp(min=0).mean(dim=(2, 3)))
