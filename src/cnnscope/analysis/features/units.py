@@ -52,6 +52,7 @@ def unit_scores(
     """
     out = []
     model.eval()
+    resolve_stage(model, stage)  # an unknown stage lists the valid ones
     rectify = stage_infos(model)[stage].kind == "conv"
     for i in range(0, len(images), batch_size):
         o = forward_until(model, to_float(images[i : i + batch_size]), {stage})[stage]
