@@ -146,11 +146,9 @@ class Model:
         return layer_images(self.module, stage, units, config)
 
     def evaluate(self, data_dir: str | os.PathLike[str] | None = None) -> Report:
-        """Accuracy, per-class metrics, the confusion matrix and the mistakes on a test set.
-
-        ``data_dir`` as ``cnnscope evaluate --data-dir`` (an IDX folder or ``.npz``);
-        default: the set the weights were trained on, else MNIST's test set (shipped in
-        the package, so this works offline).
+        """Accuracy, per-class metrics, the confusion matrix and the mistakes on the test
+        set the weights were trained on (MNIST by default; ``data_dir`` as ``cnnscope
+        evaluate --data-dir``), the classes named as the data set names them.
 
         Examples
         --------
@@ -159,9 +157,10 @@ class Model:
         """
         from .analysis.evaluation import report
         from .data import class_names, load_for
+        from .models import num_classes
 
-        data = load_for(self.metadata, data_dir)
-        classes = class_names(self.metadata, self.num_classes, data)
+        data = load_for(self.metadata, os.fspath(data_dir) if data_dir is not None else None)
+        classes = class_names(self.metadata, num_classes(self.module), data)
         return report(self.module, data.test_images, data.test_labels, classes=classes)
 
     def explain(

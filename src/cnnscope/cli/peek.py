@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models import logits_stage, stage_infos
     from ..plots import probabilities_figure, tile_sheet
 
-    model, _ = open_model(args)
-    image, source = input_image(args)
+    model, meta = open_model(args)
+    image, source = input_image(args, meta)
     infos = stage_infos(model)
     groups = chains(infos)
     wanted = [s for chain in groups.values() for s in chain]

@@ -288,7 +288,10 @@ function showView(id) {
 function showModelIn(id) {
   if (id === "arch-view") architecture.show(state.models.find((m) => m.id === state.model), state.info[state.model], archShown());
   if (id === "eval-view") evaluation.show(state.model);
-  if (id === "embed-view") embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
+  if (id === "embed-view") {
+    embedding.classes = classesOf(state.model);
+    embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
+  }
   if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
 }
 
