@@ -221,6 +221,38 @@ class Embedder:
             },
         )
 
+    def extend(self, series: EmbeddingSeries | None, snaps: Snapshots) -> EmbeddingSeries:
+        """``series`` with the snapshots of ``snaps`` after its last step embedded after it.
+
+        For a run still training: each new snapshot is laid out starting from the last
+        frame (as :meth:`fit` does), so the frames already shown never move. ``None``
+        (nothing laid out yet) is :meth:`fit`.
+        """
+        if series is None or not series.steps:
+            return self.fit(snaps)
+        import time
+
+        t0 = time.perf_counter()
+        previous = series.coords[-1]
+        for i, step in enumerate(snaps.steps):
+            if step <= series.steps[-1]:
+                continue
+            x = self._reduce(np.asarray(snaps.stages[self.stage][i], dtype=np.float32))
+            y = self._embed(x, previous if self.aligned else None)
+            previous = y
+            series.steps.append(step)
+            series.epochs.append(snaps.epochs[i])
+            series.subset_accuracy.append(snaps.subset_accuracy[i])
+            series.coords.append(y)
+            series.knn_original.append(knn_accuracy(x, series.labels, self.knn))
+            series.knn_2d.append(knn_accuracy(y, series.labels, self.knn))
+            series.trustworthiness.append(
+                float(_sklearn("manifold").trustworthiness(x, y, n_neighbors=self.knn))
+            )
+            series.predictions.append(np.asarray(snaps.stages["logits"][i]).argmax(1))
+        series.seconds += time.perf_counter() - t0
+        return series
+
     def _reduce(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] <= self.components:
             return x

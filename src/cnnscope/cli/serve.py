@@ -6,6 +6,7 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 from ._common import UserError, add_data_flag, add_model_flags, int_in
 
@@ -33,6 +34,18 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--open", action="store_true", help="open the page once the server listens")
     add_data_flag(p, "MNIST folder for the random test digits")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the Train tab's runs (default: the user cache's cnnscope/runs)",
+    )
+    p.add_argument(
+        "--allow-training",
+        action="store_true",
+        help="let the page start training runs on a non-loopback --host (on for loopback)",
+    )
     p.add_argument(
         "--threads",
         type=int_in(1, 256),
@@ -72,8 +85,15 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         models = served_models(names, [args.weights] if args.weights else [])
+        loopback = args.host in _LOOPBACK
         app = create_app(
-            models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host]
+            models,
+            data_dir=args.data_dir,
+            allowed_hosts=[args.host, *args.allowed_host],
+            runs_dir=args.runs_dir,
+            training=loopback or args.allow_training,
+            training_off=f"the server binds {args.host}, not a loopback address; "
+            "restart it with --allow-training to allow it",
         )
         url = _url(args.host, sock.getsockname()[1])
         # Printed only now: a browser pointed at the URL connects (the backlog holds it

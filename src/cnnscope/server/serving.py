@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 __all__ = ["HEADER_TIMEOUT_S", "HeaderTimeout", "uvicorn_options"]
 
 HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go's ReadHeaderTimeout
+GRACEFUL_SHUTDOWN_S = 2
 MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this many open connections and tasks
 
 
@@ -66,4 +67,7 @@ def uvicorn_options() -> dict[str, Any]:
         "http": HeaderTimeout,
         "timeout_keep_alive": 5,
         "limit_concurrency": MAX_CONNECTIONS,
+        # Ctrl-C waits this long for open requests, then cancels them: an event stream (the
+        # Train tab's) never ends by itself, and must not hold the server up.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
