@@ -170,6 +170,7 @@ async def events(run_id: str, request: Request, runs: RunsDep) -> StreamingRespo
             for name, data in polled:
                 if name == "checkpoint":  # served before the page asks for its filters
                     await asyncio.to_thread(runs.sync)
+                    data = {**data, "model": runs.model_id(run)}
                 yield f"event: {name}\ndata: {json.dumps(data)}\n\n"
             if tail.finished:
                 return
