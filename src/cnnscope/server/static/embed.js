@@ -156,7 +156,7 @@ export class EmbeddingView {
     const f = d.frames[Math.round(this.t)];
     $("embed-label").textContent =
       `step ${f.step} (epoch ${f.epoch.toFixed(2)}): accuracy ${(f.subset_accuracy * 100).toFixed(1)} %`;
-    $("embed-metrics").textContent =
+    $("embed-metrics").textContent = (this.live ? `Training run ${this.live}, frames added as it learns: ` : "") +
       `${d.method} of ${d.stage}, ${d.labels.length} test digits${d.aligned ? ", each frame started from the previous" : ""}. ` +
       `10-NN accuracy: ${(f.knn_original * 100).toFixed(1)} % in ${d.stage}, ${(f.knn_2d * 100).toFixed(1)} % in 2-D; ` +
       `trustworthiness ${f.trustworthiness.toFixed(3)}.`;

@@ -169,6 +169,11 @@ export class TrainView {
     const speed = p.steps_per_s ? ` · ${p.steps_per_s.toFixed(1)} steps/s (${p.images_per_s.toLocaleString()} images/s)` : "";
     const left = p.seconds_left != null ? ` · ${duration(p.seconds_left)} left` : "";
     this.say(`${this.run.id}: ${p.status} · step ${p.step} of ${p.total_steps}${p.status === "running" ? speed + left : ""}`);
+    const li = [...$("train-runs").children].find((x) => x.dataset.run === this.run.id);
+    if (li) {
+      li.dataset.status = p.status;
+      li.querySelector(".st").textContent = `${p.status} · ${p.step}/${p.total_steps}`;
+    }
     if (!ACTIVE.has(p.status)) {
       this.source?.close(); // it ended: no reconnecting to a finished stream
       this.source = null;
