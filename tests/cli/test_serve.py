@@ -150,3 +150,13 @@ def test_serve_passes_allowed_hosts(served, monkeypatch, capsys) -> None:
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1", "box.lan", "a.b"]
     assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1"]
+
+
+def test_training_from_the_page_is_on_for_loopback_only_unless_allowed() -> None:
+    from cnnscope.cli.serve import training_policy
+
+    assert training_policy("127.0.0.1", False) == (True, "")
+    assert training_policy("::1", False)[0]
+    on, why = training_policy("0.0.0.0", False)
+    assert not on and "0.0.0.0" in why and "--allow-training" in why
+    assert training_policy("0.0.0.0", True) == (True, "")

@@ -85,15 +85,14 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         models = served_models(names, [args.weights] if args.weights else [])
-        loopback = args.host in _LOOPBACK
+        training, training_off = training_policy(args.host, args.allow_training)
         app = create_app(
             models,
             data_dir=args.data_dir,
             allowed_hosts=[args.host, *args.allowed_host],
             runs_dir=args.runs_dir,
-            training=loopback or args.allow_training,
-            training_off=f"the server binds {args.host}, not a loopback address; "
-            "restart it with --allow-training to allow it",
+            training=training,
+            training_off=training_off,
         )
         url = _url(args.host, sock.getsockname()[1])
         # Printed only now: a browser pointed at the URL connects (the backlog holds it
@@ -112,6 +111,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def training_policy(host: str, allow: bool) -> tuple[bool, str]:
+    """Whether the page may train (on a loopback address, or with --allow-training), and
+    the reason it may not."""
+    if host in _LOOPBACK or allow:
+        return True, ""
+    return False, (
+        f"the server binds {host}, not a loopback address, and anyone who reaches it could "
+        "start runs; restart it with --allow-training to allow it"
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
