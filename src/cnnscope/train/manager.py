@@ -194,7 +194,7 @@ class RunManager:
     """
 
     def __init__(self, folder: Path, *, max_running: int = 1, data_dir: str | None = None) -> None:
-        self.folder = Path(folder)
+        self.folder = Path(folder).absolute()  # as in the commands: a restart finds them
         self.max_running = max_running
         self.data_dir = data_dir
         self._lock = threading.RLock()
