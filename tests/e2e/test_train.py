@@ -130,3 +130,22 @@ def test_train_watch_stop_resume_open(server_url: str) -> None:
         assert ours != page.evaluate(ask, [body, "hvass"])  # the shipped hvass differs
         browser.close()
     assert not errors, errors
+
+
+def test_train_tab_fits_a_phone(server_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+        )
+        page = context.new_page()
+        page.goto(server_url)
+        page.wait_for_selector("body[data-ready='1']")
+        page.click("button.tab[data-view='train-view']")
+        page.wait_for_selector("#train-model option", state="attached")
+        width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        assert page.evaluate(width) <= 390
+        assert page.locator("#train-start").is_visible()
+        browser.close()
