@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,19 @@ def test_tail_reports_each_record_once(tmp_path: Path) -> None:
         f.write(json.dumps({"step": 30, "split": "train", "seconds": 3.0}) + "\n{torn")
     assert [n for n, _ in tail.poll()] == ["metrics", "progress"]
     assert tail.poll() == []
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_start_fails_with_its_error(tmp_path: Path) -> None:
+    m = RunManager(tmp_path / "runs", data_dir=str(tmp_path / "no-mnist-here"))
+    run = m.start("hvass", steps=5)
+    deadline = time.monotonic() + 60
+    while m.active() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert m.status(run) == "failed"
+    error = m.error(run)
+    assert error and "no-mnist-here" in error  # the CLI's one line: the folder and the fix
+    events = Tail(m, run).poll()
+    assert ("error", {"message": error}) in events
+    # The folder keeps what it had: the request and the log, for a look or a resume.
+    assert {p.name for p in run.folder.iterdir()} >= {"run.json", "train.log"}
