@@ -65,3 +65,11 @@ def mnist() -> MNIST:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def shapes_dir(tmp_path: Path) -> Path:
+    """A 4-class .npz data set (bar, pillar, cross, ring) with classes.txt."""
+    from tests.support.shapes import write_shapes
+
+    return write_shapes(tmp_path / "shapes")

@@ -10,6 +10,7 @@ import torch
 
 from cnnscope import data as data_mod
 from cnnscope.data import FILES, DataError, load_mnist, read_idx, to_float
+from cnnscope.data import idx as idx_mod
 
 from .conftest import make_idx_dir, write_idx, write_sums
 
@@ -90,7 +91,7 @@ def test_header_claiming_gigabytes_refused_before_reading(idx_dir: Path, monkeyp
     path = idx_dir / FILES["train_images"]
     with gzip.open(path, "wb") as f:
         f.write(struct.pack(">IIII", 0x0803, 100_000, 100_000, 28) + b"\0" * 64)
-    monkeypatch.setattr(data_mod, "_read_at_most", None)  # the body must not be read
+    monkeypatch.setattr(idx_mod, "_read_at_most", None)  # the body must not be read
     with pytest.raises(DataError, match=r"more than the 2,147,483,648 bytes"):
         read_idx(path, expected_magic=2051)
 
@@ -163,3 +164,107 @@ def test_download_verifies_content(monkeypatch, tmp_path: Path) -> None:
     folder = data_mod._download(tmp_path / "cache", None)
     assert (folder / "SHA256SUMS").exists()
     assert load_mnist(folder).checksum == load_mnist().checksum
+
+
+# --- any data: .npz, classes.txt, plain IDX, the bundled test set -----------------------
+
+
+def test_npz_with_classes(shapes_dir: Path) -> None:
+    d = data_mod.load_data(shapes_dir)
+    assert d.format == "npz" and d.source == (shapes_dir / "shapes.npz").resolve()
+    assert d.classes == ("bar", "pillar", "cross", "ring") and d.num_classes == 4
+    assert d.image_size == (28, 28)
+    # 320 training images: a twelfth (26) for validation; 80 test images from floats.
+    assert (len(d.train_images), len(d.validation_images), len(d.test_images)) == (294, 26, 80)
+    assert d.test_images.dtype == torch.uint8 and int(d.test_images.max()) == 255
+    info = d.describe()
+    assert info["test_counts"] == [20, 20, 20, 20] and sum(info["train_counts"]) == 320
+    # The .npz file itself may be given, and the checksum is the file's.
+    assert data_mod.load_data(shapes_dir / "shapes.npz").checksum == d.checksum
+
+
+def test_npz_float_images_round_to_uint8(tmp_path: Path) -> None:
+    x = np.array([[[0.0, 0.5], [1.0, 0.2]]] * 3, np.float64)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=[0, 1, 2], x_test=x, y_test=[2, 1, 0])
+    d = data_mod.load_data(tmp_path, validation_size=0)
+    assert d.test_images[0].tolist() == [[0, 128], [255, 51]]
+    assert d.classes == ("0", "1", "2") and d.image_size == (2, 2)
+
+
+def _npz(tmp_path: Path, **override) -> Path:
+    x = np.zeros((4, 8, 8), np.uint8)
+    arrays = {"x_train": x, "y_train": np.arange(4), "x_test": x, "y_test": np.arange(4)}
+    np.savez(tmp_path / "bad.npz", **{**arrays, **override})
+    return tmp_path / "bad.npz"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"y_test": np.arange(3)}, "x_test has 4 images but y_test 3 labels"),
+        ({"y_train": np.array([0, 1, -1, 2])}, "y_train holds label -1"),
+        ({"y_train": np.array([0.0, 1, 2, 3])}, "give integer labels"),
+        ({"x_test": np.full((4, 8, 8), np.nan)}, "x_test holds NaN"),
+        ({"x_test": np.full((4, 8, 8), 3.0)}, r"floats span 3–3; give floats in \[0, 1\]"),
+        ({"x_test": np.zeros((4, 3, 8, 8))}, "give grayscale images"),
+        ({"x_test": np.zeros((4, 2000, 2), np.uint8)}, "sides of 1–1024 pixels"),
+        ({"x_test": np.zeros((4, 9, 9), np.uint8)}, "both splits need one image size"),
+        ({"x_train": np.array([{"a": 1}] * 4, dtype=object)}, "pickled Python objects"),
+    ],
+)
+def test_npz_bad_input_names_file_and_fix(tmp_path: Path, override, message) -> None:
+    path = _npz(tmp_path, **override)
+    with pytest.raises(DataError, match=message) as e:
+        data_mod.load_data(path)
+    assert str(path) in str(e.value)
+
+
+def test_npz_missing_key_and_not_a_zip(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="no array y_train, x_test, y_test"):
+        data_mod.load_data(tmp_path)
+    (tmp_path / "d.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match=r"not an \.npz archive"):
+        data_mod.load_data(tmp_path)
+
+
+def test_classes_txt_checked(shapes_dir: Path) -> None:
+    (shapes_dir / "classes.txt").write_text("bar\npillar\ncross\n")
+    with pytest.raises(DataError, match=r"classes\.txt: names 3 classes but the labels go up to 3"):
+        data_mod.load_data(shapes_dir)
+    (shapes_dir / "classes.txt").write_text("a\nb\na\nd\n")
+    with pytest.raises(DataError, match="'a' appears twice"):
+        data_mod.load_data(shapes_dir)
+    # More names than labels: a class absent from the data is allowed.
+    (shapes_dir / "classes.txt").write_text("a\nb\nc\nd\ne\n\n")
+    assert data_mod.load_data(shapes_dir).classes == ("a", "b", "c", "d", "e")
+
+
+def test_plain_idx_and_any_class_count(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 48), ("t10k", 16)):
+        labels = (np.arange(n) % 12).astype(np.uint8)
+        images = rng.integers(0, 255, (n, 20, 16)).astype(np.uint8)
+        for name, arr, magic in (("images-idx3", images, 2051), ("labels-idx1", labels, 2049)):
+            header = struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape)
+            (folder / f"{prefix}-{name}-ubyte").write_bytes(header + arr.tobytes())
+    d = data_mod.load_data(folder)
+    assert d.num_classes == 12 and d.image_size == (20, 16) and d.format == "idx"
+    assert len(d.test_images) == 16
+
+
+def test_bundled_test_set_is_mnist(monkeypatch, tmp_path: Path, mnist) -> None:
+    """With no data anywhere, the test split comes from the package, carrying MNIST's sum."""
+    monkeypatch.delenv("CNNSCOPE_DATA", raising=False)
+    monkeypatch.setattr(data_mod, "_REPO_DATA", tmp_path / "repo")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    d = data_mod.load_test_set()
+    assert d.source == data_mod.BUNDLED_DATA.resolve() and not d.has_train
+    assert torch.equal(d.test_images, mnist.test_images)
+    assert d.checksum == mnist.checksum == data_mod.MNIST_CHECKSUM
+    # Training still needs the training set, and says where to put it.
+    with pytest.raises(DataError, match="MNIST training set not found") as e:
+        data_mod.load_mnist(download=False)
+    assert "--data-dir" in str(e.value) and str(tmp_path / "cache") in str(e.value)

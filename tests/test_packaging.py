@@ -26,6 +26,8 @@ PACKAGE = REPO / "src" / "cnnscope"
 SDIST_TESTS = ("tests/test_data.py", "tests/test_checkpoints.py")
 FAST = "not slow and not browser"
 
+# A proxy that refuses every connection: any attempt to reach the network fails at once.
+_DEAD_PROXY = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
 # Import names of what the extras bring; none of them may be in a base install.
 OPTIONAL_MODULES = ("openTSNE", "sklearn", "umap", "tensorboard", "onnx", "onnxruntime")
 OPTIONAL_DISTS = ("opentsne", "scikit-learn", "umap-learn", "tensorboard", "onnx")
@@ -73,8 +75,15 @@ def test_wheel_holds_the_whole_package(dists: tuple[Path, Path]) -> None:
         names = set(z.namelist())
     missing = [f for f in _package_files() if f not in names]
     assert not missing, f"not in the wheel: {missing}"
-    for needed in ("cnnscope/py.typed", "cnnscope/weights/deep_mnist.safetensors"):
+    for needed in (
+        "cnnscope/py.typed",
+        "cnnscope/weights/deep_mnist.safetensors",
+        "cnnscope/data/mnist/t10k-images-idx3-ubyte.gz",  # the bundled MNIST test set
+        "cnnscope/data/mnist/t10k-labels-idx1-ubyte.gz",
+    ):
         assert needed in names
+    # Only the test set: the 11 MB training set stays out of the wheel.
+    assert not any(n.startswith("cnnscope/data/mnist/train-") for n in names)
     assert any(n.startswith("cnnscope/server/static/") for n in names)
     assert not any(n.startswith(("tests/", "data/")) for n in names)
 
@@ -200,7 +209,7 @@ def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path:
     for dist in _base_closure(wheel):
         _link_into(dist, site)
     before = _torch_fingerprint(python)
-    offline = _clean_env(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    offline = _clean_env(**_DEAD_PROXY)
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     offline_install = ["install", "--no-index", "--no-compile", "--find-links", str(wheel.parent)]
     install = subprocess.run(
@@ -215,6 +224,7 @@ def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path:
     assert _torch_fingerprint(python) == before, "installing cnnscope changed torch"
 
     env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("CNNSCOPE_DATA", None)  # no data folder anywhere: only what the wheel holds
     run = dict(capture_output=True, text=True, env=env, cwd=tmp_path)
     found = subprocess.run(
         [
@@ -231,12 +241,22 @@ def test_wheel_installs_offline_beside_torch(dists: tuple[Path, Path], tmp_path:
 
     helped = subprocess.run([str(python), "-m", "cnnscope", "--help"], **run)
     assert helped.returncode == 0 and "evaluate" in helped.stdout, helped.stderr
-    evaluated = subprocess.run(
-        [str(venv / "bin" / "cnnscope"), "evaluate", "--data-dir", str(REPO / "data" / "mnist")],
-        **run,
-    )
+    # Evaluation with no data folder and no network: the test set inside the wheel.
+    cli = str(venv / "bin" / "cnnscope")
+    evaluated = subprocess.run([cli, "evaluate"], **run)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert "99." in evaluated.stdout, evaluated.stdout
+    assert "99." in evaluated.stdout and "10,000 images" in evaluated.stdout, evaluated.stdout
+    assert not (tmp_path / "cache" / "cnnscope" / "mnist").exists(), "it tried to download"
+    described = subprocess.run([cli, "data"], **{**run, "env": {**env, **_DEAD_PROXY}})
+    assert described.returncode == 0 and "test set only" in described.stdout, described.stderr
+    # Training needs the training set: one line that says where to put it.
+    trained = subprocess.run(
+        [cli, "train", "--dry-run", "--run-dir", str(tmp_path / "run")],
+        **{**run, "env": {**env, **_DEAD_PROXY}},
+    )
+    assert trained.returncode == 2, trained.stdout + trained.stderr
+    assert "MNIST training set not found" in trained.stderr and "--data-dir" in trained.stderr
+    assert len(trained.stderr.strip().splitlines()) == 1, trained.stderr
 
     # A view whose extra is missing names the extra to install.
     embed = subprocess.run(

@@ -2,6 +2,10 @@
 
 The public API. Names load on first use, so ``import cnnscope`` (and ``cnnscope --help``)
 does not import torch.
+
+>>> import cnnscope
+>>> m = cnnscope.load("deep_mnist")          # or cnnscope.load("net.py:Net", weights="w.pt")
+>>> m.predict(image)                          # (classes,) probabilities
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .api import Model, load
     from .checkpoints import (
         CheckpointError,
         bundled_models,
@@ -22,25 +27,34 @@ if TYPE_CHECKING:
         save_weights,
     )
     from .data import MNIST, DataError, load_mnist
-    from .models import MODELS, StagedModel, build_model, get_spec
+    from .devices import resolve_device
+    from .models import MODELS, StagedModel, build_model, get_spec, load_foreign
 
 __all__ = [
     "MNIST",
     "MODELS",
     "CheckpointError",
     "DataError",
+    "Model",
     "__version__",
     "build_model",
     "bundled_models",
     "bundled_path",
     "get_spec",
+    "load",
+    "load_foreign",
     "load_mnist",
     "load_model",
     "load_weights",
+    "resolve_device",
     "save_weights",
 ]
 
 _LAZY = {
+    "Model": "api",
+    "load": "api",
+    "resolve_device": "devices",
+    "load_foreign": "models",
     "CheckpointError": "checkpoints",
     "bundled_models": "checkpoints",
     "bundled_path": "checkpoints",
@@ -68,6 +82,9 @@ def load_model(
 ) -> tuple[StagedModel, dict[str, Any]]:
     """Load trained weights: a registered name (the shipped weights) or a file path.
 
+    Kept for existing code; :func:`load` does this and more (your own models) and returns
+    a :class:`Model` with ``predict``, ``stages``, ``features``, ``evaluate``, ``explain``.
+
     Returns
     -------
     (model, metadata)
@@ -78,12 +95,12 @@ def load_model(
     >>> model, meta = cnnscope.load_model()  # the shipped deep_mnist
     >>> model, meta = cnnscope.load_model("runs/deep_mnist/model.safetensors")
     """
-    from .checkpoints import bundled_path, load_weights
+    from .checkpoints import load_weights, open_model
     from .models import MODELS
 
     text = os.fspath(name_or_path)
     if text in MODELS:
-        return load_weights(bundled_path(text), expect=text)
+        return open_model(text)
     path = Path(text)
     if path.suffix != ".safetensors" and not path.exists():
         raise ValueError(

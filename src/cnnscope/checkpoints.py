@@ -31,7 +31,7 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_write, atomic_write_text
-from .models import MODELS, StagedModel, get_spec
+from .models import MODELS, Adapted, StagedModel, get_spec, is_foreign_spec, load_foreign
 from .store import shipped
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "bundled_path",
     "load_training_state",
     "load_weights",
+    "open_model",
     "read_metadata",
     "save_training_state",
     "save_weights",
@@ -98,11 +99,18 @@ def save_weights(
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: weights files end in .safetensors")
+    # Your own model's weights are saved under its own names (net.state_dict()), so that
+    # `model.load_state_dict(safetensors.torch.load_file(path))` works in your code too.
+    own = model.net if isinstance(model, Adapted) else model
     tensors = {
         k: (v.detach().to(dtype) if dtype is not None else v.detach()).contiguous().cpu()
-        for k, v in model.state_dict().items()
+        for k, v in own.state_dict().items()
     }
-    header = {"model": model.arch, "config": model.config(), "version": __version__}
+    header: dict[str, Any] = (
+        {**model.header(), "version": __version__}
+        if isinstance(model, Adapted)
+        else {"model": model.arch, "config": model.config(), "version": __version__}
+    )
     atomic_write(
         path,
         lambda tmp: save_file(tensors, str(tmp), metadata={_HEADER_KEY: json.dumps(header)}),
@@ -264,6 +272,12 @@ def load_weights(
         raise CheckpointError(f"{path}: no such weights file.")
     header = _read_header(path)
     arch = header.get("model")
+    if arch == "foreign":
+        spec = header.get("spec")
+        raise CheckpointError(
+            f"{path}: weights of your own model {spec!r}; load them with --model {spec} "
+            f"--weights {path} (cnnscope never imports code named inside a weights file)."
+        )
     if not isinstance(arch, str) or arch not in MODELS:
         raise CheckpointError(
             f"{path}: made for architecture {arch!r}, which this cnnscope "
@@ -289,6 +303,87 @@ def load_weights(
     return model, meta
 
 
+def _foreign_defaults(path: Path) -> dict[str, Any]:
+    """Input shape and normalization recorded by ``save_weights`` in a file of ours."""
+    if path.suffix != ".safetensors":
+        return {}
+    try:
+        header = _read_header(path)
+    except CheckpointError:
+        return {}  # a plain safetensors state dict: nothing recorded
+    if header.get("model") != "foreign":
+        return {}
+    out: dict[str, Any] = {}
+    shape, norm = header.get("input_shape"), header.get("normalize")
+    if isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape):
+        out["input_shape"] = tuple(shape)
+    if isinstance(norm, list) and len(norm) == 2 and all(type(v) in (int, float) for v in norm):
+        out["normalize"] = (float(norm[0]), float(norm[1]))
+    return out
+
+
+def open_model(
+    model: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    normalize: tuple[float, float] | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> tuple[StagedModel, dict[str, Any]]:
+    """The one way to load a model: built-in or your own, with or without weights.
+
+    Parameters
+    ----------
+    model
+        A built-in name (``deep_mnist``), or your own model as ``path/to/file.py:Class``
+        or ``package.module:Class`` (a class or a zero-argument factory). ``None`` with
+        ``weights``: a weights file written by ``cnnscope train`` for a built-in.
+    weights
+        Built-in: a ``.safetensors`` file of that architecture (default: the shipped
+        weights). Your own model: ``.safetensors`` or a ``.pt``/``.pth`` state dict
+        (read with ``torch.load(weights_only=True)``); without it, fresh weights.
+    normalize
+        ``(mean, std)`` your model was trained with (PyTorch's MNIST example:
+        ``(0.1307, 0.3081)``); cnnscope's views feed [0, 1] images and this is applied
+        inside the model's forward. Default: what ``cnnscope train`` recorded, else none.
+    input_size
+        ``(H, W)`` of your model's input; default: its ``input_shape`` attribute, what
+        ``cnnscope train`` recorded, else 28×28.
+
+    Returns
+    -------
+    (model, metadata)
+        In eval mode, on the CPU; metadata is the weights' JSON (``{}`` for fresh weights).
+    """
+    if model is not None and is_foreign_spec(model):
+        path = Path(weights) if weights is not None else None
+        recorded = _foreign_defaults(path) if path is not None else {}
+        shape = (1, *input_size) if input_size is not None else recorded.get("input_shape")
+        adapted = load_foreign(
+            model,
+            path,
+            normalize=normalize if normalize is not None else recorded.get("normalize"),
+            input_shape=shape,
+        )
+        meta: dict[str, Any] = {}
+        if path is not None and path.suffix == ".safetensors" and _sidecar(path).is_file():
+            meta = read_metadata(path)
+        return adapted, {**meta, **adapted.header(), "weights_file": str(path) if path else None}
+    if normalize is not None or input_size is not None:
+        raise ValueError(
+            "--normalize and --input-size are for your own model (--model file.py:Class); "
+            "the built-in models take 28×28 images in [0, 1]"
+        )
+    if weights is not None:
+        return load_weights(weights, expect=model)
+    name = model or "deep_mnist"
+    if name not in MODELS:
+        raise ValueError(
+            f"{name!r} is neither a model name ({', '.join(MODELS)}) nor your own model "
+            "(path/to/file.py:Class or package.module:Class)"
+        )
+    return load_weights(bundled_path(name), expect=name)
+
+
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     arch = getattr(model, "arch", type(model).__name__)
@@ -307,11 +402,11 @@ def save_training_state(
     ``info`` holds the loop position, the scheduler's state and the training config.
     """
     path = Path(path)
-    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, slots in opt["state"].items():
         for slot, value in slots.items():
-            tensors[f"optim/{idx}/{slot}"] = torch.as_tensor(value).contiguous()
+            tensors[f"optim/{idx}/{slot}"] = torch.as_tensor(value).contiguous().cpu()
     tensors["rng/torch"] = torch.get_rng_state()
     header = {
         "model": model.arch,

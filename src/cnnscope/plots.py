@@ -52,8 +52,9 @@ def confusion_figure(report: Report, ax: Axes | None = None, title: str = "") ->
             if count:
                 colour = "white" if shares[t, p] > 0.5 else "black"
                 ax.text(p, t, str(count), ha="center", va="center", fontsize=8, color=colour)
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
+    names = report.classes
+    ax.set_xticks(range(n), labels=names, rotation=90 if max(map(len, names)) > 2 else 0)
+    ax.set_yticks(range(n), labels=names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or f"accuracy {report.accuracy:.2%} on {len(report.labels):,} images")
@@ -65,9 +66,14 @@ def confusion_figure(report: Report, ax: Axes | None = None, title: str = "") ->
 
 
 def mistakes_figure(
-    mistakes: Sequence[Mistake], images: np.ndarray, columns: int = 8, title: str = ""
+    mistakes: Sequence[Mistake],
+    images: np.ndarray,
+    columns: int = 8,
+    title: str = "",
+    classes: Sequence[str] | None = None,
 ) -> Figure:
-    """A gallery of misclassified digits, each titled "True: x, Pred: y (p)"."""
+    """A gallery of misclassified images, each titled "True: x, Pred: y (p)" (class names
+    from ``classes``, else the label numbers)."""
     count = max(1, len(mistakes))
     rows = int(np.ceil(count / columns))
     fig, axes = plt.subplots(
@@ -77,7 +83,8 @@ def mistakes_figure(
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes, strict=False):
         ax.imshow(images[m.index], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"True: {m.true}, Pred: {m.pred}\np={m.confidence:.2f}", fontsize=7)
+        true, pred = (classes[m.true], classes[m.pred]) if classes else (m.true, m.pred)
+        ax.set_title(f"True: {true}, Pred: {pred}\np={m.confidence:.2f}", fontsize=7)
     fig.suptitle(title or f"{len(mistakes)} misclassified, most confident first", fontsize=10)
     return fig
 

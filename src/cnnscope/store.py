@@ -1,5 +1,6 @@
 """Every path cnnscope reads or writes, and the formats of its cache files, in one place.
 
+- the bundled MNIST test set: ``cnnscope/data/mnist/t10k-*.gz``;
 - shipped files: ``cnnscope/weights/NAME.<part>`` (weights, metadata, curves, snapshots,
   embedding layouts, feature images), made by ``scripts/ship_weights.py``;
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
@@ -23,6 +24,8 @@ import numpy as np
 from torch import nn
 
 __all__ = [
+    "BUNDLED_DATA",
+    "REPO_DATA",
     "SHIPPED_DIR",
     "best_effort",
     "cache_dir",
@@ -36,6 +39,11 @@ __all__ = [
 ]
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
+# The MNIST test set (t10k images and labels, 1.6 MB) inside the package: evaluation and
+# the page work after a plain install with no network and no data folder.
+BUNDLED_DATA = Path(__file__).parent / "data" / "mnist"
+# A source checkout's full MNIST (the sdist carries it too; a wheel does not).
+REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "mnist"
 
 Part = Literal[
     "safetensors",  # weights (float16) with metadata in the header
@@ -70,7 +78,7 @@ def fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256(str(getattr(model, "arch", type(model).__name__)).encode())
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

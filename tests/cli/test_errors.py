@@ -39,6 +39,30 @@ def crafted_weights(path: Path, **config: object) -> Path:
     return path
 
 
+def _own_model_files(folder: Path) -> None:
+    """A small model of the user's (own.py) and broken weights and code for it."""
+    import torch
+
+    (folder / "own.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Own(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 2, 5, stride=4)\n"
+        "        self.fc = nn.Linear(2 * 6 * 6, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).flatten(1))\n"
+    )
+    (folder / "broken.py").write_text("undefined_name + 1\n")
+    torch.save({"conv.weight": torch.zeros(2, 1, 3, 3)}, folder / "other.pt")
+    torch.save([torch.zeros(1)], folder / "list.pt")
+    torch.save(torch.nn.Linear(2, 2), folder / "pickled.pt")  # a pickled module, not a dict
+    from cnnscope.checkpoints import save_weights
+    from cnnscope.models import load_foreign
+
+    save_weights(load_foreign("own.py:Own"), folder / "own.safetensors")  # run in folder
+
+
 @pytest.fixture
 def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder of broken inputs; the tests run inside it."""
@@ -67,6 +91,7 @@ def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     index = {"snapshots": [{"file": "s0.safetensors", "step": 0}], "stages": ["fc1"]}
     (torn / "index.json").write_text(json.dumps(index))
     (torn / "s0.safetensors").write_bytes(b"\x00" * 50)
+    _own_model_files(tmp_path)
     (tmp_path / "state_run").mkdir()
     (tmp_path / "state_run" / "state.safetensors").write_bytes(b"\x00" * 64)
     return tmp_path
@@ -75,10 +100,10 @@ def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 M = ["--model", "lenet5"]
 CASES: list[tuple[list[str], str]] = [
     (["models", "--bogus"], "unrecognized arguments"),
-    (["data", "--data-dir", "nowhere"], "lacks train-images"),
+    (["data", "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["data", "--data-dir", "truncated"], "truncated"),
     (["train", "--model", "resnet", "--dry-run"], "valid: deep_mnist, hvass"),
-    (["train", "--dry-run", "--data-dir", "nowhere"], "lacks train-images"),
+    (["train", "--dry-run", "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["train", "--dry-run", *M, "--batch-size", "0"], "batch_size"),
     (["train", "--dry-run", *M, "--lr", "-1"], "lr"),
     (["train", "--dry-run", *M, "--lr", "fast"], "--lr"),
@@ -93,7 +118,7 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
     (["evaluate", "--weights", "huge.safetensors"], "huge.safetensors"),
     (["evaluate", "--weights", "typed.safetensors"], "typed.safetensors"),
-    (["evaluate", *M, "--data-dir", "nowhere"], "lacks train-images"),
+    (["evaluate", *M, "--data-dir", "nowhere"], "nowhere: no such folder or .npz file"),
     (["explain", *M, "--test-index", "10000", "--out", "o"], "outside 0–9999"),
     (["explain", *M, "--test-index", "5", "--target", "10", "--out", "o"], "outside 0–9"),
     (["explain", *M, "--image", "missing.png", "--out", "o"], "missing.png"),
@@ -134,13 +159,28 @@ CASES: list[tuple[list[str], str]] = [
     (["unused", *M, "--layers", "conv9"], "unknown stage 'conv9'"),
     (["unused", *M, "--threshold", "-1"], "--threshold"),
     (["unused", "--weights", "huge.safetensors"], "hidden=10000000"),
-    (["unused", *M, "--weights", "huge.safetensors"], "not allowed with argument"),
+    (["unused", *M, "--weights", "huge.safetensors"], "are for 'hvass', not for 'lenet5'"),
     (["serve", "--model", "nonesuch"], "valid: deep_mnist"),
     (["serve", *M, "--port", "70000"], "--port"),
     (["serve", *M, "--port", "-1"], "--port"),
     (["serve", *M, "--host", "no.such.host.invalid", "--port", "0"], "cannot listen on"),
     (["serve", *M, "--threads", "0"], "--threads"),
     (["serve", "--weights", "corrupt.safetensors"], "corrupt.safetensors"),
+    (["export", *M, "--format", "gif", "--out", "o.gif"], "invalid choice: 'gif'"),
+    (["export", *M, "--out", "empty_run"], "empty_run is a folder"),
+    (["export", "--model", "nope.py:Net", "--out", "o.onnx"], "nope.py: no such Python file"),
+    (["models", "--model", "own.py:Nope"], "own.py: has no 'Nope'; its nn.Module classes: Own"),
+    (["models", "--model", "broken.py:Net"], "broken.py: importing it failed (NameError"),
+    (["models", "--model", "own.py:Own", "--weights", "pickled.pt"], "not a plain state dict"),
+    (["models", "--model", "own.py:Own", "--weights", "list.pt"], "holds a list"),
+    (["models", "--model", "own.py:Own", "--weights", "other.pt"], "missing conv.bias, fc.bias"),
+    (["models", "--model", "own.py:Own", "--normalize", "0.1,0"], "std must be above 0"),
+    (["models", "--model", "own.py:Own", "--input-size", "3"], "--input-size: 3 outside"),
+    (["models", "--model", "own.py:Own", "--input-size", "5"], "forward pass failed on a"),
+    (["models", "--model", "own.py:Own", "--model", "lenet5"], "give one model, not 2"),
+    (["evaluate", *M, "--normalize", "0.1,0.3"], "--normalize and --input-size are for your"),
+    (["evaluate", "--weights", "own.safetensors"], "--model own.py:Own --weights"),
+    (["train", "--dry-run", *M, "--device", "tpu"], "--device 'tpu': not a device"),
     (["completion", "fish"], "invalid choice: 'fish'"),
     (["completion"], "the following arguments are required: shell"),
 ]

@@ -12,7 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import StagedModel, count_parameters, get_spec, resolve_stage, stage_infos
+from ..models import (
+    StagedModel,
+    count_parameters,
+    get_spec,
+    logits_stage,
+    resolve_stage,
+    stage_infos,
+)
 
 __all__ = ["StageRecorder", "describe", "forward_until", "record", "stage_shapes"]
 
@@ -31,6 +38,9 @@ class StageRecorder:
         Store detached tensors (the default). ``False`` keeps them in the autograd graph,
         for objectives that differentiate a stage (feature visualization, Grad-CAM).
 
+    A module that one forward pass calls twice (a shared ReLU, a residual block's) is
+    recorded at its first call, as :func:`~cnnscope.models.stage_infos` describes it.
+
     Examples
     --------
     >>> with StageRecorder(model, ["conv1", "fc1"]) as rec:
@@ -42,15 +52,25 @@ class StageRecorder:
         self, model: StagedModel, stages: list[str] | None = None, *, detach: bool = True
     ) -> None:
         names = list(model.stage_names if stages is None else stages)
+        self._model = model
         self._modules = {name: resolve_stage(model, name) for name in names}
         self._detach = detach
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._seen: set[str] = set()  # stages recorded in the current forward pass
         self.outputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> StageRecorder:
-        for name, module in self._modules.items():
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+        try:
+            self._handles.append(self._model.register_forward_pre_hook(self._new_pass))
+            for name, module in self._modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
+
+    def _new_pass(self, _module: nn.Module, _inputs: Any) -> None:
+        self._seen.clear()
 
     def __exit__(
         self,
@@ -64,6 +84,9 @@ class StageRecorder:
 
     def _hook(self, name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            if name in self._seen:
+                return
+            self._seen.add(name)
             self.outputs[name] = output.detach() if self._detach else output
 
         return hook
@@ -73,9 +96,10 @@ class StageRecorder:
 def record(
     model: StagedModel, images: torch.Tensor, stages: list[str] | None = None
 ) -> dict[str, torch.Tensor]:
-    """Run ``images`` (N, 1, 28, 28) through ``model`` in eval mode; return every stage.
+    """Run ``images`` (N, C, H, W) through ``model`` in eval mode; return every stage.
 
-    The result maps stage names to tensors in forward order; ``"logits"`` is always there.
+    The result maps stage names to tensors in forward order; the last stage
+    (:func:`~cnnscope.models.logits_stage`) is always there and holds the model's output.
     """
     was_training = model.training
     model.eval()
@@ -84,7 +108,7 @@ def record(
             logits = model(images)
     finally:
         model.train(was_training)
-    return {**rec.outputs, "logits": logits}
+    return {**rec.outputs, logits_stage(model): logits}
 
 
 def stage_shapes(model: StagedModel) -> dict[str, tuple[int, ...]]:
@@ -112,8 +136,8 @@ class _Stop(Exception):
 def forward_until(model: StagedModel, x: torch.Tensor, stages: set[str]) -> dict[str, torch.Tensor]:
     """Run ``model`` only as far as the last stage in ``stages``; return those outputs.
 
-    Outputs stay in the autograd graph (feature visualization differentiates them); a
-    ``"logits"`` entry is added when the pass runs to the end.
+    Outputs stay in the autograd graph (feature visualization differentiates them); the
+    logits stage's entry holds the model's output when the pass runs to the end.
     """
     for name in stages:
         resolve_stage(model, name)  # unknown stages list the valid ones
@@ -121,17 +145,18 @@ def forward_until(model: StagedModel, x: torch.Tensor, stages: set[str]) -> dict
     if not order:
         raise ValueError("forward_until needs at least one stage")
     last = order[-1]
+    final = logits_stage(model)
     recorder = StageRecorder(model, order, detach=False)
 
     def stop(_m: Any, _i: Any, _o: Any) -> None:
-        if last != "logits":
+        if last != final:
             raise _Stop
 
     with recorder:
         handle = model.get_submodule(last).register_forward_hook(stop)
         try:
             out = model(x)
-            recorder.outputs["logits"] = out
+            recorder.outputs[final] = out
         except _Stop:
             pass
         finally:

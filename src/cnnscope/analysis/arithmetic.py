@@ -100,7 +100,7 @@ def _top_terms(
 def unit_arithmetic(
     model: StagedModel, image: np.ndarray, stage: str, channel: int = 0, y: int = 0, x: int = 0
 ) -> Arithmetic:
-    """The arithmetic of ``stage``'s value at ``(channel, y, x)`` for ``image`` (28, 28).
+    """The arithmetic of ``stage``'s value at ``(channel, y, x)`` for ``image`` (H, W).
 
     ``channel`` is the unit of a vector stage (``y`` and ``x`` are then 0). Raises
     ``ValueError`` naming the stage or position when it is not one this can explain.
@@ -118,9 +118,21 @@ def unit_arithmetic(
     names = list(infos)
     i = names.index(stage)
     tensor = torch.as_tensor(np.asarray(image, np.float32)).view(1, *model.input_shape)
-    outputs = record(model, tensor)
-    source = names[i - 1] if i > 0 else "input"
-    inp = (tensor if i == 0 else outputs[source])[0].double().numpy()  # (C, H, W) or (F,)
+    seen: list[torch.Tensor] = []  # what the module really received (its first call)
+    handle = module.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach()))
+    try:
+        outputs = record(model, tensor)
+    finally:
+        handle.remove()
+    received = seen[0]
+    # Name where the input came from: the previous stage or the image when the values
+    # match; else (a residual add, a normalization, a functional op between) this
+    # stage's own input.
+    source = f"{stage} input"
+    prev = tensor if i == 0 else outputs[names[i - 1]]
+    if prev.numel() == received.numel() and torch.equal(prev.flatten(), received.flatten()):
+        source = names[i - 1] if i > 0 else "input"
+    inp = received[0].double().numpy()  # (C, H, W) or (F,)
     value = float(outputs[stage][0][dims])
     if info.kind == "conv":
         if not isinstance(module, nn.Conv2d) or module.padding_mode != "zeros":

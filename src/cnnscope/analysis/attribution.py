@@ -63,7 +63,7 @@ BASELINE = "black image (all zeros: no ink)"
 
 @dataclass
 class Attribution:
-    """A (28, 28) attribution map and what made it."""
+    """An (H, W) attribution map (the model's input size) and what made it."""
 
     map: np.ndarray
     method: str
@@ -109,7 +109,7 @@ class Explainer:
             raise ValueError(f"unknown attribution method {method!r}; valid: {', '.join(METHODS)}")
         self.model = model.eval()
         self.method = method
-        self.layer = layer or default_cam_layer(model)
+        self.layer = layer or (default_cam_layer(model) if method == "gradcam" else "")
         self.options = {
             "steps": steps,
             "samples": samples,
@@ -140,11 +140,18 @@ class Explainer:
             }[method]()
 
     def __call__(self, image: np.ndarray | torch.Tensor, target: int | None = None) -> Attribution:
-        """Explain ``image`` ((28, 28) or (1, 1, 28, 28), values 0–1) for class ``target``.
+        """Explain ``image`` ((H, W) or (1, C, H, W), values 0–1) for class ``target``.
 
+        ``(H, W)`` is the model's ``input_shape`` (28×28 for the built-ins);
         ``target=None`` explains the predicted class.
         """
-        x = torch.as_tensor(np.asarray(image, dtype=np.float32)).reshape(1, 1, 28, 28)
+        shape = tuple(self.model.input_shape)  # (C, H, W)
+        array = np.asarray(image, dtype=np.float32)
+        if array.size != int(np.prod(shape)):
+            raise ValueError(
+                f"image has {array.shape} values; this model takes {'×'.join(map(str, shape))}"
+            )
+        x = torch.as_tensor(array).reshape(1, *shape)
         if not torch.isfinite(x).all():
             raise ValueError("image has NaN or infinite values")
         with torch.no_grad():
@@ -155,7 +162,7 @@ class Explainer:
             raise ValueError(f"target {target} outside 0–{probs.numel() - 1}")
         attr, details = self._attribute(x.clone().requires_grad_(True), target)
         return Attribution(
-            map=attr.detach().reshape(28, 28).numpy().astype(np.float32),
+            map=attr.detach()[0].sum(0).numpy().astype(np.float32),  # (H, W), channels summed
             method=self.method,
             target=target,
             probabilities=[float(p) for p in probs],
@@ -172,7 +179,8 @@ class Explainer:
             attr = self._impl.attribute(x, target=target)
         elif self.method == "gradcam":
             cam = self._impl.attribute(x, target=target, relu_attributions=True)
-            attr = LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear")
+            size = tuple(x.shape[-2:])  # (H, W) of the input
+            attr = LayerAttribution.interpolate(cam, size, interpolate_mode="bilinear")
             details["layer"] = self.layer
         elif self.method == "ig":
             attr, delta = self._impl.attribute(
@@ -200,8 +208,8 @@ class Explainer:
             w, s = o["window"], o["stride"]
             attr = self._impl.attribute(
                 x,
-                sliding_window_shapes=(1, w, w),
-                strides=(1, s, s),
+                sliding_window_shapes=(x.shape[1], w, w),
+                strides=(x.shape[1], s, s),
                 baselines=0.0,
                 target=target,
                 perturbations_per_eval=64,

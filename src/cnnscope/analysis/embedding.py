@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._extras import require
 from .snapshots import Snapshots
@@ -23,6 +24,7 @@ __all__ = [
     "Embedder",
     "EmbeddingSeries",
     "class_embedding",
+    "class_vectors",
     "embed_snapshots",
     "knn_accuracy",
     "mean_displacement",
@@ -344,10 +346,34 @@ def embed_snapshots(
     perplexity: float = 30.0,
     callback: Any = None,
 ) -> tuple[EmbeddingSeries, dict[str, Any]]:
-    """Embed every snapshot and the 10 class vectors; return the series and its JSON."""
+    """Embed every snapshot and the class vectors; return the series and its JSON.
+
+    The class vectors are the rows of the logits stage's weight (when it is a layer with
+    one, e.g. ``nn.Linear``) and the class means of the last snapshot.
+    """
     series = Embedder(method, stage, aligned=aligned, perplexity=perplexity).fit(snaps, callback)
-    last = np.asarray(snaps.stages[stage][-1])
-    means = np.stack([last[snaps.labels == k].mean(0) for k in range(10)])
     payload = series.as_dict()
-    payload["classes"] = class_embedding(model.logits.weight.detach().numpy(), means)
+    classes = class_vectors(snaps, model, stage)
+    if classes:
+        payload["classes"] = classes
     return series, payload
+
+
+def class_vectors(snaps: Snapshots, model: Any, stage: str = "fc1") -> dict[str, Any]:
+    """The 2-D class vectors of :func:`embed_snapshots`: the logits stage's weight rows
+    (when it is a layer with one) and the class means of the last snapshot; only the
+    means when ``model`` is None (a run with no weights yet) or has no weight matrix."""
+    from ..models import logits_stage, num_classes
+
+    last = np.asarray(snaps.stages[stage][-1])
+    classes = num_classes(model) if model is not None else int(snaps.labels.max()) + 1
+    present = [k for k in range(classes) if (snaps.labels == k).any()]
+    means = np.stack([last[snaps.labels == k].mean(0) for k in present]) if present else None
+    weight = (
+        None if model is None else getattr(model.get_submodule(logits_stage(model)), "weight", None)
+    )
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2 and len(weight) == classes:
+        return class_embedding(weight.detach().cpu().numpy(), means)
+    if means is not None:  # no weight matrix to show: the means alone
+        return {"means": class_embedding(means)["weights"]}
+    return {}

@@ -8,7 +8,7 @@ the same weights costs milliseconds.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,16 +42,17 @@ def predict(
     batch_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Logits (N, 10) for uint8 images (N, 28, 28), in eval mode, in batches.
+    """Logits (N, K) for uint8 images (N, H, W), in eval mode, in batches.
 
     ``progress(done, total)`` is called after each batch with the images done so far.
     """
     was_training = model.training
     model.eval()
     chunks = []
+    device = next(model.parameters()).device  # the CPU, or --device's GPU
     try:
         for i in range(0, len(images), batch_size):
-            chunks.append(model(to_float(images[i : i + batch_size])))
+            chunks.append(model(to_float(images[i : i + batch_size]).to(device)).cpu())
             if progress is not None:
                 progress(min(i + batch_size, len(images)), len(images))
     finally:
@@ -65,7 +66,7 @@ class Evaluation:
 
     accuracy: float  # fraction correct, 0–1
     cross_entropy: float  # mean, nats
-    per_class_accuracy: list[float]  # recall of each digit 0–9 (NaN where a class is absent)
+    per_class_accuracy: list[float]  # recall of each class 0..K-1 (NaN where one is absent)
     count: int
 
     def as_dict(self) -> dict[str, object]:
@@ -82,9 +83,10 @@ def evaluate(
 ) -> Evaluation:
     """Accuracy, mean cross-entropy and per-class accuracy of ``model`` on a split."""
     logits = predict(model, images, batch_size)
+    _check_labels(labels, logits.shape[1])
     correct = logits.argmax(1) == labels
     per_class = []
-    for k in range(NUM_CLASSES):
+    for k in range(logits.shape[1]):
         mask = labels == k
         per_class.append(float(correct[mask].float().mean()) if mask.any() else float("nan"))
     return Evaluation(
@@ -134,7 +136,8 @@ class Mistake:
 
 @dataclass
 class Report:
-    """Everything :func:`report` measures; ``probabilities`` is (N, 10)."""
+    """Everything :func:`report` measures; ``probabilities`` is (N, K), K classes named
+    ``classes`` (``"0"`` … ``"K-1"`` unless the data set or the weights name them)."""
 
     labels: np.ndarray
     probabilities: np.ndarray
@@ -145,6 +148,11 @@ class Report:
     seconds: float  # time to compute the predictions (0 when they came from the cache)
     cached: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            self.classes = [str(k) for k in range(self.confusion.shape[0])]
 
     @property
     def predictions(self) -> np.ndarray:
@@ -185,6 +193,7 @@ class Report:
         return {
             "accuracy": self.accuracy,
             "cross_entropy": self.cross_entropy,
+            "classes": list(self.classes),
             "count": len(self.labels),
             "errors": int((self.predictions != self.labels).sum()),
             "confusion": self.confusion.tolist(),
@@ -205,6 +214,7 @@ def report(
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Report:
     """Evaluate ``model`` on a labelled split: accuracy, per-class metrics, confusion.
 
@@ -214,11 +224,14 @@ def report(
         Any cnnscope model; its predictions are cached under its :func:`fingerprint`
         together with a hash of ``images``.
     images, labels
-        uint8 (N, 28, 28) and int (N,), e.g. ``data.test_images, data.test_labels``.
+        uint8 (N, H, W) and int (N,), e.g. ``data.test_images, data.test_labels``.
     cache
         Read and write the prediction cache (``~/.cache/cnnscope/predictions``).
     progress
         ``progress(done, total)``, images predicted so far; not called on a cache hit.
+    classes
+        The name of each of the model's K outputs (``data.classes``); default ``"0"`` ….
+        A name list of another length, or a label ≥ K, raises ``ValueError``.
     """
     import time
 
@@ -241,9 +254,17 @@ def report(
         if cache:
             tensors = {"logits": logits.contiguous()}
             best_effort(lambda: atomic_write(path, lambda tmp: save_file(tensors, str(tmp))))
+    k = logits.shape[1]
+    _check_labels(labels, k)
+    if classes is not None and len(classes) != k:
+        raise ValueError(
+            f"the model has {k} outputs but the data set names {len(classes)} classes "
+            f"({', '.join(classes[:5])}{'…' if len(classes) > 5 else ''}); evaluate it on "
+            "the data it was trained on (--data-dir)"
+        )
     y = labels.numpy()
     probs = torch.softmax(logits, 1).numpy()
-    confusion = confusion_matrix(y, probs.argmax(1))
+    confusion = confusion_matrix(y, probs.argmax(1), k)
     return Report(
         labels=y,
         probabilities=probs,
@@ -253,7 +274,16 @@ def report(
         cross_entropy=float(F.cross_entropy(logits, labels)) if len(y) else float("nan"),
         seconds=seconds,
         cached=cached,
+        classes=list(classes) if classes is not None else [],
     )
+
+
+def _check_labels(labels: torch.Tensor, k: int) -> None:
+    if len(labels) and int(labels.max()) >= k:
+        raise ValueError(
+            f"label {int(labels.max())} but the model has only {k} outputs; evaluate it on "
+            "the data it was trained on (--data-dir)"
+        )
 
 
 def untrained_accuracy(
@@ -264,9 +294,7 @@ def untrained_accuracy(
     Its predictions are cached like any model's (by fingerprint), so a second report of
     the same architecture and seed costs a model build, not a pass over the test set.
     """
-    from ..models import build_model
-
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
         torch.manual_seed(seed)
-        fresh = build_model(model.arch, **model.config())
+        fresh = model.rebuild()  # a built-in or your own model, freshly initialised
     return report(fresh, images, labels).accuracy

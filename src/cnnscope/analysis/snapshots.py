@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from .._io import atomic_write, atomic_write_text
 from ..data import to_float
-from ..models import StagedModel
+from ..models import StagedModel, logits_stage, representation_stage
 from ..store import shipped
 from .activations import record
 
@@ -35,6 +35,8 @@ __all__ = [
     "snapshot_subset",
 ]
 
+# The roles stored in each snapshot file: "fc1" holds the model's representation stage
+# (fc1 for the built-ins; see cnnscope.models.representation_stage), "logits" its logits.
 STAGES = ("fc1", "logits")
 _SUBSET_SEED = 20170101  # fixed across runs so every run's snapshots show the same digits
 
@@ -64,10 +66,13 @@ class SnapshotWriter:
 
     def write(self, model: StagedModel, step: int, epoch: float) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        outputs = record(model, self._x, ["fc1"])
-        accuracy = float((outputs["logits"].argmax(1) == self.labels).float().mean())
+        rep, final = representation_stage(model), logits_stage(model)
+        device = next(model.parameters()).device
+        outputs = {k: v.cpu() for k, v in record(model, self._x.to(device), [rep]).items()}
+        accuracy = float((outputs[final].argmax(1) == self.labels).float().mean())
         name = f"step-{step:06d}.safetensors"
-        tensors = {k: outputs[k].half().contiguous() for k in STAGES}
+        roles = {"fc1": outputs[rep].flatten(1), "logits": outputs[final]}
+        tensors = {k: roles[k].half().contiguous() for k in STAGES}
         atomic_write(self.folder / name, lambda tmp: save_file(tensors, str(tmp)))
         self._entries[step] = {
             "step": step,

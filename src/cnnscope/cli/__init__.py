@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "top-examples": "top_examples",
     "unused": "unused",
     "serve": "serve",
+    "export": "export",
     "completion": "completion",
 }
 

@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,20 +70,163 @@ def float_in(lo: float, hi: float, *, low_open: bool = False) -> Callable[[str],
     return parse
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    """``--model NAME`` (shipped weights) or ``--weights FILE``, not both."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--model", default="deep_mnist", help="shipped weights of this architecture")
-    g.add_argument("--weights", help="a .safetensors file written by cnnscope train")
+class _InOrder(argparse.Action):
+    """Append ``(flag, value)`` to one shared list, so that model flags pair up in order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((self.metavar, values))
+        setattr(namespace, self.dest, items)
+
+
+def _normalize(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MEAN,STD (e.g. 0.1307,0.3081)")
+    mean, std = (finite_float(p) for p in parts)
+    if std <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the std must be above 0")
+    return mean, std
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    if len(parts) == 1:
+        parts = parts * 2  # 32 means 32×32
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (e.g. 28,28) or one side")
+    h, w = (int_in(4, 1024)(p) for p in parts)
+    return h, w
+
+
+@dataclass
+class ModelChoice:
+    """One model named on the command line: what :func:`cnnscope.checkpoints.open_model`
+    takes."""
+
+    model: str | None = None  # NAME, path/file.py:Class or package.module:Class
+    weights: str | None = None
+    normalize: tuple[float, float] | None = None
+    input_size: tuple[int, int] | None = None
+
+    @property
+    def label(self) -> str:
+        """How the model is named in output: ``deep_mnist``, ``net.py:Net (w.pt)``."""
+        if self.weights:
+            return f"{self.model} ({self.weights})" if self.model else self.weights
+        return self.model or "deep_mnist"
+
+
+_FIELDS = {"NAME": "model", "FILE": "weights", "MEAN,STD": "normalize", "H,W": "input_size"}
+
+
+def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """``--model``, ``--weights``, ``--normalize``, ``--input-size``: a built-in or your own.
+
+    Each of ``--weights``, ``--normalize`` and ``--input-size`` belongs to the ``--model``
+    beside it, so ``serve --model a.py:A --weights a.pt --model b.py:B --weights b.pt``
+    pairs them. Read them back with :func:`model_choices` or :func:`open_model`.
+    """
+    g = p.add_argument_group("model")
+    more = " (repeat to serve several; the first is the default)" if many else ""
+    g.add_argument(
+        "--model",
+        dest="model_items",
+        action=_InOrder,
+        metavar="NAME",
+        help="a built-in (deep_mnist, hvass, single_conv, lenet5; default deep_mnist) or your "
+        "own model as path/to/file.py:Class or package.module:Class" + more,
+    )
+    g.add_argument(
+        "--weights",
+        dest="model_items",
+        action=_InOrder,
+        metavar="FILE",
+        help="weights: a .safetensors file from cnnscope train; for your own model also a "
+        ".pt/.pth state dict (read with torch.load(weights_only=True))",
+    )
+    g.add_argument(
+        "--normalize",
+        dest="model_items",
+        action=_InOrder,
+        metavar="MEAN,STD",
+        type=_normalize,
+        help="your model was trained on (x - MEAN) / STD, e.g. 0.1307,0.3081 (PyTorch's MNIST "
+        "example); cnnscope applies it inside the model",
+    )
+    g.add_argument(
+        "--input-size",
+        dest="model_items",
+        action=_InOrder,
+        metavar="H,W",
+        type=_input_size,
+        help="your model's input size (default: its input_shape attribute, else 28,28)",
+    )
+
+
+def add_device_flag(p: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|mps``; read back with :func:`device`."""
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if present, else MPS, else CPU), cpu, cuda, cuda:N or mps",
+    )
+
+
+def device(args: argparse.Namespace) -> Any:
+    """The ``torch.device`` of ``--device``; one this machine lacks is a UserError."""
+    from ..devices import resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def model_choices(args: argparse.Namespace) -> list[ModelChoice]:
+    """The models the flags name, in order (one ``deep_mnist`` when none is named)."""
+    choices: list[ModelChoice] = []
+    for metavar, value in getattr(args, "model_items", None) or []:
+        name = _FIELDS[metavar]
+        if choices and getattr(choices[-1], name) is None:  # the flag joins its --model
+            setattr(choices[-1], name, value)
+            continue
+        choices.append(ModelChoice(**{name: value}))
+    return choices or [ModelChoice()]
+
+
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """The one model a command works on; two ``--model`` flags are a UserError."""
+    choices = model_choices(args)
+    if len(choices) > 1:
+        raise UserError(
+            f"give one model, not {len(choices)} ({', '.join(c.label for c in choices)}); "
+            "only serve takes several"
+        )
+    return choices[0]
+
+
+def open_model(args: argparse.Namespace, choice: ModelChoice | None = None) -> tuple[Any, Any]:
+    """``(model, metadata)`` of the flags' model (eval mode, CPU); bad input: one line."""
+    from ..checkpoints import open_model as _open
+
+    c = choice or model_choice(args)
+    return _open(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+
+
+def model_ref(args: argparse.Namespace) -> str:
+    """The model's label for output (kept for commands that print where weights came from)."""
+    return model_choice(args).label
 
 
 def add_data_flag(p: argparse.ArgumentParser, help_: str | None = None) -> None:
     p.add_argument("--data-dir", help=help_ or "folder with the four IDX .gz files")
-
-
-def model_ref(args: argparse.Namespace) -> str:
-    """What ``load_model`` should load: the --weights file, else the --model name."""
-    return str(args.weights or args.model)
 
 
 def out_dir(path: str) -> Path:
@@ -121,9 +265,9 @@ def input_image(args: argparse.Namespace) -> tuple[Any, str]:
         if gray.shape != (28, 28):
             return to_mnist(gray), args.image  # the drawing path, inversion included
         return ink_on_black(gray)[0], args.image  # used as is, but white ink on black
-    from ..data import load_mnist
+    from ..data import load_test_set
 
-    data = load_mnist(args.data_dir)
+    data = load_test_set(args.data_dir)
     if not 0 <= args.test_index < len(data.test_images):
         raise UserError(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
     image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0

@@ -7,16 +7,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, add_data_flag, float_in, out_dir
+from ._common import (
+    ModelChoice,
+    UserError,
+    add_data_flag,
+    add_model_flags,
+    float_in,
+    model_choice,
+    out_dir,
+)
 
 HELP = "2-D embeddings of training snapshots: PNG per snapshot, GIF, JSON"
 
 
 def add(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--run", help="a run folder made by cnnscope train")
-    where.add_argument("--model", default="deep_mnist", help="a shipped model's snapshots")
-    p.add_argument("--layer", default="fc1", choices=["fc1", "logits"], help="representation")
+    p.add_argument(
+        "--run",
+        help="a run folder made by cnnscope train (its snapshots and model.safetensors); "
+        "for your own model give --model file.py:Class too",
+    )
+    add_model_flags(p)
+    p.add_argument(
+        "--layer",
+        default="fc1",
+        choices=["fc1", "logits"],
+        help="representation: fc1 (the layer before the logits; for your own model the "
+        "last vector stage before them) or the logits",
+    )
     p.add_argument("--method", default="tsne", choices=["tsne", "pca", "umap"], help="embedding")
     p.add_argument(
         "--independent",
@@ -35,19 +52,19 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    from .. import load_model
     from ..analysis.embedding import embed_snapshots
     from ..analysis.snapshots import load_snapshots
+    from ..checkpoints import open_model
     from ._progress import bar
 
-    source, ref = _sources(args)
+    source, choice = _sources(args)
     if args.tensorboard:  # before minutes of t-SNE, not after
         from .._extras import require
 
         require("tensorboard", "tensorboard", "embed --tensorboard")
     snaps = load_snapshots(source)  # a malformed folder: a ValueError naming it
-    model, _ = load_model(ref)
+    model, _ = open_model(choice.model, choice.weights, normalize=choice.normalize,
+                          input_size=choice.input_size)  # fmt: skip
     with bar(f"{args.method} of each snapshot") as progress:
         progress(0, len(snaps.steps))
         series, payload = embed_snapshots(
@@ -78,15 +95,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sources(args: argparse.Namespace) -> tuple[Path, str]:
-    """The snapshots folder and the weights to load: a run's, or a shipped model's."""
+def _sources(args: argparse.Namespace) -> tuple[Path, ModelChoice]:
+    """The snapshots folder and the model to load: a run's, or a shipped model's."""
     from ..analysis.snapshots import shipped_snapshots
-    from ..models import get_spec
+    from ..models import get_spec, is_foreign_spec
     from ..train import runs
 
+    choice = model_choice(args)
+    foreign = choice.model is not None and is_foreign_spec(choice.model)
     if not args.run:
-        get_spec(args.model)  # an unknown name lists the valid ones
-        return shipped_snapshots(args.model), args.model
+        if foreign or choice.weights:
+            raise UserError(
+                "snapshots come from a training run: give --run RUN_DIR (with --model "
+                "file.py:Class for your own model); only the built-ins ship snapshots"
+            )
+        name = choice.model or "deep_mnist"
+        get_spec(name)  # an unknown name lists the valid ones
+        return shipped_snapshots(name), choice
     source = Path(args.run) / runs.SNAPSHOTS
     if not (source / "index.json").exists():
         raise UserError(
@@ -94,7 +119,10 @@ def _sources(args: argparse.Namespace) -> tuple[Path, str]:
             f"{', '.join(sorted(p.name for p in Path(args.run).glob('*'))) or 'nothing'}). "
             "Snapshots are written by cnnscope train unless --snapshot-size 0."
         )
-    return source, str(Path(args.run) / "model.safetensors")
+    weights = choice.weights or str(Path(args.run) / runs.WEIGHTS)
+    if foreign:
+        return source, ModelChoice(choice.model, weights, choice.normalize, choice.input_size)
+    return source, ModelChoice(None, weights)
 
 
 def _write_frames(out: Path, payload: dict[str, Any], labels: Any) -> None:
@@ -131,9 +159,9 @@ def _projector(args: argparse.Namespace, snaps: Any, folder: Path) -> None:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from ..data import load_mnist
+    from ..data import load_test_set
 
-    data = load_mnist(args.data_dir)
+    data = load_test_set(args.data_dir)
     idx = torch.as_tensor(snaps.indices)
     sprites = data.test_images[idx].unsqueeze(1).float() / 255.0  # (N, 1, 28, 28)
     labels = [str(int(v)) for v in snaps.labels]

@@ -11,7 +11,7 @@ from ._common import (
     add_model_flags,
     input_image,
     int_in,
-    model_ref,
+    open_model,
     out_dir,
 )
 
@@ -37,11 +37,10 @@ def add(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .. import load_model
     from ..analysis.attribution import METHODS, Explainer
     from ..plots import attribution_figure
 
-    model, _ = load_model(model_ref(args))
+    model, _ = open_model(args)
     image, source = input_image(args)
     methods = list(METHODS) if args.method == "all" else [args.method]
     results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]

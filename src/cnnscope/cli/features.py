@@ -8,7 +8,15 @@ import json
 import math
 from typing import Any
 
-from ._common import UserError, add_model_flags, float_in, model_ref, out_dir
+from ._common import (
+    UserError,
+    add_device_flag,
+    add_model_flags,
+    device,
+    float_in,
+    open_model,
+    out_dir,
+)
 
 HELP = "activation maximization: the image each unit of a layer likes most"
 
@@ -39,6 +47,7 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     add_model_flags(p)
+    add_device_flag(p)
     p.add_argument("--out", required=True, help="folder for the PNG grid and JSON")
 
 
@@ -85,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .. import load_model
     from ..analysis.features import check_units, layer_images
     from ..plots import tile_sheet
     from ._progress import bar
@@ -93,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cfg.validate()  # out-of-range flags fail before the model loads
     units = parse_units(args.units)
-    model, _ = load_model(model_ref(args))
+    model, _ = open_model(args)
+    model = model.to(device(args))  # --device: inputs follow the model's parameters
     if args.compare:
         return _compare(args, model)
     check_units(model, args.layer, units or [])  # an unknown stage lists the valid ones

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_model_flags, model_ref, out_dir
+from ._common import add_model_flags, open_model, out_dir
 
 HELP = "a conv layer's learned kernels as images"
 
@@ -17,11 +17,11 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
+
     from ..analysis.features import filters
     from ..plots import tile_sheet
 
-    model, _ = load_model(model_ref(args))
+    model, _ = open_model(args)
     w = filters(model, args.layer)  # (out, in, kH, kW)
     out = out_dir(args.out)
     if w.shape[1] == 1:

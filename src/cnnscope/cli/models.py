@@ -1,18 +1,24 @@
-"""``cnnscope models``: the architectures, their parameter counts and stage shapes."""
+"""``cnnscope models``: the architectures, or the stages cnnscope finds in your own model."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-HELP = "list the architectures with parameter counts and stage shapes"
+from ._common import add_model_flags, model_choice, open_model
+
+HELP = "list the architectures, or show the stages of one (--model file.py:Class)"
 
 
 def add(p: argparse.ArgumentParser) -> None:
+    add_model_flags(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "model_items", None):
+        return _one(args)
     from ..analysis.activations import describe
     from ..checkpoints import bundled_models, bundled_path, read_metadata
     from ..models import MODELS
@@ -34,4 +40,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"{info['name']:<12} {info['parameters']:>10,} parameters   {shipped_note}")
         print(f"  {info['description']}")
         print("  " + "  ".join(f"{k} {'×'.join(map(str, v))}" for k, v in info["stages"].items()))
+    return 0
+
+
+def _one(args: argparse.Namespace) -> int:
+    """One model's discovered stages: name, kind, module, shape, receptive field."""
+    from ..models import count_parameters, num_classes, stage_infos
+
+    choice = model_choice(args)
+    model, _ = open_model(args, choice)
+    infos = stage_infos(model)
+    summary: dict[str, Any] = {
+        "model": choice.label,
+        "parameters": count_parameters(model),
+        "input_shape": list(model.input_shape),
+        "classes": num_classes(model),
+        "normalize": list(choice.normalize) if choice.normalize else None,
+        "stages": [i.as_dict() for i in infos.values()],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    shape = "×".join(map(str, model.input_shape))
+    print(
+        f"{choice.label}: {summary['parameters']:,} parameters, input {shape}, "
+        f"{summary['classes']} classes, {len(infos)} stages"
+    )
+    width = max(len(n) for n in infos)
+    for info in infos.values():
+        rf = f"rf {info.rf_size}" if info.rf_size else ""
+        dims = "×".join(map(str, info.shape))
+        print(f"  {info.name:<{width}}  {info.kind:<6}  {info.module:<18} {dims:<12} {rf}")
     return 0

@@ -19,7 +19,7 @@ from ._common import (
     add_model_flags,
     input_image,
     int_in,
-    model_ref,
+    open_model,
     out_dir,
 )
 
@@ -59,12 +59,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .. import load_model
     from ..analysis.activations import record
     from ..models import stage_infos
     from ..plots import probabilities_figure, tile_sheet
 
-    model, meta = load_model(model_ref(args))
+    model, meta = open_model(args)
     image, source = input_image(args)
     infos = stage_infos(model)
     groups = chains(infos)

@@ -8,7 +8,16 @@ import socket
 import sys
 from pathlib import Path
 
-from ._common import UserError, add_data_flag, add_model_flags, int_in
+from ._common import (
+    ModelChoice,
+    UserError,
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    int_in,
+    model_choices,
+)
 
 HELP = "the web app: draw a digit and watch every layer respond"
 
@@ -16,7 +25,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add(p: argparse.ArgumentParser) -> None:
-    add_model_flags(p)
+    add_model_flags(p, many=True)
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -34,6 +43,7 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--open", action="store_true", help="open the page once the server listens")
     add_data_flag(p, "MNIST folder for the random test digits")
+    add_device_flag(p)
     p.add_argument(
         "--runs-dir",
         type=Path,
@@ -54,16 +64,24 @@ def add(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _model_names(args: argparse.Namespace) -> list[str]:
-    """The shipped models to serve, --model first; raises how to get weights if it has none."""
+def _model_choices(args: argparse.Namespace) -> list[ModelChoice]:
+    """The models to serve: those named, in order, then the other shipped built-ins.
+
+    A built-in named without weights must have shipped weights (the error says how to get
+    them) and fails here, before anything listens.
+    """
     from ..checkpoints import bundled_models, bundled_path
+    from ..models import is_foreign_spec
 
     shipped = bundled_models()
-    if args.weights:
-        return shipped
-    if args.model not in shipped:
-        bundled_path(args.model)  # raises the error that says how to get weights
-    return [args.model] + [n for n in shipped if n != args.model]
+    named = [c for c in model_choices(args) if c.model or c.weights]
+    for c in named:
+        if c.model and not c.weights and not is_foreign_spec(c.model) and c.model not in shipped:
+            bundled_path(c.model)  # raises the error that says how to get weights
+    if not named and "deep_mnist" not in shipped:
+        bundled_path("deep_mnist")
+    taken = {c.model for c in named if c.model and not c.weights}
+    return [*named, *(ModelChoice(n) for n in shipped if n not in taken)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     from ..server.serving import uvicorn_options
 
     torch.set_num_threads(args.threads)
-    names = _model_names(args)  # a model without weights fails before anything listens
+    choices = _model_choices(args)  # a model without weights fails before anything listens
+    if device(args).type != "cpu":
+        raise UserError(
+            f"--device {args.device}: the server runs on the CPU for now (one drawing is "
+            "~1 ms there); use --device cpu"
+        )
     sock = bind(args.host, args.port)  # a port in use fails before the models load
     try:
         if args.host not in _LOOPBACK:
@@ -84,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 "it has no authentication.",
                 file=sys.stderr,
             )
-        models = served_models(names, [args.weights] if args.weights else [])
+        models = served_models(choices)
         training, training_off = training_policy(args.host, args.allow_training)
         app = create_app(
             models,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_data_flag, add_model_flags, int_in, model_ref, out_dir
+from ._common import add_data_flag, add_model_flags, int_in, open_model, out_dir
 
 HELP = "the test images that excite one unit most"
 
@@ -20,17 +20,17 @@ def add(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
+
     from ..analysis.features import check_units, top_examples, unit_scores
-    from ..data import load_mnist
+    from ..data import load_for
     from ..models import activation_stage, resolve_stage
     from ..plots import tile_sheet
     from ._progress import bar
 
-    model, _ = load_model(model_ref(args))
+    model, meta = open_model(args)
     resolve_stage(model, args.layer)  # stages only ("prob" is an objective, not a stage)
     check_units(model, args.layer, [args.unit])  # before the pass over the test set
-    data = load_mnist(args.data_dir)
+    data = load_for(meta, args.data_dir)
     with bar("test images") as progress:
         # Ranked where the unit fires, as top_examples does: a conv after its activation.
         scores = unit_scores(

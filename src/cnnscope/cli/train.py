@@ -10,13 +10,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import UserError, add_data_flag, finite_float, int_in
+from ._common import (
+    UserError,
+    add_data_flag,
+    add_device_flag,
+    add_model_flags,
+    device,
+    finite_float,
+    int_in,
+    model_choice,
+)
 
 HELP = "train a model (progress bar, checkpoints, metrics, snapshots)"
 
 # Help for each TrainConfig field that the train command exposes as a flag.
 _FLAGS: dict[str, str] = {
-    "model": "architecture (deep_mnist, hvass, single_conv, lenet5)",
     "epochs": "passes over the training set (ignored when --steps > 0)",
     "steps": "total optimizer steps; 0 = epochs × steps per epoch",
     "batch_size": "images per step",
@@ -42,8 +50,10 @@ def add(p: argparse.ArgumentParser) -> None:
         choices=["fast", "seed"],
         help="fast: tuned for CPU; seed: the TensorFlow tutorial's",
     )
+    add_model_flags(p)
     _add_config_flags(p)
     add_data_flag(p)
+    add_device_flag(p)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.safetensors")
     p.add_argument(
         "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
@@ -78,10 +88,18 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoints import open_model
+    from ..models import is_foreign_spec
     from ..train import TrainConfig, fit
     from ._progress import ProgressBar
 
     overrides = {name: getattr(args, name) for name in _FLAGS if hasattr(args, name)}
+    choice = model_choice(args)
+    foreign = choice.model is not None and is_foreign_spec(choice.model)
+    if choice.model:
+        overrides["model"] = choice.model
+    if foreign and "dropout" in overrides:
+        raise UserError("--dropout sets a built-in's dropout; your own model keeps its own")
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.dry_run:
@@ -96,9 +114,18 @@ def run(args: argparse.Namespace) -> int:
     config.validate()  # out-of-range flags fail before the data loads
     if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
+    model = None
+    if foreign or choice.weights:  # your own model, or starting weights: built here
+        model, _ = open_model(
+            choice.model, choice.weights, normalize=choice.normalize, input_size=choice.input_size
+        )
+        config.model = model.arch
+    dev = device(args)
     progress = ProgressBar(quiet=args.json)
     try:
-        result = fit(config, [progress, _stop_on_sigterm()], resume=args.resume)
+        result = fit(
+            config, [progress, _stop_on_sigterm()], resume=args.resume, model=model, device=dev
+        )
     except KeyboardInterrupt:
         progress.close()
         print(

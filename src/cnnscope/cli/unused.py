@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_data_flag, add_model_flags, float_in, model_ref
+from ._common import add_data_flag, add_model_flags, float_in, open_model
 
 HELP = "channels and units that (almost) never fire on the test set"
 
@@ -47,14 +47,14 @@ def stages(model: Any, requested: str | None) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_model
+
     from ..analysis.features import unit_scores, unused_channels
-    from ..data import load_mnist
+    from ..data import load_for
     from ._progress import bar
 
-    model, _ = load_model(model_ref(args))
+    model, meta = open_model(args)
     pairs = stages(model, args.layers)
-    data = load_mnist(args.data_dir)
+    data = load_for(meta, args.data_dir)
     images = data.test_images
     results = []
     with bar("test images through each stage", quiet=args.json) as progress:

@@ -3,7 +3,8 @@
 Every stage a person may look at is a submodule whose *output* is that stage, so a forward
 hook on ``model.get_submodule(name)`` records it; ``model.stage_names`` lists them in
 forward order. Models take float32 images (N, 1, 28, 28) in [0, 1] (white ink on black,
-as MNIST) and return logits (N, 10).
+as MNIST) and return logits (N, num_classes): 10 unless a data set has other classes
+(``num_classes``, an option of every built-in, recorded in the weights' header).
 
 ``conv*`` stages are pre-activation; ``relu*`` follow them; ``fc*`` stages are the fully
 connected layers *after* their ReLU (the "firing" of the units), before dropout.
@@ -46,6 +47,15 @@ class StagedModel(nn.Module):
     def _remember(self, **config: Any) -> None:
         self._config = config
 
+    @property
+    def description(self) -> str:
+        """One line on what the architecture is, for listings and the page."""
+        return get_spec(self.arch).description if self.arch in MODELS else type(self).__name__
+
+    def rebuild(self) -> StagedModel:
+        """A freshly initialised model of the same architecture and options."""
+        return build_model(self.arch, **self.config())
+
 
 class DeepMNIST(StagedModel):
     """TensorFlow's "Deep MNIST for Experts" and its smaller sibling (``hvass``).
@@ -57,10 +67,17 @@ class DeepMNIST(StagedModel):
     stage_names = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "logits")
 
     def __init__(
-        self, conv1: int = 32, conv2: int = 64, hidden: int = 1024, dropout: float = 0.5
+        self,
+        conv1: int = 32,
+        conv2: int = 64,
+        hidden: int = 1024,
+        dropout: float = 0.5,
+        num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(conv1=conv1, conv2=conv2, hidden=hidden, dropout=dropout)
+        self._remember(
+            conv1=conv1, conv2=conv2, hidden=hidden, dropout=dropout, num_classes=num_classes
+        )
         self.conv1 = nn.Conv2d(1, conv1, 5, padding=2)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)
@@ -69,7 +86,7 @@ class DeepMNIST(StagedModel):
         self.pool2 = nn.MaxPool2d(2)
         self.fc1 = LinearReLU(7 * 7 * conv2, hidden)
         self.dropout = nn.Dropout(dropout)
-        self.logits = nn.Linear(hidden, NUM_CLASSES)
+        self.logits = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
@@ -84,15 +101,21 @@ class SingleConv(StagedModel):
 
     stage_names = ("conv1", "relu1", "pool1", "fc1", "logits")
 
-    def __init__(self, conv1: int = 32, hidden: int = 1000, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        conv1: int = 32,
+        hidden: int = 1000,
+        dropout: float = 0.0,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
         super().__init__()
-        self._remember(conv1=conv1, hidden=hidden, dropout=dropout)
+        self._remember(conv1=conv1, hidden=hidden, dropout=dropout, num_classes=num_classes)
         self.conv1 = nn.Conv2d(1, conv1, 5, padding=2)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)
         self.fc1 = LinearReLU(14 * 14 * conv1, hidden)
         self.dropout = nn.Dropout(dropout)
-        self.logits = nn.Linear(hidden, NUM_CLASSES)
+        self.logits = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, C1, 14, 14)
@@ -122,9 +145,9 @@ class LeNet5(StagedModel):
         "logits",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
-        self._remember()
+        self._remember(num_classes=num_classes)
         self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)
@@ -133,7 +156,7 @@ class LeNet5(StagedModel):
         self.pool2 = nn.MaxPool2d(2)
         self.fc1 = LinearReLU(16 * 5 * 5, 120)
         self.fc2 = LinearReLU(120, 84)
-        self.logits = nn.Linear(84, NUM_CLASSES)
+        self.logits = nn.Linear(84, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))  # (N, 6, 14, 14)
@@ -169,25 +192,25 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "deep_mnist",
             DeepMNIST,
-            {"conv1": 32, "conv2": 64, "hidden": 1024, "dropout": 0.5},
+            {"conv1": 32, "conv2": 64, "hidden": 1024, "dropout": 0.5, "num_classes": 10},
             'TensorFlow "Deep MNIST for Experts": conv32 → pool → conv64 → pool → fc1024 → fc10',
         ),
         ModelSpec(
             "hvass",
             DeepMNIST,
-            {"conv1": 16, "conv2": 36, "hidden": 128, "dropout": 0.0},
+            {"conv1": 16, "conv2": 36, "hidden": 128, "dropout": 0.0, "num_classes": 10},
             "Hvass-Labs tutorial 02: conv16 → pool → conv36 → pool → fc128 → fc10",
         ),
         ModelSpec(
             "single_conv",
             SingleConv,
-            {"conv1": 32, "hidden": 1000, "dropout": 0.0},
+            {"conv1": 32, "hidden": 1000, "dropout": 0.0, "num_classes": 10},
             "one conv layer: conv32 → pool → fc1000 → fc10",
         ),
         ModelSpec(
             "lenet5",
             LeNet5,
-            {},
+            {"num_classes": 10},
             "LeNet-5 for 28×28: conv6 → pool → conv16 → pool → fc120 → fc84 → fc10",
         ),
     ]

@@ -8,6 +8,7 @@ page receives the same facts in ``/api/models``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,10 @@ __all__ = [
     "StageInfo",
     "activation_stage",
     "count_parameters",
+    "discover_stages",
+    "logits_stage",
+    "num_classes",
+    "representation_stage",
     "resolve_stage",
     "stage_infos",
 ]
@@ -37,6 +42,13 @@ _ACTIVATIONS = (
     nn.Tanh,
     nn.Softplus,
     nn.Mish,
+    nn.PReLU,
+    nn.SELU,
+    nn.CELU,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Softmax,
+    nn.LogSoftmax,
 )
 _POOLS = (
     nn.MaxPool2d,
@@ -46,6 +58,9 @@ _POOLS = (
     nn.LPPool2d,
 )
 _NORMS = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+# Leaf modules that are stages when discovered; others from torch.nn (Dropout, Identity,
+# Upsample, ...) are skipped, and a model's own leaf modules are stages of kind "other".
+_OF_INTEREST = (nn.Conv2d, nn.Linear, nn.Flatten, *_ACTIVATIONS, *_POOLS, *_NORMS)
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,102 @@ def stage_infos(model: nn.Module) -> dict[str, StageInfo]:
         )
     _CACHE[model] = infos
     return infos
+
+
+def _interesting(module: nn.Module) -> bool:
+    if isinstance(module, _OF_INTEREST):
+        return True
+    return not type(module).__module__.startswith("torch.")  # the model's own leaf module
+
+
+def discover_stages(
+    net: nn.Module,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    input_shape: tuple[int, ...],
+    label: str,
+    tail: nn.Module,
+) -> dict[str, nn.Module]:
+    """The stages of a model that does not declare them, traced in one forward pass.
+
+    Every leaf module of interest (convolutions, activations, pooling, normalization,
+    linear, flatten, the model's own leaf modules; not dropout or identity) is a stage,
+    named by its module name (``features.0``, ``head.fc``), in the order forward first
+    calls it: a module called twice (a shared ReLU, a residual block) is recorded at its
+    first call. The last stage is the logits: the last module if its output *is* the
+    model's output, else ``tail`` (an ``nn.Identity`` that
+    :class:`~cnnscope.models.foreign.Adapted` applies to the output) named ``logits``
+    (``output`` if that name is taken).
+
+    In-place operations are switched off (``inplace=False``): an in-place ReLU would
+    overwrite the conv output recorded just before it.
+    """
+    for m in net.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False  # type: ignore[assignment]
+    names = {m: n for n, m in net.named_modules() if n}  # one name per module, the first
+    order: list[str] = []
+    outputs: dict[str, torch.Tensor] = {}
+
+    def hook(name: str) -> Any:
+        def record(_m: nn.Module, _i: Any, out: Any) -> None:
+            if name not in outputs and isinstance(out, torch.Tensor) and out.dim() >= 2:
+                order.append(name)
+                outputs[name] = out
+
+        return record
+
+    leaves = [(n, m) for m, n in names.items() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves if _interesting(m)]
+    was_training = net.training
+    shape = (1, *input_shape)
+    try:
+        net.eval()
+        with torch.no_grad():
+            out = net(prepare(torch.zeros(shape)))
+    except Exception as e:
+        raise ValueError(
+            f"{label}: its forward pass failed on a {shape} input ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); give the input size it expects "
+            "with --input-size H,W (or an input_shape attribute on the model)"
+        ) from e
+    finally:
+        net.train(was_training)
+        for h in handles:
+            h.remove()
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"{label}: returns {got} for a {shape} input; cnnscope needs logits of shape "
+            "(N, classes): make forward return one (N, classes) tensor"
+        )
+    if out.shape[1] < 2:
+        raise ValueError(f"{label}: returns {tuple(out.shape)}; a classifier needs 2+ classes")
+    stages = {n: net.get_submodule(n) for n in order}
+    if not order or outputs[order[-1]] is not out:
+        name = "logits" if "logits" not in stages else "output"
+        stages[name] = tail
+    return stages
+
+
+def logits_stage(model: nn.Module) -> str:
+    """The name of ``model``'s last stage, its logits (``"logits"``, ``"head.fc"``...)."""
+    return next(reversed(stage_infos(model)))
+
+
+def representation_stage(model: nn.Module) -> str:
+    """The stage whose vectors the embedding views show: ``fc1`` where a model has one
+    (the built-ins), else the last vector stage before the logits (else the logits)."""
+    infos = list(stage_infos(model).values())
+    names = [i.name for i in infos]
+    if "fc1" in names and not infos[names.index("fc1")].spatial:
+        return "fc1"
+    vectors = [i.name for i in infos[:-1] if not i.spatial and i.kind in ("fc", "act", "norm")]
+    return vectors[-1] if vectors else infos[-1].name
+
+
+def num_classes(model: nn.Module) -> int:
+    """How many classes ``model`` tells apart: the width of its logits stage."""
+    return list(stage_infos(model).values())[-1].shape[0]
 
 
 def resolve_stage(model: nn.Module, name: str) -> nn.Module:

@@ -17,16 +17,14 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from fastapi import HTTPException
 
-from ..analysis.embedding import Embedder, EmbeddingSeries, class_embedding
+from ..analysis.embedding import Embedder, EmbeddingSeries, class_vectors
 from ..analysis.snapshots import load_snapshots
 from ..checkpoints import CheckpointError, load_weights
 from ..train import runs as run_files
-from ..train.manager import Run, RunManager, checkpoint_meta
+from ..train.manager import Run, RunManager
 from .state import AppState, ServedModel
 
 __all__ = ["MODEL_PREFIX", "Runs"]
@@ -150,16 +148,7 @@ class Runs:
                 series = None  # another subset: lay out from scratch
             layout.series = Embedder("tsne", "fc1").extend(series, snaps)
             payload = layout.series.as_dict()
-            last = np.asarray(snaps.stages["fc1"][-1])
-            means = np.stack([last[snaps.labels == k].mean(0) for k in range(10)])
-            payload["classes"] = self._classes(run, means)
+            served = self.state.by_id.get(self.model_id(run))  # None before a checkpoint
+            payload["classes"] = class_vectors(snaps, None if served is None else served.model)
             layout.body = json.dumps(payload).encode()
             return layout.body
-
-    def _classes(self, run: Run, means: np.ndarray) -> dict[str, Any]:
-        served = self.state.by_id.get(self.model_id(run))
-        if served is not None and checkpoint_meta(run.folder) is not None:
-            logits: Any = served.model.get_submodule("logits")
-            weights = logits.weight.detach().numpy()
-            return class_embedding(weights, means)
-        return {"means": class_embedding(means)["weights"]}  # no weights yet: means only

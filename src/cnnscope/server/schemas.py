@@ -126,11 +126,13 @@ class PredictResponse(BaseModel):
 
 class EvaluationSummary(BaseModel):
     model: str
+    classes: list[str] = Field(description="the K class names, in the matrix's order")
+    data: str = Field(description="the test set evaluated on (a folder or .npz)")
     accuracy: float
     untrained_accuracy: float
     count: int
     errors: int
-    confusion: list[list[int]] = Field(description="rows: true class, columns: predicted")
+    confusion: list[list[int]] = Field(description="K×K; rows: true class, columns: predicted")
     precision: list[float]
     recall: list[float]
     f1: list[float]
@@ -143,7 +145,8 @@ class CellDigit(BaseModel):
     label: int
     pred: int
     probabilities: list[float]
-    pixels: str = Field(description="base64 of 784 uint8 values")
+    pixels: str = Field(description="base64 of H×W uint8 values, row-major")
+    size: list[int] = Field(default=[28, 28], description="(H, W) of the image")
 
 
 class Cell(BaseModel):
@@ -225,12 +228,17 @@ class ModelInfo(BaseModel):
     metrics: dict[str, object]
     source: str
     embedding: bool = Field(description="training snapshots exist: the Embedding view works")
+    classes: list[str] = Field(
+        description="the name of each output, in order (K of them; '0'…'9' for MNIST)"
+    )
 
 
 class TestDigit(BaseModel):
     index: int
     label: int
-    pixels: str = Field(description="base64 of 784 uint8 values, row-major")
+    pixels: str = Field(description="base64 of H×W uint8 values, row-major")
+    size: list[int] = Field(default=[28, 28], description="(H, W) of the image")
+    name: str = Field(default="", description="the label's class name")
 
 
 class FilterWeights(BaseModel):

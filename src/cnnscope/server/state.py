@@ -22,7 +22,7 @@ from fastapi import Depends, HTTPException, Request
 
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
-from ..data import MNIST, DataError, load_mnist
+from ..data import MNIST, DataError, load_for, load_test_set
 from ..models import StagedModel, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
@@ -241,6 +241,7 @@ class AppState:
         self.rng = random.Random(seed)
         self._data, self._data_dir = data, data_dir
         self._data_lock = threading.Lock()
+        self._model_data: dict[str, MNIST] = {}
         self.fast = WorkerPool("fast", FAST_WORKERS, FAST_QUEUE)
         self.slow = WorkerPool("slow", SLOW_WORKERS, SLOW_QUEUE)
 
@@ -273,14 +274,31 @@ class AppState:
         return self.by_id[key]
 
     def mnist(self) -> MNIST:
-        """The MNIST test set, loaded on first use; 503 when it is not on disk."""
+        """The server's test set, loaded on first use: ``--data-dir``, else the one the
+        default model was trained on (MNIST, shipped with cnnscope); 503 if unavailable."""
         with self._data_lock:
             if self._data is None:
-                try:
-                    self._data = load_mnist(self._data_dir, download=False)
-                except DataError as e:
-                    raise HTTPException(503, f"test digits unavailable: {e}") from e
+                self._data = self._load(self.by_id[self.default].meta)
             return self._data
+
+    def data_for(self, m: ServedModel) -> MNIST:
+        """The test set of model ``m``: the one it was trained on (``--data-dir`` wins)."""
+        if self._data is not None and (self._data_dir is not None or m.id == self.default):
+            return self._data
+        if m.id == self.default:
+            return self.mnist()
+        with self._data_lock:
+            if m.id not in self._model_data:
+                self._model_data[m.id] = self._load(m.meta)
+            return self._model_data[m.id]
+
+    def _load(self, meta: dict[str, Any]) -> MNIST:
+        try:
+            if self._data_dir is not None:
+                return load_test_set(self._data_dir)
+            return load_for(meta)
+        except DataError as e:
+            raise HTTPException(503, f"test images unavailable: {e}") from e
 
 
 def app_state(request: Request) -> AppState:
@@ -292,15 +310,33 @@ def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-def served_models(names: list[str], weights: list[str]) -> list[ServedModel]:
-    """Load shipped weights by architecture name and weights files by path."""
-    from .. import load_model
+def served_models(choices: list[Any]) -> list[ServedModel]:
+    """Load the models to serve, in order (the first is the default of the page and API).
 
-    out = []
-    for path in weights:
-        model, meta = load_model(path)
-        out.append(ServedModel(f"{model.arch}:{Path(path).stem}", model, meta, str(path)))
-    for name in names:
-        model, meta = load_model(name)
-        out.append(ServedModel(name, model, meta, "shipped"))
+    Each choice has ``model``, ``weights``, ``normalize`` and ``input_size`` (the CLI's
+    ``ModelChoice``). Ids: a built-in's name; ``arch:stem`` for a built-in's weights file;
+    your own model's class name (``Net``, ``Net-2`` for a second one).
+    """
+    from ..checkpoints import open_model
+    from ..models import Adapted
+
+    out: list[ServedModel] = []
+    for c in choices:
+        model, meta = open_model(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+        if isinstance(model, Adapted):
+            base = type(model.net).__name__
+        elif c.weights:
+            base = f"{model.arch}:{Path(c.weights).stem}"
+        else:
+            base = model.arch
+        ident, n = base, 1
+        while any(m.id == ident for m in out):
+            n += 1
+            ident = f"{base}-{n}"
+        source = (
+            str(c.weights)
+            if c.weights
+            else ("shipped" if not isinstance(model, Adapted) else "fresh")
+        )
+        out.append(ServedModel(ident, model, meta, source))
     return out

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import get_spec
+from ..models import get_spec, is_foreign_spec
 
 __all__ = ["RECIPES", "TrainConfig"]
 
@@ -51,11 +51,16 @@ class TrainConfig:
             raise ValueError(f"unknown config fields {sorted(unknown)}; valid: {sorted(fields)}")
         values = {**RECIPES[name], "recipe": name, **overrides}
         if "run_dir" not in overrides:
-            values["run_dir"] = f"runs/{values.get('model', cls.model)}"
+            model = str(values.get("model", cls.model))
+            # your own model "path/net.py:Net" trains into runs/Net
+            values["run_dir"] = (
+                f"runs/{model.rpartition(':')[2] if is_foreign_spec(model) else model}"
+            )
         return cls(**values)
 
     def validate(self) -> None:
-        get_spec(self.model)
+        if not is_foreign_spec(self.model):  # your own model is built by the caller
+            get_spec(self.model)
         checks = [
             (self.batch_size >= 1, "batch_size must be ≥ 1"),
             (self.lr > 0, "lr must be > 0"),

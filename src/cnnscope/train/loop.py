@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..analysis.evaluation import evaluate
 from ..analysis.snapshots import SnapshotWriter, snapshot_subset
 from ..checkpoints import load_training_state, save_training_state, save_weights
-from ..data import MNIST, load_mnist, to_float
+from ..data import MNIST, DataError, load_mnist, to_float
 from ..models import StagedModel, build_model
 from . import runs
 from .config import TrainConfig
@@ -103,12 +103,24 @@ def _build_optimizer(
 class _Run:
     """One training run's pieces; each method is one named step of :func:`fit`."""
 
-    def __init__(self, config: TrainConfig, data: MNIST, resume: bool) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: MNIST,
+        resume: bool,
+        model: StagedModel | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         """prepare: data in memory, the model, its optimizer and, if resuming, its state."""
         config.validate()
         self.config, self.data = config, data
         self.run_dir = Path(config.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not len(data.train_images):
+            raise DataError(
+                f"{data.source}: no training images (it holds only a test set). Training "
+                "needs a training split: pass --data-dir with the four IDX files or an .npz."
+            )
         images, self.labels = data.train_images, data.train_labels
         if config.train_limit:
             images, self.labels = images[: config.train_limit], self.labels[: config.train_limit]
@@ -119,8 +131,19 @@ class _Run:
         total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
 
         torch.manual_seed(config.seed)
-        overrides = {} if config.dropout is None else {"dropout": config.dropout}
-        model = build_model(config.model, **overrides)
+        overrides: dict[str, object] = {} if config.dropout is None else {"dropout": config.dropout}
+        if model is None:  # else: your own model (or starting weights), built by the caller
+            overrides["num_classes"] = data.num_classes  # as many outputs as the data has classes
+            model = build_model(config.model, **overrides)
+        if data.image_size != tuple(model.input_shape[1:]):
+            raise DataError(
+                f"{data.source}: images are {data.image_size[0]}×{data.image_size[1]} but "
+                f"{config.model} takes {model.input_shape[1]}×{model.input_shape[2]}; resize "
+                "the images or train a model of your own."
+            )
+        model.train()
+        self.device = device or torch.device("cpu")
+        model = model.to(self.device)  # before the optimizer: its state follows the params
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format
         )
@@ -155,7 +178,9 @@ class _Run:
         """The last completed step: model, optimizer, RNG and loop position."""
         info = {
             "step": self.state.step,
-            "scheduler": self.scheduler.state_dict(),
+            # torch < 2.4's OneCycleLR keeps its annealing function in its state: a
+            # callable is rebuilt by the constructor, never saved.
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if not callable(v)},
             "config": dataclasses.asdict(self.config),
         }
         save_training_state(self.state_path, self.model, self.optimizer, info)
@@ -176,8 +201,8 @@ class _Run:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
             self.perm, self.perm_epoch = torch.randperm(self.n, generator=g), epoch
         idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.train_x[idx].contiguous(memory_format=self.memory_format)
-        y = self.labels[idx]
+        x = self.train_x[idx].to(self.device).contiguous(memory_format=self.memory_format)
+        y = self.labels[idx].to(self.device)
 
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
@@ -263,7 +288,7 @@ class _Run:
             self.run_dir / runs.WEIGHTS,
             runs.metadata(self.config, self.data, final_val, metrics),
         )
-        self.model.eval()
+        self.model.eval().cpu()
         return TrainResult(self.model, self.run_dir, weights, metrics, state.step, seconds)
 
 
@@ -273,6 +298,8 @@ def fit(
     *,
     resume: bool = False,
     data: MNIST | None = None,
+    model: StagedModel | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; write checkpoints, metrics and snapshots.
 
@@ -287,13 +314,21 @@ def fit(
         result equals an uninterrupted run's.
     data
         Already loaded data; by default :func:`cnnscope.data.load_mnist(config.data_dir)`.
+    model
+        The model to train (your own, see :func:`cnnscope.checkpoints.open_model`, or a
+        built-in with starting weights); by default ``config.model`` freshly built.
+    device
+        Where to train (see :func:`cnnscope.devices.resolve_device`); default the CPU.
+        The returned model is back on the CPU.
 
     Returns
     -------
     TrainResult
         The trained model (eval mode) and its figures.
     """
-    run = _Run(config, data if data is not None else load_mnist(config.data_dir), resume)
+    run = _Run(
+        config, data if data is not None else load_mnist(config.data_dir), resume, model, device
+    )
     state = run.state
     for cb in callbacks:
         cb.on_train_begin(state)

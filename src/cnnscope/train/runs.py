@@ -100,7 +100,8 @@ class MetricsLog:
                 # TensorBoard's graph export still goes through torch.jit.trace, which
                 # PyTorch has deprecated; the graph it writes is fine.
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.tb.add_graph(model, torch.zeros(1, *model.input_shape))
+                device = next(model.parameters()).device
+                self.tb.add_graph(model, torch.zeros(1, *model.input_shape, device=device))
             model.train(was_training)
 
     def write(self, record: dict[str, Any], prefix: str = "") -> None:
@@ -266,7 +267,14 @@ def metadata(
         "metrics": metrics
         or {"validation_accuracy": last_val["accuracy"], "steps": last_val["step"]},
         "train_config": dataclasses.asdict(config),
-        "data": {"sha256": data.checksum, "train_images": len(data.train_images)},
+        "data": {
+            "sha256": data.checksum,
+            "train_images": len(data.train_images),
+            "source": str(data.source),
+            "format": data.format,
+            "image_size": list(data.image_size),
+        },
+        "classes": list(data.classes),  # the name of each output, in order
         "threads": torch.get_num_threads(),
         "complete": metrics is not None,
     }

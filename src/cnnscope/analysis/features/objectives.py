@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ...models import StagedModel, activation_stage, resolve_stage, stage_infos
+from ...models import StagedModel, activation_stage, logits_stage, resolve_stage, stage_infos
 
 __all__ = ["Objective", "Outputs", "channels", "check_units", "parse", "stage_size"]
 
@@ -65,12 +65,14 @@ def channels(
     """
     idx = torch.as_tensor(list(units))
     name = f"{stage}:{','.join(map(str, units)) if len(units) <= 4 else f'{len(units)} units'}"
-    read = "logits" if stage == "prob" else stage
-    if model is not None and mode == "mean":
+    # "prob" reads the logits, wherever the model has them (the built-ins: "logits").
+    logits = logits_stage(model) if model is not None else "logits"
+    read = logits if stage == "prob" else stage
+    if model is not None and mode == "mean" and stage != "prob":
         read = activation_stage(model, read)
 
     def fn(outputs: Outputs) -> torch.Tensor:
-        values = F.log_softmax(outputs["logits"], dim=1) if stage == "prob" else outputs[read]
+        values = F.log_softmax(outputs[read], dim=1) if stage == "prob" else outputs[read]
         b = torch.arange(len(idx))
         picked = values[b, idx]  # (B,) or (B, H, W)
         if picked.dim() == 3:

@@ -2,7 +2,7 @@
 
 ``SigmoidParam`` keeps every pixel in (0, 1) by construction; ``FourierParam`` optimises a
 spectrum scaled by 1/f, which decorrelates neighbouring pixels (Olah et al. 2017).
-Both expose ``params`` (for the optimiser) and ``image()`` (N, 1, 28, 28).
+Both expose ``params`` (for the optimiser) and ``image()`` (N, C, H, W): the model's input.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class SigmoidParam:
     """pixel = sigmoid(logit): unconstrained numbers, images always in (0, 1)."""
 
     def __init__(self, start: torch.Tensor) -> None:
-        """``start``: (N, 1, 28, 28) images in (0, 1) to begin from."""
+        """``start``: (N, C, H, W) images in (0, 1) to begin from."""
         self.blurrable = True
         self.logits = torch.logit(start).requires_grad_(True)
 
@@ -39,13 +39,24 @@ class SigmoidParam:
 class FourierParam:
     """Decorrelated parameterization: pixel = sigmoid(irfft(spectrum scaled by 1/f))."""
 
-    def __init__(self, n: int, g: torch.Generator) -> None:
+    def __init__(
+        self,
+        n: int,
+        g: torch.Generator,
+        shape: tuple[int, ...] = (1, 28, 28),
+        device: torch.device | None = None,
+    ) -> None:
+        """``n`` images of ``shape`` (C, H, W), the model's input, on ``device``."""
         self.blurrable = False
-        fy = torch.fft.fftfreq(28)[:, None]
-        fx = torch.fft.rfftfreq(28)[None, :]
-        self.scale = 1.0 / torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / 28)  # (28, 15)
-        self.scale = self.scale / self.scale.max()
-        self.param = (torch.randn(n, 1, 28, 15, 2, generator=g) * 0.01).requires_grad_(True)
+        c, h, w = shape
+        self.size = (h, w)
+        fy = torch.fft.fftfreq(h)[:, None]
+        fx = torch.fft.rfftfreq(w)[None, :]
+        self.scale = 1.0 / torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / max(h, w))  # (H, W//2+1)
+        self.scale = (self.scale / self.scale.max()).to(device)
+        bins = w // 2 + 1
+        start = torch.randn(n, c, h, bins, 2, generator=g) * 0.01  # seeded on the CPU
+        self.param = start.to(device).requires_grad_(True)
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -53,4 +64,4 @@ class FourierParam:
 
     def image(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.param) * self.scale
-        return torch.sigmoid(torch.fft.irfft2(spectrum, s=(28, 28), norm="ortho") * 4.0 - 1.0)
+        return torch.sigmoid(torch.fft.irfft2(spectrum, s=self.size, norm="ortho") * 4.0 - 1.0)

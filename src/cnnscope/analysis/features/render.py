@@ -129,7 +129,8 @@ def render(
     Returns
     -------
     np.ndarray
-        (n · variants, 28, 28) float32 in [0, 1]; variants of one unit are consecutive.
+        (n · variants, H, W) float32 in [0, 1] (the model's input size, 28×28 for the
+        built-ins); variants of one unit are consecutive.
     """
     cfg = config or RenderConfig()
     cfg.validate()
@@ -145,15 +146,13 @@ def render(
     start = torch.stack(
         [
             torch.rand(
-                1,
-                28,
-                28,
+                *model.input_shape,
                 generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + k * 97 + v),
             )
             for k in keys
             for v in range(cfg.variants)
         ]
-    )  # (total, 1, 28, 28) uniform [0, 1)
+    ).to(next(model.parameters()).device)  # (total, C, H, W) uniform [0, 1), on the model's device
     try:
         if cfg.method == "plain":
             out = _render_plain(model, objective, start, cfg, progress)
@@ -201,11 +200,16 @@ def _render_plain(
             x = (x + grad / (std + 1e-8)).clamp(0.0, 1.0)
         if progress:
             progress(i + 1, cfg.steps)
-    return x.detach().squeeze(1).numpy()
+    return x.detach().squeeze(1).cpu().numpy()
 
 
-_FRAME = torch.ones(28, 28)
-_FRAME[4:24, 4:24] = 0  # MNIST fits digits in the central 20×20 box: the frame stays dark
+def _frame(h: int, w: int) -> torch.Tensor:
+    """1 on the border, 0 inside: MNIST fits digits in the central 20×20 of 28×28, so a
+    border of 4/28 of each side stays dark (scaled for other input sizes)."""
+    frame = torch.ones(h, w)
+    bh, bw = round(h * 4 / 28), round(w * 4 / 28)
+    frame[bh : h - bh, bw : w - bw] = 0
+    return frame
 
 
 class _RedirectedReLUs:
@@ -253,7 +257,12 @@ def _render_regularized(
     # Noisy mid-grey start (pixels ≈ 0.2–0.8): every ReLU unit fires somewhere, so every
     # objective has a gradient (a dark start leaves many units dead at zero).
     lo, span = cfg.start_lo, cfg.start_hi - cfg.start_lo
-    param = FourierParam(total, g) if cfg.fourier else SigmoidParam(lo + span * start)
+    shape = tuple(model.input_shape)
+    if cfg.fourier:
+        param: FourierParam | SigmoidParam = FourierParam(total, g, shape, start.device)
+    else:
+        param = SigmoidParam(lo + span * start)
+    frame = _frame(*shape[-2:]).to(start.device)
     opt = torch.optim.Adam(param.params, lr=cfg.lr)
 
     redirect = _RedirectedReLUs(model, cfg.redirect)
@@ -269,7 +278,7 @@ def _render_regularized(
             loss = loss + cfg.l1 * total * x.mean()
         if cfg.frame:
             # Each image's mean frame ink, summed: a unit's image does not depend on its batch.
-            loss = loss + cfg.frame * (x * _FRAME).sum() / _FRAME.sum()
+            loss = loss + cfg.frame * (x * frame).sum() / frame.sum()
         if cfg.tv:
             tv = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
                 x[..., :, 1:] - x[..., :, :-1]
@@ -290,7 +299,7 @@ def _render_regularized(
         if progress:
             progress(i + 1, cfg.steps)
     with torch.no_grad():
-        return param.image().squeeze(1).numpy()
+        return param.image().squeeze(1).cpu().numpy()
 
 
 def layer_images(

@@ -21,7 +21,7 @@ __all__ = ["blur", "random_transform"]
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of (N, 1, H, W) images by ``sigma`` pixels, edges replicated."""
     r = max(1, math.ceil(2 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
@@ -37,9 +37,9 @@ def random_transform(x: torch.Tensor, cfg: RenderConfig, g: torch.Generator) -> 
     if cfg.scale or cfg.rotate:
         s = 1 + (torch.rand(n, generator=g) * 2 - 1) * cfg.scale
         a = (torch.rand(n, generator=g) * 2 - 1) * math.radians(cfg.rotate)
-        theta = torch.zeros(n, 2, 3)
+        theta = torch.zeros(n, 2, 3)  # built on the CPU (seeded draws), moved below
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(a) / s, -torch.sin(a) / s
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(a) / s, torch.cos(a) / s
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
     return x

@@ -1,4 +1,4 @@
-"""MNIST test digits for the "random test digit" button."""
+"""Test images (MNIST digits by default) for the "random test digit" button."""
 
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ def _digit(state: AppState, index: int) -> TestDigit:
     d = state.mnist()
     if not 0 <= index < len(d.test_images):
         raise HTTPException(404, f"test index {index} outside 0–{len(d.test_images) - 1}")
+    label = int(d.test_labels[index])
     return TestDigit(
         index=index,
-        label=int(d.test_labels[index]),
+        label=label,
         pixels=b64(d.test_images[index].numpy().tobytes()),
+        size=list(d.image_size),
+        name=d.classes[label] if label < d.num_classes else str(label),
     )

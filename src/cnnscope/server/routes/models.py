@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 
 from ... import __version__
 from ...analysis.attribution import FAST_METHODS, METHOD_NAMES, METHODS
-from ...models import count_parameters, get_spec
+from ...data import class_names
+from ...models import count_parameters, num_classes
 from ..encoding import b64
 from ..schemas import AttributionMethod, FilterWeights, Health, ModelInfo, StageInfo
 from ..state import ServedModel, State
@@ -30,15 +31,17 @@ def health(state: State) -> Health:
 
 
 def _info(m: ServedModel) -> ModelInfo:
+    k = num_classes(m.model)
     return ModelInfo(
         id=m.id,
         arch=m.model.arch,
-        description=get_spec(m.model.arch).description,
+        description=m.model.description,
         parameters=count_parameters(m.model),
         stages=[StageInfo(**i.as_dict()) for i in m.stages.values()],
         metrics=dict(m.meta.get("metrics", {})),
         source=m.source,
         embedding=m.embedding_source() is not None,
+        classes=list(class_names(m.meta, k)),
     )
 
 

@@ -170,7 +170,7 @@ function render(force = false) {
   const r = state.result;
   $("status").textContent = $("status").title = statusText(); // the title: all of it, when cut
   const src = state.drawing.source;
-  $("digit-note").textContent = src?.kind === "pixels" ? `test image #${src.index}, label ${src.label}` : "";
+  $("digit-note").textContent = src?.kind === "pixels" ? `test image #${src.index}, label ${src.name ?? src.label}` : "";
   renderAttribution(state.attr, r, state.drawing.rev);
   if (!force && painted && painted.result === r && painted.view === state.view && painted.scale === state.scale) return;
   painted = { result: r, view: state.view, scale: state.scale };
@@ -187,14 +187,27 @@ function render(force = false) {
   if (r) window.cnnscope.renders++; // repaints of a prediction
 }
 
+/** The class names of model `id` (from /api/models: the server knows them, we do not). */
+const classesOf = (id) => state.models.find((m) => m.id === id)?.classes ?? [];
+
 function renderBars(res) {
   const bars = $("bars");
-  if (!res) { bars.replaceChildren(); return; }
-  if (bars.children.length !== res.probabilities.length) {
-    bars.replaceChildren(...res.probabilities.map((_, k) => el("div", {
-      className: "bar",
-      innerHTML: `<span>${k}</span><div class="track"><div class="fill"></div></div><span class="pct"></span>`,
-    })));
+  if (!res) { bars.replaceChildren(); delete bars.dataset.model; return; }
+  if (bars.children.length !== res.probabilities.length || bars.dataset.model !== res.model) {
+    const names = classesOf(res.model);
+    bars.dataset.model = res.model;
+    // The names' column: as wide as the longest name (digits: one character), up to ~10
+    // characters; in em, not ch, so the bold top row keeps the same column.
+    const longest = Math.min(10, Math.max(1, ...names.map((n) => n.length)));
+    bars.style.setProperty("--name-width", `${Math.max(1.2, longest * 0.62)}em`);
+    bars.replaceChildren(...res.probabilities.map((_, k) => {
+      const row = el("div", { className: "bar" },
+        el("span", { className: "name", textContent: names[k] ?? String(k), title: names[k] ?? String(k) }),
+        el("div", { className: "track" }, el("div", { className: "fill" })),
+        el("span", { className: "pct" }));
+      row.dataset.class = String(k);
+      return row;
+    }));
   }
   res.probabilities.forEach((p, k) => {
     const row = bars.children[k];
@@ -226,7 +239,7 @@ $("undo").onclick = () => pad.undo();
 /** Put a test digit ({index, label, pixels: Uint8Array}) on the pad and predict it. */
 function showDigit(d) {
   pad.setDigit(d.pixels);
-  drawingChanged({ kind: "pixels", pixels: d.pixels, label: d.label, index: d.index }, false);
+  drawingChanged({ kind: "pixels", pixels: d.pixels, label: d.label, name: d.name, index: d.index }, false);
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
 }
 
@@ -290,10 +303,18 @@ document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.
 $("attr-method").onchange = onAttrChange;
 $("attr-target").onchange = onAttrChange;
 $("attr-compute").onclick = computeSlowAttribution;
-for (let k = 0; k < 10; k++) $("attr-target").append(new Option(`class ${k}`, String(k)));
+/** The "class to explain" choices: the current model's classes, by name. */
+function fillTargets() {
+  const keep = $("attr-target").value;
+  const names = classesOf(state.model);
+  $("attr-target").replaceChildren(new Option("top class", ""),
+    ...names.map((n, k) => new Option(n === String(k) ? `class ${k}` : `${k}: ${n}`, String(k))));
+  if (Number(keep) < names.length) $("attr-target").value = keep;
+}
 $("model").onchange = (e) => {
   state.model = e.target.value;
   embedding.unfollow();
+  fillTargets();
   drawingChanged(state.drawing.source, false); // the same drawing, asked of the new model
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
   showModelIn(VIEWS.find((v) => !$(v).hidden));
@@ -332,6 +353,7 @@ async function init() {
   for (const a of health.attribution) if (a.live) FAST.add(a.id);
   fillModelPicker();
   state.model = state.models[0].id;
+  fillTargets();
   render();
   initGuide();
   document.body.dataset.ready = "1";

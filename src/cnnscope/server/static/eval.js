@@ -1,4 +1,5 @@
-// The Evaluation view: scores, a clickable confusion matrix, the digits in a cell.
+// The Evaluation view: scores, a clickable K×K confusion matrix (the server names the
+// classes), the images in a cell.
 import { Latest, getJSON, isAbort } from "./api.js";
 import { b64bytes } from "./codec.js";
 import { $, el } from "./dom.js";
@@ -25,7 +26,7 @@ export class EvaluationView {
     this.cell.cancel();
     $("cell-title").textContent = "Click a cell to see its digits";
     this.done?.(); // a progress of the model before
-    const done = this.done = progress($("eval-summary"), `evaluating ${model} on the 10,000 test images…`);
+    const done = this.done = progress($("eval-summary"), `evaluating ${model} on its test set…`);
     $("confusion").replaceChildren();
     $("per-class").replaceChildren();
     $("cell-gallery").replaceChildren();
@@ -42,18 +43,20 @@ export class EvaluationView {
     $("eval-summary").textContent =
       `${model}: test accuracy ${pct(d.accuracy)} (${d.errors} errors in ${d.count.toLocaleString()}); ` +
       `untrained: ${pct(d.untrained_accuracy)}`;
-    this.renderConfusion(d.confusion);
+    this.renderConfusion(d.confusion, d.classes);
     this.renderPerClass(d);
   }
 
-  renderConfusion(conf) {
+  /** The name of class `k` (the server's; digits for MNIST). */
+  name(k) { return this.data?.classes?.[k] ?? String(k); }
+
+  renderConfusion(conf, names) {
     const table = $("confusion");
-    const head = document.createElement("tr");
-    head.innerHTML = "<th></th>" + conf.map((_, p) => `<th>${p}</th>`).join("");
+    const th = (k, title) => el("th", { textContent: names[k] ?? String(k), title });
+    const head = el("tr", {}, el("th"), ...conf.map((_, p) => th(p, `predicted ${names[p]}`)));
     const rows = conf.map((row, t) => {
-      const tr = document.createElement("tr");
+      const tr = el("tr", {}, th(t, `true ${names[t]}`));
       const total = row.reduce((a, b) => a + b, 0) || 1;
-      tr.innerHTML = `<th>${t}</th>`;
       row.forEach((count, p) => {
         const td = document.createElement("td");
         const share = count / total;
@@ -61,7 +64,7 @@ export class EvaluationView {
         const a = Math.sqrt(share);
         td.style.background = t === p ? `rgba(74,144,217,${a})` : `rgba(245,165,36,${Math.min(1, a * 2)})`;
         td.textContent = count || "";
-        td.title = `true ${t}, predicted ${p}: ${count} (${(share * 100).toFixed(2)} % of the ${t}s)`;
+        td.title = `true ${names[t]}, predicted ${names[p]}: ${count} (${(share * 100).toFixed(2)} % of the ${names[t]}s)`;
         td.dataset.true = t;
         td.dataset.pred = p;
         td.onclick = () => this.openCell(t, p, td);
@@ -73,10 +76,11 @@ export class EvaluationView {
   }
 
   renderPerClass(d) {
-    const rows = d.precision.map((_, k) =>
-      `<tr><td>${k}</td><td>${pct(d.precision[k])}</td><td>${pct(d.recall[k])}</td><td>${pct(d.f1[k])}</td><td>${d.support[k]}</td></tr>`);
-    $("per-class").innerHTML =
-      "<tr><th>digit</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>" + rows.join("");
+    const cells = (tag, values) => el("tr", {}, ...values.map((v) => el(tag, { textContent: v })));
+    $("per-class").replaceChildren(
+      cells("th", ["class", "precision", "recall", "F1", "support"]),
+      ...d.precision.map((_, k) => cells("td",
+        [this.name(k), pct(d.precision[k]), pct(d.recall[k]), pct(d.f1[k]), String(d.support[k])])));
   }
 
   async openCell(t, p, td) {
@@ -84,7 +88,8 @@ export class EvaluationView {
     td.classList.add("selected");
     const signal = this.cell.next();
     this.cellDone?.();
-    const done = this.cellDone = progress($("cell-title"), `finding the ${t}s predicted as ${p}…`);
+    const [nt, np] = [this.name(t), this.name(p)];
+    const done = this.cellDone = progress($("cell-title"), `finding the ${nt}s predicted as ${np}…`);
     let cell;
     try {
       cell = await getJSON(`api/evaluation/${encodeURIComponent(this.model)}/cell?true=${t}&pred=${p}&limit=80`, { signal });
@@ -95,13 +100,13 @@ export class EvaluationView {
     if (signal.aborted) return;
     done();
     $("cell-title").textContent = t === p
-      ? `${cell.count} ${t}s predicted correctly; the ${cell.digits.length} least confident`
-      : `${cell.count} ${t}s predicted as ${p}; click one to open it in the draw view`;
+      ? `${cell.count} ${nt}s predicted correctly; the ${cell.digits.length} least confident`
+      : `${cell.count} ${nt}s predicted as ${np}; click one to open it in the draw view`;
     $("cell-gallery").replaceChildren(...cell.digits.map((d) => {
       const pixels = b64bytes(d.pixels);
-      const fig = el("figure", { title: `test image ${d.index}: true ${d.label}, predicted ${d.pred}` },
-        digitCanvas(pixels), el("figcaption", { textContent: `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}` }));
-      fig.onclick = () => this.onPick({ index: d.index, label: d.label, pixels });
+      const fig = el("figure", { title: `test image ${d.index}: true ${this.name(d.label)}, predicted ${this.name(d.pred)}` },
+        digitCanvas(pixels, d.size), el("figcaption", { textContent: `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}` }));
+      fig.onclick = () => this.onPick({ index: d.index, label: d.label, name: this.name(d.label), pixels });
       return fig;
     }));
   }

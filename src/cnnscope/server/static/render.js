@@ -118,13 +118,13 @@ export function drawGray(ctx, values, w = 28, h = 28, white = 1) {
   ctx.putImageData(img, 0, 0);
 }
 
-/** A 28×28 uint8 digit (0 black … 255 white) into ctx. */
-export const drawDigit = (ctx, pixels) => drawGray(ctx, pixels, 28, 28, 255);
+/** A uint8 digit (0 black … 255 white), 28×28 unless `w`×`h` is given, into ctx. */
+export const drawDigit = (ctx, pixels, w = 28, h = 28) => drawGray(ctx, pixels, w, h, 255);
 
-/** A new 28×28 canvas showing a uint8 digit. */
-export function digitCanvas(pixels) {
-  const c = canvas(28);
-  drawDigit(c.getContext("2d"), pixels);
+/** A new canvas showing a uint8 image, 28×28 unless `[h, w]` is given. */
+export function digitCanvas(pixels, [h, w] = [28, 28]) {
+  const c = canvas(w, h);
+  drawDigit(c.getContext("2d"), pixels, w, h);
   return c;
 }
 

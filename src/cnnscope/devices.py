@@ -1,0 +1,60 @@
+"""Where tensors run: ``--device auto|cpu|cuda|mps`` resolved in one place.
+
+``auto`` picks CUDA when a GPU is visible, then Apple's MPS, else the CPU. Asking for a
+device this machine lacks is a user error (one line naming what is available), never a
+crash deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["DEVICES", "available_devices", "resolve_device"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """The device kinds this machine can run on, best first (``cpu`` always last)."""
+    return [
+        *(["cuda"] if torch.cuda.is_available() else []),
+        *(["mps"] if _mps() else []),
+        "cpu",
+    ]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The ``torch.device`` for ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a device this machine does not have; the message lists the
+        ones it has.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    kind, _, index = name.partition(":")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"--device {name!r}: not a device; valid: {', '.join(DEVICES)}")
+    have = available_devices()
+    if kind == "auto":
+        return torch.device(have[0])
+    if kind not in have:
+        raise ValueError(
+            f"--device {name}: not available on this machine (available: {', '.join(have)}); "
+            "use --device auto or cpu"
+        )
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return torch.device(name)

@@ -1,0 +1,115 @@
+"""Your own model through every command that takes --model: a .py file, weights as .pt
+and as .safetensors, on small seeded data (quick settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cnnscope.checkpoints import read_metadata
+from cnnscope.cli import main
+from cnnscope.models import load_foreign
+
+SPEC = f"{Path(__file__).parents[1] / 'models' / 'unlike_ours.py'}:UnlikeOurs"
+NORM = ["--normalize", "0.1307,0.3081"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """UnlikeOurs's seeded weights, saved as a PyTorch state dict and as safetensors."""
+    folder = tmp_path_factory.mktemp("own")
+    torch.manual_seed(0)
+    net = load_foreign(SPEC).net
+    torch.save(net.state_dict(), folder / "w.pt")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "w.st"))
+    (folder / "w.st").rename(folder / "w.safetensors")
+    return {"pt": folder / "w.pt", "safetensors": folder / "w.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small seeded IDX files: 5,000 validation images are held out of the training set."""
+    from tests.conftest import make_idx_dir
+
+    return make_idx_dir(tmp_path_factory.mktemp("data"), n_train=5_300, n_test=100)
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> object:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_models_prints_the_discovered_stages(capsys) -> None:
+    assert main(["models", "--model", SPEC, *NORM, "--json"]) == 0
+    out = _json(capsys)
+    assert isinstance(out, dict)
+    assert [s["name"] for s in out["stages"]][-3:] == ["head.fc1", "head.act", "head.fc"]
+    assert out["classes"] == 10 and out["normalize"] == [0.1307, 0.3081]
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_evaluate_with_both_weight_formats(fmt, weights, data: Path, capsys) -> None:
+    argv = ["evaluate", "--model", SPEC, "--weights", str(weights[fmt]), *NORM]
+    assert main([*argv, "--data-dir", str(data), "--json", "--device", "cpu"]) == 0
+    out = _json(capsys)
+    assert isinstance(out, dict) and out["weights"] == str(weights[fmt])
+    assert len(out["confusion"]) == 10 and 0 <= out["accuracy"] <= 1
+
+
+def test_explain_features_unused_top_examples(weights, data: Path, tmp_path: Path, capsys):
+    own = ["--model", SPEC, "--weights", str(weights["pt"]), *NORM]
+    data = ["--data-dir", str(data)]
+    out = tmp_path / "out"
+    explain = ["explain", *own, *data, "--test-index", "3", "--method", "gradcam"]
+    assert main([*explain, "--out", str(out)]) == 0
+    assert (out / "attribution.png").is_file()
+    features = ["features", *own, "--layer", "features.4.act", "--units", "0-1", "--steps", "4"]
+    assert main([*features, "--out", str(out)]) == 0
+    assert (out / "features-features.4.act-regularized.png").is_file()
+    assert main(["unused", *own, *data, "--layers", "head.fc1", "--json"]) == 0
+    capsys.readouterr()
+    top = ["top-examples", *own, *data, "--layer", "head.fc1", "--unit", "3", "-k", "2"]
+    assert main([*top, "--out", str(out)]) == 0
+    assert list(out.glob("top-*head.fc1*"))
+
+
+def test_train_then_reload_then_embed(data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--model", SPEC, *NORM, "--data-dir", str(data), "--run-dir", str(run)]
+    quick = ["--steps", "6", "--batch-size", "16", "--log-every", "3", "--snapshot-size", "30"]
+    assert main([*argv, *quick, "--json", "--device", "auto"]) == 0
+    out = _json(capsys)
+    assert isinstance(out, dict) and out["steps"] == 6
+    meta = read_metadata(run / "model.safetensors")
+    assert meta["model"] == "foreign" and meta["spec"] == SPEC
+    assert meta["normalize"] == [0.1307, 0.3081]
+    # The weights alone name the model but never import it: --model is required again.
+    assert main(["evaluate", "--weights", str(run / "model.safetensors")]) == 2
+    assert f"--model {SPEC} --weights" in capsys.readouterr().err
+    evaluate = ["evaluate", "--model", SPEC, "--weights", str(run / "model.safetensors")]
+    assert main([*evaluate, "--data-dir", str(data), "--json"]) == 0
+    assert _json(capsys)["accuracy"] >= 0  # type: ignore[index]
+    embed = ["embed", "--run", str(run), "--model", SPEC, "--method", "pca"]
+    assert main([*embed, "--out", str(tmp_path / "embed")]) == 0
+    assert json.loads((tmp_path / "embed" / "embedding.json").read_text())["frames"]
+
+
+def test_two_models_pair_their_flags() -> None:
+    import argparse
+
+    from cnnscope.cli._common import add_model_flags, model_choices
+
+    p = argparse.ArgumentParser()
+    add_model_flags(p, many=True)
+    first = ["--weights", "a.pt", "--model", "a.py:A", "--model", "lenet5"]
+    last = ["--model", "b.py:B", "--normalize", "0.5,0.5", "--input-size", "32"]
+    args = p.parse_args([*first, *last])
+    got = [(c.model, c.weights, c.normalize, c.input_size) for c in model_choices(args)]
+    assert got == [
+        ("a.py:A", "a.pt", None, None),
+        ("lenet5", None, None, None),
+        ("b.py:B", None, (0.5, 0.5), (32, 32)),
+    ]
