@@ -112,3 +112,25 @@ def test_kill_9_mid_run_then_resume_ends_as_uninterrupted(tmp_path: Path) -> Non
     b = load_file(str(runs_dir / whole / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(a[k].equal(b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_an_open_event_stream_ends_the_server_and_stops_the_run(
+    tmp_path: Path,
+) -> None:
+    runs_dir = tmp_path / "runs"
+    server = _Server(runs_dir)
+    run_id = server.call("api/runs", {"model": "hvass", "steps": 5000, "seed": 0})["id"]
+    server.wait(run_id, lambda d: d["status"] == "running" and d["step"] >= 10)
+    stream = urllib.request.urlopen(server.url + f"api/runs/{run_id}/events", timeout=30)
+    assert stream.readline().startswith(b"retry:")  # the stream is open
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    server.proc.wait(timeout=30)
+    assert time.monotonic() - t0 < 20  # the stream does not hold the server up
+    stream.close()
+    assert server.proc.stdout is not None
+    server.proc.stdout.close()
+    pid = json.loads((runs_dir / run_id / "run.json").read_text())["pid"]
+    assert _gone(pid)
+    assert (runs_dir / run_id / "state.safetensors").exists()  # saved on the way out: resumable
