@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,7 +26,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = write_shapes(root / "shapes")
     run = root / "run"
     argv = ["train", "--model", "hvass", "--data-dir", str(data), "--run-dir", str(run)]
-    argv += ["--steps", "60", "--batch-size", "32", "--snapshot-size", "40", "--json"]
+    argv += ["--steps", "60", "--batch-size", "32", "--snapshot-size", "80", "--json"]
     assert main(argv) == 0
     return data, run / "model.safetensors"
 
@@ -59,6 +60,16 @@ def test_evaluate_on_the_data_it_was_trained_on(trained, capsys) -> None:
     assert "the data it was trained on" in capsys.readouterr().err
 
 
+def test_explain_takes_a_test_image_of_its_own_data(trained, tmp_path, capsys) -> None:
+    _, weights = trained
+    argv = ["explain", "--weights", str(weights), "--test-index", "0", "--method", "saliency"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # The shapes' test image 0, named: not MNIST's first digit (a 7).
+    label = int(out.split("(label ")[1].split(":")[0])
+    assert f"(label {label}: {NAMES[label]})" in out
+
+
 def test_serves_four_named_classes(trained) -> None:
     _, weights = trained
     app = create_app(
@@ -72,6 +83,10 @@ def test_serves_four_named_classes(trained) -> None:
     pixels = [v / 255 for v in base64.b64decode(digit["pixels"])]
     res = client.post("/api/predict", json={"pixels": pixels, "stages": "none"}).json()
     assert len(res["probabilities"]) == 4 and abs(sum(res["probabilities"]) - 1) < 1e-4
+    body = {"pixels": pixels, "stages": "none", "explain": "saliency"}
+    assert client.post("/api/predict", json={**body, "target": 3}).status_code == 200
+    bad = client.post("/api/predict", json={**body, "target": 4})
+    assert bad.status_code == 422 and "target: 4 is not a class" in bad.text
     ev = client.get(f"/api/evaluation/{info['id']}").json()
     assert ev["classes"] == list(NAMES) and len(ev["confusion"]) == 4
     assert {len(row) for row in ev["confusion"]} == {4} and ev["count"] == 80
@@ -79,3 +94,24 @@ def test_serves_four_named_classes(trained) -> None:
     assert all(d["label"] == 3 and d["pred"] == 3 for d in cell["digits"])
     bad = client.get(f"/api/evaluation/{info['id']}/cell?true=4&pred=0")
     assert bad.status_code == 422 and "true" in bad.text and "4 (0–3)" in bad.text
+    # The Embedding tab: the four classes' weight vectors and means.
+    emb = client.get(f"/api/embedding/{info['id']}").json()
+    assert sorted(set(emb["labels"])) == [0, 1, 2, 3]
+    assert len(emb["classes"]["weights"]) == len(emb["classes"]["means"]) == 4
+
+
+def test_training_refuses_data_the_model_cannot_take(tmp_path: Path, capsys) -> None:
+    x = np.zeros((24, 20, 16), np.uint8)
+    y = np.arange(24) % 3
+    np.savez(tmp_path / "small.npz", x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+    argv = ["train", "--model", "lenet5", "--data-dir", str(tmp_path), "--steps", "1"]
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+    assert "images are 20×16 but the model takes 28×28" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    x28 = np.zeros((0, 28, 28), np.uint8)
+    np.savez(
+        empty / "d.npz", x_train=x28, y_train=y[:0], x_test=np.zeros((3, 28, 28)), y_test=y[:3]
+    )
+    assert main(["train", "--data-dir", str(empty), "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "no training images" in capsys.readouterr().err

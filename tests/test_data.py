@@ -268,3 +268,22 @@ def test_bundled_test_set_is_mnist(monkeypatch, tmp_path: Path, mnist) -> None:
     with pytest.raises(DataError, match="MNIST training set not found") as e:
         data_mod.load_mnist(download=False)
     assert "--data-dir" in str(e.value) and str(tmp_path / "cache") in str(e.value)
+
+
+def test_load_for_uses_the_data_the_weights_were_trained_on(shapes_dir: Path, tmp_path) -> None:
+    npz = shapes_dir / "shapes.npz"
+    d = data_mod.load_data(shapes_dir)
+    meta = {"data": {"sha256": d.checksum, "source": str(npz)}, "classes": list(d.classes)}
+    assert data_mod.load_for(meta).source == npz.resolve()
+    # --data-dir wins over the metadata.
+    assert data_mod.load_for(meta, data_mod._REPO_DATA).num_classes == 10
+    # Recorded data that is gone: refused with the fix, not evaluated on MNIST.
+    gone = {"data": {"sha256": "ab" * 32, "source": str(tmp_path / "gone.npz")}}
+    with pytest.raises(DataError, match=r"which is gone.*Pass --data-dir"):
+        data_mod.load_for(gone)
+    # Shipped weights (MNIST's checksum, no place recorded): MNIST.
+    assert data_mod.load_for({"data": {"sha256": data_mod.MNIST_CHECKSUM}}).num_classes == 10
+    # Class names: the weights' own, else the data's when K agrees, else numbers.
+    assert data_mod.class_names(meta, 4) == ("bar", "pillar", "cross", "ring")
+    assert data_mod.class_names({}, 4, d) == d.classes
+    assert data_mod.class_names({"classes": ["a"]}, 3) == ("0", "1", "2")

@@ -146,8 +146,9 @@ class Model:
         return layer_images(self.module, stage, units, config)
 
     def evaluate(self, data_dir: str | os.PathLike[str] | None = None) -> Report:
-        """Accuracy, per-class metrics, the confusion matrix and the mistakes on the
-        MNIST test set (``data_dir`` as ``cnnscope evaluate --data-dir``).
+        """Accuracy, per-class metrics, the confusion matrix and the mistakes on the test
+        set the weights were trained on (MNIST by default; ``data_dir`` as ``cnnscope
+        evaluate --data-dir``), the classes named as the data set names them.
 
         Examples
         --------
@@ -155,10 +156,12 @@ class Model:
         0.992
         """
         from .analysis.evaluation import report
-        from .data import load_mnist
+        from .data import class_names, load_for
+        from .models import num_classes
 
-        data = load_mnist(os.fspath(data_dir) if data_dir is not None else None)
-        return report(self.module, data.test_images, data.test_labels)
+        data = load_for(self.metadata, os.fspath(data_dir) if data_dir is not None else None)
+        classes = class_names(self.metadata, num_classes(self.module), data)
+        return report(self.module, data.test_images, data.test_labels, classes=classes)
 
     def explain(
         self, image: Any, method: str = "saliency", target: int | None = None, **options: Any

@@ -98,3 +98,27 @@ def test_untrained_baseline_is_cached_like_any_model(tmp_path, monkeypatch, mnis
 
     monkeypatch.setattr(evaluation, "predict", no_forward)
     assert evaluation.untrained_accuracy(model, images, labels, seed=1) == first
+
+
+def test_report_of_a_four_class_model_names_its_classes(tmp_path: Path) -> None:
+    """K = 4 outputs: a 4×4 matrix equal to scikit-learn's, named; labels ≥ K refused."""
+    from cnnscope.analysis.evaluation import evaluate
+    from cnnscope.models import num_classes
+
+    model = build_model("lenet5", num_classes=4).eval()
+    assert num_classes(model) == 4
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (60, 28, 28), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 4, 60))
+    names = ["bar", "pillar", "cross", "ring"]
+    rep = report(model, images, labels, cache=False, classes=names)
+    assert rep.confusion.shape == (4, 4) and rep.classes == names
+    want = sk_confusion(labels.numpy(), rep.predictions, labels=range(4))
+    assert (rep.confusion == want).all()
+    assert rep.as_dict()["classes"] == names
+    assert len(evaluate(model, images, labels).per_class_accuracy) == 4
+    assert report(model, images, labels, cache=False).classes == ["0", "1", "2", "3"]
+    with pytest.raises(ValueError, match="label 4 but the model has only 4 outputs"):
+        report(model, images, torch.full((60,), 4), cache=False)
+    with pytest.raises(ValueError, match="names 3 classes"):
+        report(model, images, labels, cache=False, classes=names[:3])

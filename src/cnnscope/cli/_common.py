@@ -245,7 +245,7 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
     src.add_argument("--test-index", type=int_in(0), help="an MNIST test image, 0–9999")
 
 
-def input_image(args: argparse.Namespace) -> tuple[Any, str]:
+def input_image(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> tuple[Any, str]:
     """The (28, 28) float image that --image or --test-index names, and where it came from.
 
     An image file is read with :func:`cnnscope.decode.read_image` (its pixel count
@@ -265,10 +265,13 @@ def input_image(args: argparse.Namespace) -> tuple[Any, str]:
         if gray.shape != (28, 28):
             return to_mnist(gray), args.image  # the drawing path, inversion included
         return ink_on_black(gray)[0], args.image  # used as is, but white ink on black
-    from ..data import load_test_set
+    from ..data import load_for
 
-    data = load_test_set(args.data_dir)
+    data = load_for(meta or {}, args.data_dir)  # the test set the weights were trained on
     if not 0 <= args.test_index < len(data.test_images):
         raise UserError(f"--test-index {args.test_index} outside 0–{len(data.test_images) - 1}")
     image = data.test_images[args.test_index].numpy().astype(np.float32) / 255.0
-    return image, f"test image {args.test_index} (label {int(data.test_labels[args.test_index])})"
+    label = int(data.test_labels[args.test_index])
+    name = data.classes[label] if label < data.num_classes else str(label)
+    shown = str(label) if name == str(label) else f"{label}: {name}"
+    return image, f"test image {args.test_index} (label {shown})"

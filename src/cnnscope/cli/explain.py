@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.attribution import METHODS, Explainer
     from ..plots import attribution_figure
 
-    model, _ = open_model(args)
-    image, source = input_image(args)
+    model, meta = open_model(args)
+    image, source = input_image(args, meta)
     methods = list(METHODS) if args.method == "all" else [args.method]
     results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]
     out = out_dir(args.out)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 else:
     Method = Literal[METHODS]
     FastMethod = Literal[FAST_METHODS]
-Digit = Annotated[int, Field(ge=0, le=9)]
+# A class index; checked against the model's own number of classes by the route.
+Digit = Annotated[int, Field(ge=0, le=999)]
 
 
 class PredictRequest(BaseModel):

@@ -22,8 +22,8 @@ from fastapi import Depends, HTTPException, Request
 
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
-from ..data import MNIST, DataError, load_for, load_test_set
-from ..models import StagedModel, stage_infos
+from ..data import MNIST, DataError, class_names, load_for, load_test_set
+from ..models import StagedModel, num_classes, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
 from ..train import runs
@@ -95,6 +95,7 @@ class ServedModel:
     meta: dict[str, Any]
     source: str  # "shipped" or the weights file
     stages: dict[str, Stage] = field(init=False)
+    classes: tuple[str, ...] = field(init=False)  # the name of each output, from the metadata
     sent: list[str] = field(init=False)
     derived: list[DerivedStage] = field(init=False)
     # Hooks live on the shared modules: one forward at a time per model, or a concurrent
@@ -124,6 +125,7 @@ class ServedModel:
         self.model.eval()
         with self.lock:
             self.stages = dict(stage_infos(self.model))
+            self.classes = class_names(self.meta, num_classes(self.model))
         self.sent, self.derived = [], []
         names = list(self.stages)
         for i, info in enumerate(self.stages.values()):

@@ -27,7 +27,7 @@ from ..analysis.evaluation import evaluate
 from ..analysis.snapshots import SnapshotWriter, snapshot_subset
 from ..checkpoints import load_training_state, save_training_state, save_weights
 from ..data import MNIST, DataError, load_mnist, to_float
-from ..models import StagedModel, build_model
+from ..models import StagedModel, build_model, num_classes
 from . import runs
 from .config import TrainConfig
 
@@ -133,13 +133,18 @@ class _Run:
         torch.manual_seed(config.seed)
         overrides: dict[str, object] = {} if config.dropout is None else {"dropout": config.dropout}
         if model is None:  # else: your own model (or starting weights), built by the caller
-            overrides["num_classes"] = data.num_classes  # as many outputs as the data has classes
+            overrides["num_classes"] = data.num_classes  # one output per class of the data
             model = build_model(config.model, **overrides)
         if data.image_size != tuple(model.input_shape[1:]):
             raise DataError(
                 f"{data.source}: images are {data.image_size[0]}×{data.image_size[1]} but "
-                f"{config.model} takes {model.input_shape[1]}×{model.input_shape[2]}; resize "
-                "the images or train a model of your own."
+                f"the model takes {model.input_shape[1]}×{model.input_shape[2]}; resize the "
+                "images or train a model of your own that takes them."
+            )
+        if (k := num_classes(model)) != data.num_classes:
+            raise DataError(
+                f"{data.source}: {data.num_classes} classes but the model has {k} outputs; "
+                "give it one output per class."
             )
         model.train()
         self.device = device or torch.device("cpu")

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 
 from ...analysis.evaluation import Report, report, untrained_accuracy
 from ...data import class_names
-from ...models import num_classes
 from ..encoding import b64
 from ..schemas import Cell, CellDigit, EvaluationSummary
 from ..state import AppState, ServedModel, State, unprocessable
@@ -23,7 +22,7 @@ def evaluated(state: AppState, m: ServedModel) -> tuple[EvaluationSummary, Repor
         if m.evaluation is None or m.report is None:
             d = state.data_for(m)
             with m.worker("slow") as model:
-                classes = class_names(m.meta, num_classes(model), d)
+                classes = class_names(m.meta, len(m.classes), d)
                 try:
                     rep = report(model, d.test_images, d.test_labels, classes=classes)
                 except ValueError as e:  # a data set with other classes than the model's

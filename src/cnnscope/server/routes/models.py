@@ -8,8 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from ... import __version__
 from ...analysis.attribution import FAST_METHODS, METHOD_NAMES, METHODS
-from ...data import class_names
-from ...models import count_parameters, num_classes
+from ...models import count_parameters
 from ..encoding import b64
 from ..schemas import AttributionMethod, FilterWeights, Health, ModelInfo, StageInfo
 from ..state import ServedModel, State
@@ -31,7 +30,6 @@ def health(state: State) -> Health:
 
 
 def _info(m: ServedModel) -> ModelInfo:
-    k = num_classes(m.model)
     return ModelInfo(
         id=m.id,
         arch=m.model.arch,
@@ -41,7 +39,7 @@ def _info(m: ServedModel) -> ModelInfo:
         metrics=dict(m.meta.get("metrics", {})),
         source=m.source,
         embedding=m.embedding_source() is not None,
-        classes=list(class_names(m.meta, k)),
+        classes=list(m.classes),
     )
 
 

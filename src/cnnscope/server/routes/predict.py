@@ -29,7 +29,7 @@ from ..schemas import (
     PredictRequest,
     PredictResponse,
 )
-from ..state import ServedModel, State
+from ..state import ServedModel, State, unprocessable
 
 router = APIRouter()
 
@@ -65,6 +65,9 @@ def attribute(
     m: ServedModel, kind: str, method: str, layer: str, image: np.ndarray, target: int | None
 ) -> tuple[AttributionMap, Attribution]:
     """An attribution map from the ``kind`` copy of ``m``, encoded for the wire."""
+    if target is not None and target >= len(m.classes):
+        k = len(m.classes)
+        raise unprocessable("target", f"{target} is not a class; {m.id} has {k} (0–{k - 1})")
     try:
         a = m.explain(kind, method, layer, image, target)
     except ValueError as e:

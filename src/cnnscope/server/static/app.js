@@ -294,7 +294,10 @@ function showModelIn(id) {
   if (id === "arch-view") architecture.show(state.models.find((m) => m.id === state.model), state.info[state.model], archShown());
   if (id === "eval-view") evaluation.show(state.model);
   // While a run trains, the Embedding tab follows it until another model is picked.
-  if (id === "embed-view" && !embedding.live) embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
+  if (id === "embed-view" && !embedding.live) {
+    embedding.classes = classesOf(state.model);
+    embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
+  }
   if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
   if (id === "train-view") trainView.show();
 }

@@ -136,22 +136,23 @@ export class EmbeddingView {
     ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     this.points = pointsAt(d.frames, this.t).map((p) => this.toCanvas(p));
     this.points.forEach(([x, y], k) => {
-      ctx.fillStyle = DIGIT_COLOURS[d.labels[k]];
+      ctx.fillStyle = DIGIT_COLOURS[d.labels[k] % DIGIT_COLOURS.length];
       ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
     });
-    // Each class's label at its median point.
+    // Each class's name (the server's, from /api/models) at its median point.
     ctx.font = "bold 18px system-ui";
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
-    for (let c = 0; c < 10; c++) {
+    for (const c of [...new Set(d.labels)].sort((a, b) => a - b)) {
       const pts = this.points.filter((_, k) => d.labels[k] === c);
-      if (!pts.length) continue;
       const med = (v) => v.sort((a, b) => a - b)[v.length >> 1];
       const x = med(pts.map((p) => p[0])), y = med(pts.map((p) => p[1]));
+      const name = this.classes?.[c] ?? String(c);
+      const w = Math.max(20, ctx.measureText(name).width + 8);
       ctx.fillStyle = "#000b";
-      ctx.fillRect(x - 10, y - 11, 20, 22);
-      ctx.fillStyle = DIGIT_COLOURS[c];
-      ctx.fillText(String(c), x, y);
+      ctx.fillRect(x - w / 2, y - 11, w, 22);
+      ctx.fillStyle = DIGIT_COLOURS[c % DIGIT_COLOURS.length];
+      ctx.fillText(name, x, y);
     }
     const f = d.frames[Math.round(this.t)];
     $("embed-label").textContent =
@@ -211,6 +212,9 @@ export class EmbeddingView {
     return best;
   }
 
+  /** The name of class `c` (set by the app from /api/models; digits by default). */
+  name(c) { return this.classes?.[c] ?? String(c); }
+
   async digit(k, signal) {
     const index = this.data.indices[k], label = this.data.labels[k];
     if (!this.digits.has(index)) {
@@ -231,7 +235,7 @@ export class EmbeddingView {
       if (signal.aborted) return; // the pointer moved on to another point
       drawDigit($("hover-digit").getContext("2d"), d.pixels);
       $("hover-text").textContent =
-        `test #${d.index}: true ${d.label}, predicted ${frame.predictions[k]} at step ${frame.step}`;
+        `test #${d.index}: true ${this.name(d.label)}, predicted ${this.name(frame.predictions[k])} at step ${frame.step}`;
     } catch (err) {
       if (!isAbort(err)) $("hover-text").textContent = `error: ${err.message}`;
     }
@@ -259,12 +263,12 @@ export class EmbeddingView {
     xy.forEach(([x, y], k) => {
       const cx = pad + ((x - x0) / (x1 - x0 || 1)) * (canvas.width - 2 * pad);
       const cy = canvas.height - pad - ((y - y0) / (y1 - y0 || 1)) * (canvas.height - 2 * pad);
-      ctx.fillStyle = DIGIT_COLOURS[k];
+      ctx.fillStyle = DIGIT_COLOURS[k % DIGIT_COLOURS.length];
       ctx.beginPath();
       ctx.arc(cx, cy, 11, 0, 2 * Math.PI);
       ctx.fill();
       ctx.fillStyle = "#000";
-      ctx.fillText(String(k), cx, cy + 1);
+      ctx.fillText(this.name(k).slice(0, 3), cx, cy + 1);
     });
   }
 }

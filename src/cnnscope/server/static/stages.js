@@ -32,7 +32,7 @@ export function describe(s) {
     case "pool": return `${s.module}: each window keeps its strongest response, so the maps shrink and small shifts stop mattering.`;
     case "norm": return `${s.module}: ${s.parent ?? "the layer"}'s maps rescaled to a common range.`;
     case "fc": return `${n} units, each a weighted sum of the whole layer before it; a bright square is a unit that fires.`;
-    case "logits": return "One score per digit; the softmax of these makes the probabilities.";
+    case "logits": return "One score per class; the softmax of these makes the probabilities.";
     default: return `${s.module}: ${s.shape.join("×")} values.`;
   }
 }
