@@ -12,7 +12,6 @@ from ._common import (
     ModelChoice,
     UserError,
     add_data_flag,
-    add_device_flag,
     add_model_flags,
     device,
     int_in,
@@ -43,7 +42,11 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--open", action="store_true", help="open the page once the server listens")
     add_data_flag(p, "MNIST folder for the random test digits")
-    add_device_flag(p)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu; the server computes on the CPU (one drawing takes milliseconds there)",
+    )
     p.add_argument(
         "--runs-dir",
         type=Path,
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     choices = _model_choices(args)  # a model without weights fails before anything listens
-    if device(args).type != "cpu":
+    if args.device != "auto" and device(args).type != "cpu":
         raise UserError(
             f"--device {args.device}: the server runs on the CPU for now (one drawing is "
             "~1 ms there); use --device cpu"

@@ -325,6 +325,12 @@ def served_models(choices: list[Any]) -> list[ServedModel]:
     out: list[ServedModel] = []
     for c in choices:
         model, meta = open_model(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+        if tuple(model.input_shape) != (1, 28, 28):
+            shape = "×".join(map(str, model.input_shape))
+            raise ValueError(
+                f"{c.model}: takes {shape} images, and the page draws and sends 28×28 "
+                "digits; use the command line or the Python API for this model"
+            )
         if isinstance(model, Adapted):
             base = type(model.net).__name__
         elif c.weights:

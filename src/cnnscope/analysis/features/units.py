@@ -45,12 +45,18 @@ def unit_scores(
 ) -> np.ndarray:
     """(N, units): each image's mean activation of each channel (or unit) of ``stage``.
 
-    ``progress(done, total)`` is called after each batch with the images done so far.
+    A conv stage is scored after a ReLU: callers pass a conv's activation stage
+    (:func:`~cnnscope.models.activation_stage`), so a conv here is one whose activation
+    is a function inside forward, not a stage. ``progress(done, total)`` is called after
+    each batch with the images done so far.
     """
     out = []
     model.eval()
+    resolve_stage(model, stage)  # an unknown stage lists the valid ones
+    rectify = stage_infos(model)[stage].kind == "conv"
     for i in range(0, len(images), batch_size):
         o = forward_until(model, to_float(images[i : i + batch_size]), {stage})[stage]
+        o = o.clamp(min=0) if rectify else o
         out.append((o.mean(dim=(2, 3)) if o.dim() == 4 else o).numpy())
         if progress is not None:
             progress(min(i + batch_size, len(images)), len(images))
