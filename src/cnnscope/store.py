@@ -5,7 +5,8 @@
   embedding layouts, feature images), made by ``scripts/ship_weights.py``;
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
   ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images),
-  ``units`` (each unit's peak activation over the test set);
+  ``units`` (each unit's peak activation over the test set), ``runs`` (the training runs
+  of ``serve``'s Train tab, unless ``--runs-dir`` says otherwise);
 - caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
 
 Knows nothing else of cnnscope's: the modules that read and write these files import it.
@@ -32,6 +33,7 @@ __all__ = [
     "features_cache",
     "fingerprint",
     "predictions_cache",
+    "runs_dir",
     "shipped",
     "units_cache",
     "units_index_cache",
@@ -52,7 +54,7 @@ Part = Literal[
     "embedding.json",  # the snapshots' t-SNE layouts
     "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
 ]
-Area = Literal["mnist", "predictions", "features", "units"]
+Area = Literal["mnist", "predictions", "features", "units", "runs"]
 
 
 def shipped(name: str, part: Part) -> Path:
@@ -64,6 +66,12 @@ def cache_dir(area: Area) -> Path:
     """The user-cache folder of ``area``, following ``$XDG_CACHE_HOME``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cnnscope" / area
+
+
+def runs_dir() -> Path:
+    """The default runs folder of ``serve`` (one folder per run, as ``cnnscope train``
+    writes them)."""
+    return cache_dir("runs")
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -153,7 +153,7 @@ def test_serve_passes_allowed_hosts(served, monkeypatch, capsys) -> None:
 
 
 def test_serve_workers_hands_every_setting_to_the_worker_processes(
-    served, monkeypatch, capsys
+    served, monkeypatch, capsys, tmp_path
 ) -> None:
     from cnnscope.server import serving
 
@@ -162,11 +162,26 @@ def test_serve_workers_hands_every_setting_to_the_worker_processes(
         serving, "run_workers", lambda sock, *a: calls.append((sock.getsockname()[1], *a))
     )
     argv = ["serve", "--port", "0", "--model", "lenet5", "--workers", "2", "--threads", "1"]
-    assert main([*argv, "--allowed-host", "class.example"]) == 0
+    assert main([*argv, "--allowed-host", "class.example", "--runs-dir", str(tmp_path)]) == 0
     ((port, settings, workers),) = calls
+    import dataclasses
+    import json
+
+    assert json.loads(json.dumps(dataclasses.asdict(settings)))["runs_dir"] == str(tmp_path)
     assert workers == 2 and not served  # the supervisor serves, not one in-process server
     assert settings.models[0] == serving.ModelSpec("lenet5")
     assert {m.model for m in settings.models[1:]} >= {"deep_mnist"}  # the other built-ins
     assert settings.allowed_hosts == ["127.0.0.1", "class.example"] and settings.threads == 1
+    assert not settings.training and "--workers 1" in settings.training_off  # one trainer
     assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
     assert main(["serve", "--port", "0", "--workers", "0"]) == 2
+
+
+def test_training_from_the_page_is_on_for_loopback_only_unless_allowed() -> None:
+    from cnnscope.cli.serve import training_policy
+
+    assert training_policy("127.0.0.1", False) == (True, "")
+    assert training_policy("::1", False)[0]
+    on, why = training_policy("0.0.0.0", False)
+    assert not on and "0.0.0.0" in why and "--allow-training" in why
+    assert training_policy("0.0.0.0", True) == (True, "")

@@ -6,6 +6,7 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 from ._common import (
     ModelChoice,
@@ -45,6 +46,18 @@ def add(p: argparse.ArgumentParser) -> None:
         "--device",
         default="cpu",
         help="cpu; the server computes on the CPU (one drawing takes milliseconds there)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the Train tab's runs (default: the user cache's cnnscope/runs)",
+    )
+    p.add_argument(
+        "--allow-training",
+        action="store_true",
+        help="let the page start training runs on a non-loopback --host (on for loopback)",
     )
     p.add_argument(
         "--threads",
@@ -104,8 +117,14 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         models = served_models(choices)  # loaded here too: a bad file fails before workers
+        training, training_off = training_policy(args.host, args.allow_training, args.workers)
         app = create_app(
-            models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host]
+            models,
+            data_dir=args.data_dir,
+            allowed_hosts=[args.host, *args.allowed_host],
+            runs_dir=args.runs_dir,
+            training=training,
+            training_off=training_off,
         )
         url = _url(args.host, sock.getsockname()[1])
         # Printed only now: a browser pointed at the URL connects (the backlog holds it
@@ -130,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 allowed_hosts=[args.host, *args.allowed_host],
                 threads=args.threads,
+                runs_dir=str(args.runs_dir) if args.runs_dir else None,
+                training=training,
+                training_off=training_off,
             )
             run_workers(sock, settings, args.workers)
             return 0
@@ -138,6 +160,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def training_policy(host: str, allow: bool, workers: int = 1) -> tuple[bool, str]:
+    """Whether the page may train (on a loopback address, or with --allow-training, in one
+    server process), and the reason it may not."""
+    if workers > 1:
+        # Each process would hold its own run manager: "one training at a time" needs one.
+        return False, (
+            f"the server runs {workers} processes (--workers), and each would train on its "
+            "own; restart it with --workers 1 to train from the page"
+        )
+    if host in _LOOPBACK or allow:
+        return True, ""
+    return False, (
+        f"the server binds {host}, not a loopback address, and anyone who reaches it could "
+        "start runs; restart it with --allow-training to allow it"
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -19,6 +19,7 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -41,6 +42,7 @@ HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go'
 # 64 drawers (one connection each, several while a page loads) with room to spare.
 MAX_CONNECTIONS = 256
 SETTINGS_ENV = "CNNSCOPE_SERVE_SETTINGS"  # how run_workers hands Settings to each worker
+GRACEFUL_SHUTDOWN_S = 2
 
 
 class HeaderTimeout(HttpToolsProtocol):
@@ -102,6 +104,9 @@ def uvicorn_options() -> dict[str, Any]:
         "http": HeaderTimeout,
         "timeout_keep_alive": 5,
         "limit_concurrency": MAX_CONNECTIONS,
+        # Ctrl-C waits this long for open requests, then cancels them: an event stream (the
+        # Train tab's) never ends by itself, and must not hold the server up.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
 
 
@@ -134,6 +139,9 @@ class Settings:
     data_dir: str | None = None
     allowed_hosts: list[str] = field(default_factory=list)
     threads: int = 1  # torch threads per process
+    runs_dir: str | None = None  # runs are listed and served in every worker
+    training: bool = False  # never with several workers (cli.serve.training_policy)
+    training_off: str = ""
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -145,7 +153,14 @@ def build_app(settings: Settings) -> FastAPI:
 
     torch.set_num_threads(settings.threads)
     models = served_models(settings.models)
-    return create_app(models, data_dir=settings.data_dir, allowed_hosts=settings.allowed_hosts)
+    return create_app(
+        models,
+        data_dir=settings.data_dir,
+        allowed_hosts=settings.allowed_hosts,
+        runs_dir=Path(settings.runs_dir) if settings.runs_dir else None,
+        training=settings.training,
+        training_off=settings.training_off,
+    )
 
 
 def app_from_env() -> FastAPI:

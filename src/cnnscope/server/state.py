@@ -278,6 +278,18 @@ class AppState:
         self.fast.shutdown()
         self.slow.shutdown()
 
+    def add_model(self, m: ServedModel) -> None:
+        """Serve ``m`` too (a training run's newest checkpoint), in place of a model of the
+        same id: requests already holding the old one finish with it."""
+        old = self.by_id.get(m.id)
+        self.by_id = {**self.by_id, m.id: m}
+        self.models = [x if x.id != m.id else m for x in self.models]
+        if old is None:
+            self.models = [*self.models, m]
+        else:
+            old.stopping.set()
+            old.renders.shutdown()
+
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""
         key = model_id or self.default
