@@ -53,12 +53,15 @@ check: test
 fuzz: setup  ## schemathesis over the OpenAPI schema: ≥ 5,000 cases, 0 server errors (~3 min)
 	CNNSCOPE_FUZZ_EXAMPLES=300 CNNSCOPE_FUZZ_AT_LEAST=5000 $(PY) -m pytest -q -s tests/server/test_fuzz.py
 
-bench: setup  ## every benchmark in bench/ but install_size.py (network), ~20 minutes on 2 cores
+bench: setup  ## every benchmark in bench/ but install_size.py (network), ~30 minutes on 2 cores
 	$(PY) bench/train_speed.py
 	$(PY) bench/predict_latency.py
+	$(PY) bench/serve_many.py $(if $(BASELINE),--baseline $(BASELINE))  # BASELINE=DIR: another checkout
+	$(PY) bench/first_paint.py --views
 	$(PY) bench/eval_speed.py
 	$(PY) bench/embedding_speed.py
 	$(PY) bench/features_speed.py
+	$(PY) bench/growth.py
 	$(PY) bench/cli_startup.py
 	$(PY) bench/server_load.py
 	$(PY) bench/drawing_path.py --models all

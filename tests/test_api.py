@@ -72,3 +72,39 @@ def test_evaluate() -> None:
 def test_load_model_still_works() -> None:
     model, meta = cnnscope.load_model("lenet5")
     assert meta["model"] == "lenet5" and model.stage_names[-1] == "logits"
+
+
+def test_a_model_of_another_input_size(tmp_path: Path) -> None:
+    """Nothing assumes 28×28 or 10 classes: a 32×24 input, 3 classes, through every view."""
+    (tmp_path / "tall.py").write_text(
+        "from torch import nn\n\n"
+        "class Tall(nn.Module):\n"
+        "    input_shape = (1, 32, 24)\n\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3, padding=1)\n"
+        "        self.act = nn.ReLU()\n"
+        "        self.pool = nn.MaxPool2d(2)\n"
+        "        self.fc = nn.Linear(4 * 16 * 12, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))\n"
+    )
+    m = cnnscope.load(f"{tmp_path / 'tall.py'}:Tall")
+    image = np.zeros((32, 24), np.float32)
+    image[4:28, 10:14] = 1
+    assert m.input_shape == (1, 32, 24) and m.num_classes == 3
+    assert m.predict(image).shape == (3,)
+    assert m.stages(image)["pool"].shape == (4, 16, 12)
+    for method in ("saliency", "ig", "gradcam", "occlusion"):
+        assert m.explain(image, method=method).map.shape == (32, 24), method
+    assert m.features("conv", units=[0, 1], steps=3).shape == (2, 32, 24)
+    assert m.features("prob", units=[2], steps=3, method="plain").shape == (1, 32, 24)
+    from cnnscope.analysis.arithmetic import unit_arithmetic
+    from cnnscope.analysis.features import RenderConfig, layer_images
+
+    fourier = layer_images(m.module, "fc", [0], RenderConfig(steps=3, fourier=True))
+    assert fourier.shape == (1, 32, 24)
+    a = unit_arithmetic(m.module, image, "conv", channel=1, y=31, x=23)
+    assert (
+        a.input_stage == "input" and abs(a.value - float(m.stages(image)["conv"][1, 31, 23])) < 1e-5
+    )

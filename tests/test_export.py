@@ -40,6 +40,7 @@ def test_torchscript_matches_pytorch(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(x), model(x))
 
 
+@pytest.mark.filterwarnings("default::RuntimeWarning")  # fresh weights: warned, still exported
 def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "own.pt"
     assert main(["export", "--model", SPEC, "--format", "torchscript", "--out", str(out)]) == 0

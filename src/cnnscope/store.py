@@ -5,7 +5,8 @@
   embedding layouts, feature images), made by ``scripts/ship_weights.py``;
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
   ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images),
-  ``units`` (each unit's peak activation over the test set), ``judges`` (the
+  ``units`` (each unit's peak activation over the test set), ``runs`` (the training runs
+  of ``serve``'s Train tab, unless ``--runs-dir`` says otherwise), ``judges`` (the
   recognisability judges' weights, per data set);
 - caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
 
@@ -35,8 +36,10 @@ __all__ = [
     "judges_cache",
     "predictions_cache",
     "prior_weights",
+    "runs_dir",
     "shipped",
     "units_cache",
+    "units_index_cache",
 ]
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
@@ -54,7 +57,7 @@ Part = Literal[
     "embedding.json",  # the snapshots' t-SNE layouts
     "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
 ]
-Area = Literal["mnist", "predictions", "features", "units", "judges"]
+Area = Literal["mnist", "predictions", "features", "units", "runs", "judges"]
 
 
 def shipped(name: str, part: Part) -> Path:
@@ -72,6 +75,12 @@ def cache_dir(area: Area) -> Path:
     """The user-cache folder of ``area``, following ``$XDG_CACHE_HOME``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cnnscope" / area
+
+
+def runs_dir() -> Path:
+    """The default runs folder of ``serve`` (one folder per run, as ``cnnscope train``
+    writes them)."""
+    return cache_dir("runs")
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -118,6 +127,12 @@ def judges_cache(data_checksum: str, settings: str) -> Path:
     ``settings`` names how they were trained (sample size, seed).
     """
     return cache_dir("judges") / f"{data_checksum[:16]}-{settings}.safetensors"
+
+
+def units_index_cache(model_fingerprint: str, data_checksum: str) -> Path:
+    """Every stage's top test images per unit (``analysis.features.UnitIndex``'s file)."""
+    name = f"{model_fingerprint[:24]}-index-{data_checksum[:12]}.safetensors"
+    return cache_dir("units") / name
 
 
 def best_effort(write: Callable[[], object]) -> bool:

@@ -153,3 +153,32 @@ def test_malformed_snapshots_are_value_errors_naming_the_path(tmp_path: Path) ->
     (tmp_path / "x.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"x\.safetensors"):
         load_snapshots(tmp_path / "x.safetensors")
+
+
+def _first(snaps: Snapshots, k: int) -> Snapshots:
+    """The first ``k`` snapshots of ``snaps``: a run that has not written the rest yet."""
+    return Snapshots(
+        indices=snaps.indices,
+        labels=snaps.labels,
+        steps=snaps.steps[:k],
+        epochs=snaps.epochs[:k],
+        subset_accuracy=snaps.subset_accuracy[:k],
+        stages={s: v[:k] for s, v in snaps.stages.items()},
+        projection=snaps.projection,
+    )
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_extend_lays_out_new_snapshots_after_the_frames_made(method: str) -> None:
+    snaps = _series()
+    whole = Embedder(method, seed=0).fit(snaps)
+    grown = Embedder(method, seed=0).extend(None, _first(snaps, 2))
+    kept = [c.copy() for c in grown.coords]
+    grown = Embedder(method, seed=0).extend(grown, snaps)
+    assert grown.steps == snaps.steps and len(grown.coords) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(kept, grown.coords[:2], strict=True))
+    # Frame by frame as the snapshots arrive is frame by frame at once: the same layouts.
+    for a, b in zip(whole.coords, grown.coords, strict=True):
+        assert np.allclose(a, b, atol=1e-4)
+    assert grown.knn_2d == pytest.approx(whole.knn_2d)
+    assert Embedder(method, seed=0).extend(grown, snaps).steps == snaps.steps  # nothing new

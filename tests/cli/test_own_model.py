@@ -113,3 +113,52 @@ def test_two_models_pair_their_flags() -> None:
         ("lenet5", None, None, None),
         ("b.py:B", None, (0.5, 0.5), (32, 32)),
     ]
+
+
+def test_serve_lists_the_named_models_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnscope.checkpoints import bundled_models
+    from cnnscope.cli import _parser
+    from cnnscope.cli.serve import _model_choices
+
+    args = _parser("serve").parse_args(["serve", "--model", SPEC, *NORM, "--model", "lenet5"])
+    got = [c.model for c in _model_choices(args)]
+    shipped = [n for n in bundled_models() if n != "lenet5"]
+    assert got == [SPEC, "lenet5", *shipped]
+
+
+def test_serve_refuses_a_model_the_page_cannot_draw_for(tmp_path: Path, capsys) -> None:
+    (tmp_path / "wide.py").write_text(
+        "from torch import nn\n\nclass Wide(nn.Sequential):\n    input_shape = (1, 32, 32)\n"
+        "    def __init__(self):\n        super().__init__(nn.Flatten(), nn.Linear(1024, 3))\n"
+    )
+    argv = ["serve", "--model", f"{tmp_path / 'wide.py'}:Wide", "--port", "0"]
+    assert main(argv) == 2
+    assert "takes 1×32×32 images, and the page draws and sends 28×28" in capsys.readouterr().err
+
+
+def test_your_model_on_your_data(tmp_path: Path, capsys) -> None:
+    """The two halves together: a 4-class factory trained and evaluated on a 4-class .npz
+    with classes.txt; the weights record the class names."""
+    from tests.support.shapes import NAMES, write_shapes
+
+    data = write_shapes(tmp_path / "shapes")
+    run = tmp_path / "run"
+    spec = "tests.models.unlike_ours:four_classes"
+    train = ["train", "--model", spec, "--data-dir", str(data), "--run-dir", str(run)]
+    assert main([*train, "--steps", "60", "--batch-size", "32", "--snapshot-size", "0"]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--model", spec, "--weights", str(run / "model.safetensors")]
+    assert main([*evaluate, "--json"]) == 0  # the data set it was trained on, found again
+    out = _json(capsys)
+    assert isinstance(out, dict)
+    assert len(out["confusion"]) == 4 and all(len(row) == 4 for row in out["confusion"])
+    assert out["classes"] == list(NAMES)
+    assert out["accuracy"] > 0.5  # chance is 0.25
+
+
+@pytest.mark.filterwarnings("default::RuntimeWarning")
+def test_no_weights_is_a_warning(capsys) -> None:
+    argv = ["export", "--model", SPEC, "--format", "torchscript", "--out", "/dev/null"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("cnnscope export: warning: ") and "freshly initialised" in err

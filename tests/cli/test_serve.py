@@ -150,3 +150,38 @@ def test_serve_passes_allowed_hosts(served, monkeypatch, capsys) -> None:
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1", "box.lan", "a.b"]
     assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     assert seen[-1]["allowed_hosts"] == ["127.0.0.1"]
+
+
+def test_serve_workers_hands_every_setting_to_the_worker_processes(
+    served, monkeypatch, capsys, tmp_path
+) -> None:
+    from cnnscope.server import serving
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        serving, "run_workers", lambda sock, *a: calls.append((sock.getsockname()[1], *a))
+    )
+    argv = ["serve", "--port", "0", "--model", "lenet5", "--workers", "2", "--threads", "1"]
+    assert main([*argv, "--allowed-host", "class.example", "--runs-dir", str(tmp_path)]) == 0
+    ((port, settings, workers),) = calls
+    import dataclasses
+    import json
+
+    assert json.loads(json.dumps(dataclasses.asdict(settings)))["runs_dir"] == str(tmp_path)
+    assert workers == 2 and not served  # the supervisor serves, not one in-process server
+    assert settings.models[0] == serving.ModelSpec("lenet5")
+    assert {m.model for m in settings.models[1:]} >= {"deep_mnist"}  # the other built-ins
+    assert settings.allowed_hosts == ["127.0.0.1", "class.example"] and settings.threads == 1
+    assert not settings.training and "--workers 1" in settings.training_off  # one trainer
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+    assert main(["serve", "--port", "0", "--workers", "0"]) == 2
+
+
+def test_training_from_the_page_is_on_for_loopback_only_unless_allowed() -> None:
+    from cnnscope.cli.serve import training_policy
+
+    assert training_policy("127.0.0.1", False) == (True, "")
+    assert training_policy("::1", False)[0]
+    on, why = training_policy("0.0.0.0", False)
+    assert not on and "0.0.0.0" in why and "--allow-training" in why
+    assert training_policy("0.0.0.0", True) == (True, "")

@@ -213,3 +213,37 @@ def test_saved_weights_reload_with_their_normalization_and_need_the_model(tmp_pa
         torch.testing.assert_close(again(x), model(x))
     with pytest.raises(CheckpointError, match=r"--model .*unlike_ours.py:UnlikeOurs --weights"):
         load_weights(path)
+
+
+def test_pytorchs_example_network_in_examples() -> None:
+    """examples/net.py: functional ReLUs and pooling, dropout, and log_softmax at the end."""
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    infos = stage_infos(model)
+    assert list(infos) == ["conv1", "conv2", "fc1", "fc2", "logits"]
+    assert [i.kind for i in infos.values()] == ["conv", "conv", "fc", "fc", "logits"]
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(record(model, x)["logits"], model(x))
+
+
+def test_a_conv_with_a_functional_relu_is_rectified_in_feature_objectives() -> None:
+    """No ReLU module after conv1: its channel mean is read through a ReLU all the same,
+    else maximising it only whitens or blackens the image."""
+    from cnnscope.analysis.features import channels
+
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    objective = channels("conv1", [0, 5], model=model)
+    out = forward_until(model, torch.rand(2, 1, 28, 28), objective.stages)
+    maps = out["conv1"][torch.arange(2), torch.tensor([0, 5])]  # (2, 26, 26)
+    torch.testing.assert_close(objective(out), F.relu(maps).mean(dim=(1, 2)))
+    assert (maps < 0).any()  # so the ReLU matters
+
+
+def test_top_examples_of_such_a_conv_rank_by_what_fires() -> None:
+    from cnnscope.analysis.features import unit_scores
+
+    model = load_foreign(f"{HERE.parents[1] / 'examples' / 'net.py'}:Net")
+    images = (torch.rand(6, 28, 28) * 255).to(torch.uint8)
+    scores = unit_scores(model, images, "conv1")  # (6, 32)
+    with torch.no_grad():
+        maps = model.net.conv1(images[:, None].float() / 255)
+    torch.testing.assert_close(torch.as_tensor(scores), maps.clamp(min=0).mean(dim=(2, 3)))

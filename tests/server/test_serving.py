@@ -70,3 +70,74 @@ def test_complete_requests_and_keep_alive_still_work(port) -> None:
         time.sleep(1.5)  # longer than the header timeout, shorter than keep-alive
     assert sockets[0] is sockets[1]  # the same connection, kept alive
     conn.close()
+
+
+def test_each_worker_builds_the_same_app_from_the_settings(monkeypatch) -> None:
+    """``serve --workers N``: every process gets the models, hosts and threads of ``serve``."""
+    import json
+    from dataclasses import asdict
+
+    import torch
+    from fastapi.testclient import TestClient
+
+    from cnnscope.server import serving
+
+    settings = serving.Settings(
+        models=[serving.ModelSpec("lenet5")],
+        allowed_hosts=["class.example"],
+        threads=1,
+    )
+    monkeypatch.setenv(serving.SETTINGS_ENV, json.dumps(asdict(settings)))
+    app = serving.app_from_env()
+    assert torch.get_num_threads() == 1
+    c = TestClient(app, base_url="http://class.example")
+    health = c.get("/api/health").json()
+    assert health["models"] == ["lenet5"]
+    # A pair survives JSON as a pair: what serve's ModelChoice had, the worker gets.
+    own = serving.ModelSpec("net.py:Net", "w.pt", normalize=(0.5, 0.25), input_size=(32, 32))
+    assert serving.ModelSpec.from_json(json.loads(json.dumps(asdict(own)))) == own
+    # The Host allow-list and the Origin check hold in each worker.
+    assert TestClient(app, base_url="http://evil.example").get("/api/health").status_code == 400
+    foreign = c.get("/api/health", headers={"Origin": "http://evil.example"})
+    assert foreign.status_code in (200, 403)
+    blocked = c.post(
+        "/api/predict", json={"pixels": [0] * 784}, headers={"Origin": "http://evil.example"}
+    )
+    assert blocked.status_code == 403
+
+
+def test_app_from_env_without_settings_says_how_to_start(monkeypatch) -> None:
+    from cnnscope.server import serving
+
+    monkeypatch.delenv(serving.SETTINGS_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="run_workers"):
+        serving.app_from_env()
+
+
+def test_connections_on_serves_own_socket_send_without_delay(mnist) -> None:
+    """``serve`` binds its socket itself (proto 0), where asyncio does not set TCP_NODELAY:
+    each answer waited ~40 ms for the client's delayed ACK. HeaderTimeout sets it."""
+    from cnnscope.cli.serve import bind
+
+    app = create_app([ServedModel("tiny", build_model("lenet5"), {}, "test")], data=mnist)
+    sock = bind("127.0.0.1", 0)
+    assert sock.proto == 0  # the case asyncio leaves alone
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options()))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+        conn.request("GET", "/api/health")
+        assert conn.getresponse().read()
+        (protocol,) = server.server_state.connections
+        accepted = protocol.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()

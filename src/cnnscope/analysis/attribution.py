@@ -1,15 +1,16 @@
 """Which pixels made the network decide? Attribution maps for any input and target.
 
 Build an :class:`Explainer` once, call it on many images (the pytorch-grad-cam habit).
-Every method returns a (28, 28) map in input space; positive values push the target
-class's logit up. Methods (captum's implementations):
+Every method returns an (H, W) map in input space (the model's input size, 28×28 for the
+built-ins); positive values push the target class's logit up. Methods (captum's
+implementations):
 
 ========== ============================================================== ======
 name       what                                                           speed
 ========== ============================================================== ======
 saliency   |∂ logit / ∂ pixel| (Simonyan et al. 2014)                     fast
 gradxinput ∂ logit / ∂ pixel × pixel                                      fast
-gradcam    Grad-CAM on a conv stage, upsampled to 28×28 (Selvaraju 2017)  fast
+gradcam    Grad-CAM on a conv stage, upsampled to H×W (Selvaraju 2017)    fast
 ig         integrated gradients from a black image (Sundararajan 2017)    slower
 smoothgrad saliency averaged over noisy copies (Smilkov et al. 2017)      slower
 occlusion  logit drop when a 4×4 patch is blacked out, stride 2           slower

@@ -24,6 +24,7 @@ __all__ = [
     "Embedder",
     "EmbeddingSeries",
     "class_embedding",
+    "class_vectors",
     "embed_snapshots",
     "knn_accuracy",
     "mean_displacement",
@@ -222,6 +223,38 @@ class Embedder:
             },
         )
 
+    def extend(self, series: EmbeddingSeries | None, snaps: Snapshots) -> EmbeddingSeries:
+        """``series`` with the snapshots of ``snaps`` after its last step embedded after it.
+
+        For a run still training: each new snapshot is laid out starting from the last
+        frame (as :meth:`fit` does), so the frames already shown never move. ``None``
+        (nothing laid out yet) is :meth:`fit`.
+        """
+        if series is None or not series.steps:
+            return self.fit(snaps)
+        import time
+
+        t0 = time.perf_counter()
+        previous = series.coords[-1]
+        for i, step in enumerate(snaps.steps):
+            if step <= series.steps[-1]:
+                continue
+            x = self._reduce(np.asarray(snaps.stages[self.stage][i], dtype=np.float32))
+            y = self._embed(x, previous if self.aligned else None)
+            previous = y
+            series.steps.append(step)
+            series.epochs.append(snaps.epochs[i])
+            series.subset_accuracy.append(snaps.subset_accuracy[i])
+            series.coords.append(y)
+            series.knn_original.append(knn_accuracy(x, series.labels, self.knn))
+            series.knn_2d.append(knn_accuracy(y, series.labels, self.knn))
+            series.trustworthiness.append(
+                float(_sklearn("manifold").trustworthiness(x, y, n_neighbors=self.knn))
+            )
+            series.predictions.append(np.asarray(snaps.stages["logits"][i]).argmax(1))
+        series.seconds += time.perf_counter() - t0
+        return series
+
     def _reduce(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] <= self.components:
             return x
@@ -318,17 +351,29 @@ def embed_snapshots(
     The class vectors are the rows of the logits stage's weight (when it is a layer with
     one, e.g. ``nn.Linear``) and the class means of the last snapshot.
     """
+    series = Embedder(method, stage, aligned=aligned, perplexity=perplexity).fit(snaps, callback)
+    payload = series.as_dict()
+    classes = class_vectors(snaps, model, stage)
+    if classes:
+        payload["classes"] = classes
+    return series, payload
+
+
+def class_vectors(snaps: Snapshots, model: Any, stage: str = "fc1") -> dict[str, Any]:
+    """The 2-D class vectors of :func:`embed_snapshots`: the logits stage's weight rows
+    (when it is a layer with one) and the class means of the last snapshot; only the
+    means when ``model`` is None (a run with no weights yet) or has no weight matrix."""
     from ..models import logits_stage, num_classes
 
-    series = Embedder(method, stage, aligned=aligned, perplexity=perplexity).fit(snaps, callback)
     last = np.asarray(snaps.stages[stage][-1])
-    classes = num_classes(model)
+    classes = num_classes(model) if model is not None else int(snaps.labels.max()) + 1
     present = [k for k in range(classes) if (snaps.labels == k).any()]
     means = np.stack([last[snaps.labels == k].mean(0) for k in present]) if present else None
-    payload = series.as_dict()
-    weight = getattr(model.get_submodule(logits_stage(model)), "weight", None)
+    weight = (
+        None if model is None else getattr(model.get_submodule(logits_stage(model)), "weight", None)
+    )
     if isinstance(weight, torch.Tensor) and weight.dim() == 2 and len(weight) == classes:
-        payload["classes"] = class_embedding(weight.detach().cpu().numpy(), means)
-    elif means is not None:  # no weight matrix to show: the means alone
-        payload["classes"] = {"means": class_embedding(means)["weights"]}
-    return series, payload
+        return class_embedding(weight.detach().cpu().numpy(), means)
+    if means is not None:  # no weight matrix to show: the means alone
+        return {"means": class_embedding(means)["weights"]}
+    return {}

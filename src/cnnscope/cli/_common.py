@@ -139,6 +139,7 @@ def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--model",
         dest="model_items",
         action=_InOrder,
+        default=argparse.SUPPRESS,
         metavar="NAME",
         help="a built-in (deep_mnist, hvass, single_conv, lenet5; default deep_mnist) or your "
         "own model as path/to/file.py:Class or package.module:Class" + more,
@@ -147,6 +148,7 @@ def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--weights",
         dest="model_items",
         action=_InOrder,
+        default=argparse.SUPPRESS,
         metavar="FILE",
         help="weights: a .safetensors file from cnnscope train; for your own model also a "
         ".pt/.pth state dict (read with torch.load(weights_only=True))",
@@ -155,6 +157,7 @@ def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--normalize",
         dest="model_items",
         action=_InOrder,
+        default=argparse.SUPPRESS,
         metavar="MEAN,STD",
         type=_normalize,
         help="your model was trained on (x - MEAN) / STD, e.g. 0.1307,0.3081 (PyTorch's MNIST "
@@ -164,6 +167,7 @@ def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         "--input-size",
         dest="model_items",
         action=_InOrder,
+        default=argparse.SUPPRESS,
         metavar="H,W",
         type=_input_size,
         help="your model's input size (default: its input_shape attribute, else 28,28)",
@@ -217,7 +221,17 @@ def open_model(args: argparse.Namespace, choice: ModelChoice | None = None) -> t
     from ..checkpoints import open_model as _open
 
     c = choice or model_choice(args)
-    return _open(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+    model, meta = _open(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+    if not c.weights and meta.get("model") == "foreign" and args.command not in ("models", "train"):
+        import warnings
+
+        warnings.warn(
+            f"{c.model}: no --weights, so its weights are freshly initialised (untrained); "
+            "give --weights FILE for the trained ones",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return model, meta
 
 
 def model_ref(args: argparse.Namespace) -> str:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         baseline = untrained_accuracy(model, data.test_images, data.test_labels, seed)
         progress(1, 1)
     rep.extra = {
-        "model": meta.get("model"),
+        "model": model.arch,  # a built-in's name, or your model's file.py:Class
         "weights": model_choice(args).weights or "shipped",
         "untrained_accuracy": baseline,
         "data": str(data.source),

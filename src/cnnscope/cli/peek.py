@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis.activations import record
-    from ..models import stage_infos
+    from ..models import logits_stage, stage_infos
     from ..plots import probabilities_figure, tile_sheet
 
     model, meta = open_model(args)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     groups = chains(infos)
     wanted = [s for chain in groups.values() for s in chain]
     outputs = record(model, torch.as_tensor(image, dtype=torch.float32)[None, None], wanted)
-    probs = torch.softmax(outputs["logits"][0], 0).numpy()
+    probs = torch.softmax(outputs[logits_stage(model)][0], 0).numpy()
     out = out_dir(args.out)
     written = []
     for conv, chain in groups.items():
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     )
     payload = {
         "source": source,
-        "model": meta.get("model"),
+        "model": model.arch,  # a built-in's name, or your model's file.py:Class
         "input": np.round(image, 4).tolist(),
         "predicted": predicted,
         "probabilities": [round(float(p), 6) for p in probs],

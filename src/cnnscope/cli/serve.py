@@ -6,12 +6,12 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 from ._common import (
     ModelChoice,
     UserError,
     add_data_flag,
-    add_device_flag,
     add_model_flags,
     device,
     int_in,
@@ -42,12 +42,34 @@ def add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--open", action="store_true", help="open the page once the server listens")
     add_data_flag(p, "MNIST folder for the random test digits")
-    add_device_flag(p)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu; the server computes on the CPU (one drawing takes milliseconds there)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the Train tab's runs (default: the user cache's cnnscope/runs)",
+    )
+    p.add_argument(
+        "--allow-training",
+        action="store_true",
+        help="let the page start training runs on a non-loopback --host (on for loopback)",
+    )
     p.add_argument(
         "--threads",
         type=int_in(1, 256),
         default=1,
         help="torch threads per forward pass; one image gains nothing from more",
+    )
+    p.add_argument(
+        "--workers",
+        type=int_in(1, 64),
+        default=1,
+        help="server processes sharing the port and the disk caches; about one per core",
     )
 
 
@@ -81,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     choices = _model_choices(args)  # a model without weights fails before anything listens
-    if device(args).type != "cpu":
+    if args.device != "auto" and device(args).type != "cpu":
         raise UserError(
             f"--device {args.device}: the server runs on the CPU for now (one drawing is "
             "~1 ms there); use --device cpu"
@@ -94,9 +116,15 @@ def run(args: argparse.Namespace) -> int:
                 "it has no authentication.",
                 file=sys.stderr,
             )
-        models = served_models(choices)
+        models = served_models(choices)  # loaded here too: a bad file fails before workers
+        training, training_off = training_policy(args.host, args.allow_training, args.workers)
         app = create_app(
-            models, data_dir=args.data_dir, allowed_hosts=[args.host, *args.allowed_host]
+            models,
+            data_dir=args.data_dir,
+            allowed_hosts=[args.host, *args.allowed_host],
+            runs_dir=args.runs_dir,
+            training=training,
+            training_off=training_off,
         )
         url = _url(args.host, sock.getsockname()[1])
         # Printed only now: a browser pointed at the URL connects (the backlog holds it
@@ -110,11 +138,45 @@ def run(args: argparse.Namespace) -> int:
             # In a thread: a console browser would otherwise hold the server back until
             # it quits. The socket listens already, so the page's first request waits.
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        if args.workers > 1:
+            from dataclasses import asdict
+
+            from ..server.serving import ModelSpec, Settings, run_workers
+
+            del app, models  # each worker loads its own
+            settings = Settings(
+                models=[ModelSpec(**asdict(c)) for c in choices],
+                data_dir=args.data_dir,
+                allowed_hosts=[args.host, *args.allowed_host],
+                threads=args.threads,
+                runs_dir=str(args.runs_dir) if args.runs_dir else None,
+                training=training,
+                training_off=training_off,
+            )
+            run_workers(sock, settings, args.workers)
+            return 0
         config = uvicorn.Config(app, log_level="warning", **uvicorn_options())
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def training_policy(host: str, allow: bool, workers: int = 1) -> tuple[bool, str]:
+    """Whether the page may train (on a loopback address, or with --allow-training, in one
+    server process), and the reason it may not."""
+    if workers > 1:
+        # Each process would hold its own run manager: "one training at a time" needs one.
+        return False, (
+            f"the server runs {workers} processes (--workers), and each would train on its "
+            "own; restart it with --workers 1 to train from the page"
+        )
+    if host in _LOOPBACK or allow:
+        return True, ""
+    return False, (
+        f"the server binds {host}, not a loopback address, and anyone who reaches it could "
+        "start runs; restart it with --allow-training to allow it"
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ _FLAGS: dict[str, str] = {
     "train_limit": "train on the first N images only; 0 = all 55,000",
     "run_dir": "folder for weights, state, metrics, TensorBoard and snapshots",
     "log_every": "steps between metric lines",
+    "checkpoint_every": "steps between checkpoints (validation, weights, state); 0 = epochs only",
     "snapshot_size": "test images in the embedding snapshots; 0 = none",
 }
 
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     dev = device(args)
     progress = ProgressBar(quiet=args.json)
     try:
-        result = fit(config, [progress], resume=args.resume, model=model, device=dev)
+        result = fit(
+            config, [progress, _stop_on_sigterm()], resume=args.resume, model=model, device=dev
+        )
     except KeyboardInterrupt:
         progress.close()
         print(
@@ -141,3 +145,25 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"weights: {result.weights}")
     return 0
+
+
+def _stop_on_sigterm() -> Any:
+    """A callback: SIGTERM (``kill``, a stop from ``serve``'s Train tab, a container
+    stopping) ends the run as Ctrl-C does, but only between steps, so the state saved is
+    always a whole step's."""
+    from ..train import Callback
+
+    class StopOnSigterm(Callback):
+        asked = False
+
+        def on_step_end(self, state: Any) -> None:
+            if self.asked:
+                raise KeyboardInterrupt
+
+    callback = StopOnSigterm()
+
+    def ask(_signum: int, _frame: object) -> None:
+        callback.asked = True
+
+    signal.signal(signal.SIGTERM, ask)
+    return callback

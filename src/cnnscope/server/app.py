@@ -18,11 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.gzip import GZipMiddleware
 
-from .. import __version__
+from .. import __version__, store
 from .._extras import MissingExtra
 from ..data import MNIST
+from . import background
 from .middleware import MAX_BODY_BYTES, BodyLimit, LocalOnly, ServerTiming
 from .routes import ROUTERS
+from .runs import Runs
 from .state import AppState, ServedModel, served_models
 
 __all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "served_models"]
@@ -37,6 +39,9 @@ def create_app(
     data_dir: str | None = None,
     seed: int | None = None,
     allowed_hosts: Sequence[str] = (),
+    runs_dir: Path | None = None,
+    training: bool = False,
+    training_off: str = "this server was made without training (create_app(training=True))",
 ) -> FastAPI:
     """Build the app serving ``models`` (the first is the default).
 
@@ -51,13 +56,28 @@ def create_app(
     allowed_hosts
         Host names accepted besides the loopback ones (``serve --host``, ``--allowed-host``);
         ``"*"`` accepts any. Requests naming another host get 400 (DNS rebinding).
+    runs_dir
+        The training runs folder (default: ``store.runs_dir()``); its runs are listed and
+        each one with a checkpoint is served as ``run:<id>``.
+    training, training_off
+        Whether the page may start, stop and resume runs; if not, the reason its 403 gives.
     """
     state = AppState(models, data=data, data_dir=data_dir, seed=seed)
+    runs = Runs(
+        state,
+        runs_dir if runs_dir is not None else store.runs_dir(),
+        training=training,
+        why_off=training_off,
+        data_dir=data_dir,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        indexing = background.start(state)  # the top-examples indexes: no click waits
         yield
+        runs.close()  # running trainings save their step and stop
         state.shutdown()  # Ctrl-C: drop queued work, stop renders
+        background.finish(indexing)
 
     # FastAPIOffline serves /docs' Swagger UI from package files, not a CDN.
     app = FastAPIOffline(
@@ -68,6 +88,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.cnnscope = state
+    app.state.runs = runs
     # Level 1: 27.6 kB for a typical 55 kB answer in 0.8 ms; level 9 saves 5 % for 2× time.
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

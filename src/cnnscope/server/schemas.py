@@ -337,3 +337,69 @@ class ArithmeticResponse(BaseModel):
     pool: dict[str, object] | None
     softmax: dict[str, object] | None
     input: EncodedStage = Field(description="the 28×28 image the network saw")
+
+
+# ---- training runs (routes/runs.py) -------------------------------------------------
+class RunRequest(BaseModel):
+    """A training run to start: a built-in architecture, a recipe, its length and seed.
+
+    Give ``steps`` or ``epochs`` (not both); neither means the recipe's own length.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(max_length=200, description="architecture, as in `cnnscope train`")
+    recipe: str = Field(default="fast", max_length=200, description="fast or seed")
+    epochs: float | None = Field(default=None, allow_inf_nan=False)
+    steps: int | None = Field(default=None, description="optimizer steps (capped)")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class RunStarted(BaseModel):
+    id: str
+    model: str = Field(description="the model id the run is served as once it has a checkpoint")
+
+
+class RunSettings(BaseModel):
+    model: str
+    recipe: str
+    steps: int
+    seed: int
+
+
+class RunProgress(BaseModel):
+    status: Literal["queued", "running", "stopped", "done", "failed"]
+    step: int
+    total_steps: int
+    steps_per_s: float | None = None
+    images_per_s: float | None = None
+    seconds_left: float | None = None
+
+
+class RunInfo(BaseModel):
+    id: str
+    status: Literal["queued", "running", "stopped", "done", "failed"]
+    step: int = Field(description="the last step with metrics")
+    total_steps: int
+    settings: RunSettings
+    created: str
+    model: str | None = Field(description="model id in /api/models; None before a checkpoint")
+    checkpoint_step: int | None = Field(description="the step of the newest checkpoint")
+    error: str | None = None
+
+
+class RunDetail(RunInfo):
+    config: dict[str, object] = Field(description="the TrainConfig it trains with")
+    progress: RunProgress
+    metrics: list[dict[str, object]] = Field(description="metrics.jsonl so far, in order")
+
+
+class Training(BaseModel):
+    """Whether this server trains from the page, what it trains, and its limits."""
+
+    enabled: bool
+    reason: str = Field(description="why training is off (empty when on)")
+    models: list[str]
+    recipes: list[str]
+    max_steps: int
+    folder: str

@@ -4,19 +4,45 @@ uvicorn times out idle keep-alive connections but not a client that opens a conn
 and sends its request headers slowly, or never (slowloris): each such connection is held
 forever. :class:`HeaderTimeout` closes a connection whose request line and headers have
 not all arrived within ``HEADER_TIMEOUT_S`` of its first byte (or of the connection).
+
+``serve --workers N`` runs N processes on one listening socket (:func:`run_workers`):
+each builds its own app with :func:`app_from_env` from the same :class:`Settings`, so the
+Host and Origin checks and every setting hold in each; the disk caches (predictions,
+feature images, unit indexes) are shared, keyed by the weights' fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEADER_TIMEOUT_S", "HeaderTimeout", "uvicorn_options"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = [
+    "HEADER_TIMEOUT_S",
+    "HeaderTimeout",
+    "ModelSpec",
+    "Settings",
+    "app_from_env",
+    "run_workers",
+    "uvicorn_options",
+]
 
 HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go's ReadHeaderTimeout
-MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this many open connections and tasks
+# uvicorn answers 503 beyond this many open connections and tasks, per process: a class of
+# 64 drawers (one connection each, several while a page loads) with room to spare.
+MAX_CONNECTIONS = 256
+SETTINGS_ENV = "CNNSCOPE_SERVE_SETTINGS"  # how run_workers hands Settings to each worker
+GRACEFUL_SHUTDOWN_S = 2
 
 
 class HeaderTimeout(HttpToolsProtocol):
@@ -29,6 +55,7 @@ class HeaderTimeout(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        _no_delay(transport)
         super().connection_made(transport)
         self._arm()
 
@@ -60,10 +87,104 @@ class HeaderTimeout(HttpToolsProtocol):
             self.transport.close()
 
 
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (TCP_NODELAY). asyncio sets it only on sockets created
+    with ``proto=IPPROTO_TCP``, and a socket bound by ``serve`` (proto 0) is not one: a
+    response's headers and body, two writes, then met the client's delayed ACK and every
+    answer took 40 ms more than it should on Linux."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def uvicorn_options() -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run(app, host=..., port=..., **uvicorn_options())``."""
     return {
         "http": HeaderTimeout,
         "timeout_keep_alive": 5,
         "limit_concurrency": MAX_CONNECTIONS,
+        # Ctrl-C waits this long for open requests, then cancels them: an event stream (the
+        # Train tab's) never ends by itself, and must not hold the server up.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to serve: what ``served_models`` takes (``serve``'s ``ModelChoice``)."""
+
+    model: str | None = None  # a built-in's name, path/file.py:Class or package.module:Class
+    weights: str | None = None
+    normalize: tuple[float, float] | None = None
+    input_size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelSpec:
+        """Back from JSON, where the pairs became lists."""
+        norm, size = d.get("normalize"), d.get("input_size")
+        return cls(
+            model=d.get("model"),
+            weights=d.get("weights"),
+            normalize=(float(norm[0]), float(norm[1])) if norm is not None else None,
+            input_size=(int(size[0]), int(size[1])) if size is not None else None,
+        )
+
+
+@dataclass
+class Settings:
+    """Everything a worker process needs to build the same app as ``serve`` would."""
+
+    models: list[ModelSpec]  # in order: the first is the default
+    data_dir: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
+    threads: int = 1  # torch threads per process
+    runs_dir: str | None = None  # runs are listed and served in every worker
+    training: bool = False  # never with several workers (cli.serve.training_policy)
+    training_off: str = ""
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The app of :class:`Settings`: the models loaded, ``create_app`` wired."""
+    import torch
+
+    from .app import create_app
+    from .state import served_models
+
+    torch.set_num_threads(settings.threads)
+    models = served_models(settings.models)
+    return create_app(
+        models,
+        data_dir=settings.data_dir,
+        allowed_hosts=settings.allowed_hosts,
+        runs_dir=Path(settings.runs_dir) if settings.runs_dir else None,
+        training=settings.training,
+        training_off=settings.training_off,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each worker process: the settings ``run_workers`` left."""
+    raw = os.environ.get(SETTINGS_ENV)
+    if raw is None:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set: start workers with run_workers()")
+    fields = json.loads(raw)
+    fields["models"] = [ModelSpec.from_json(m) for m in fields["models"]]
+    return build_app(Settings(**fields))
+
+
+def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:
+    """Serve on ``sock`` with ``workers`` processes (uvicorn's supervisor restarts any that
+    dies); returns when the server is stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))  # inherited by the workers
+    config = uvicorn.Config(
+        f"{__name__}:app_from_env",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        **uvicorn_options(),
+    )
+    Multiprocess(config, sockets=[sock]).run()

@@ -10,7 +10,8 @@ import copy
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,16 @@ import numpy as np
 import torch
 from fastapi import Depends, HTTPException, Request
 
+from ..analysis.activations import record_rows
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
+from ..analysis.features import UnitIndex
 from ..data import MNIST, DataError, class_names, load_for, load_test_set
 from ..models import StagedModel, num_classes, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
 from ..train import runs
+from .batching import Batcher
 from .pool import WorkerPool
 from .schemas import DerivedStage, EvaluationSummary, FeatureImages
 
@@ -43,7 +47,8 @@ UNIT_SCORES = 3  # stage → (10,000, units) float32: 41 MB for a 1,024-unit sta
 RENDER_QUEUE = 2  # feature renders waiting behind the one running, per model
 # The worker pools of the app. Fast: predictions and live attributions (~1–30 ms each).
 # Slow: explain, evaluation, top examples, embeddings, feature lookups (0.1–5 s each).
-FAST_WORKERS, FAST_QUEUE = 2, 30  # 32 in flight: bench/predict_latency.py's 32 clients
+# 128 in flight: a classroom of 64 drawers (bench/serve_many.py) and their other requests.
+FAST_WORKERS, FAST_QUEUE = 2, 126
 SLOW_WORKERS, SLOW_QUEUE = 2, 8
 
 
@@ -120,6 +125,9 @@ class ServedModel:
     )
     unit_scores: LRU[str, np.ndarray] = field(init=False, default_factory=lambda: LRU(UNIT_SCORES))
     _fingerprint: str | None = field(init=False, default=None)
+    # The top-examples index (server/background.py): one build per model, shared by all.
+    index_job: Future[UnitIndex] | None = field(init=False, default=None)
+    index_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -140,6 +148,19 @@ class ServedModel:
         self.renders = WorkerPool(f"render-{self.id}", workers=1, queue=RENDER_QUEUE)
         # Set when the server stops: a running render gives up at its next step.
         self.stopping = threading.Event()
+        # /api/predict's forward passes: concurrent requests share one (server/batching.py).
+        self.predictions: Batcher[np.ndarray, dict[str, torch.Tensor]] = Batcher(
+            self.id, self.forward_rows
+        )
+
+    def forward_rows(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """Each (28, 28) image's sent stages and logits, from one forward pass of them all.
+
+        The only code that holds :attr:`lock` for predictions, for that pass alone.
+        """
+        x = torch.from_numpy(np.stack(images)).view(len(images), 1, 28, 28)
+        with self.lock:
+            return record_rows(self.model, x, self.sent)
 
     def embedding_source(self) -> Path | None:
         """The file the Embedding view is made from: shipped layouts, shipped or run
@@ -253,8 +274,21 @@ class AppState:
         for m in self.models:
             m.stopping.set()
             m.renders.shutdown()
+            m.predictions.stop()
         self.fast.shutdown()
         self.slow.shutdown()
+
+    def add_model(self, m: ServedModel) -> None:
+        """Serve ``m`` too (a training run's newest checkpoint), in place of a model of the
+        same id: requests already holding the old one finish with it."""
+        old = self.by_id.get(m.id)
+        self.by_id = {**self.by_id, m.id: m}
+        self.models = [x if x.id != m.id else m for x in self.models]
+        if old is None:
+            self.models = [*self.models, m]
+        else:
+            old.stopping.set()
+            old.renders.shutdown()
 
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""
@@ -291,8 +325,11 @@ class AppState:
             raise HTTPException(503, f"test images unavailable: {e}") from e
 
 
-def app_state(request: Request) -> AppState:
-    """FastAPI dependency: the state ``create_app`` stored on the app."""
+async def app_state(request: Request) -> AppState:
+    """FastAPI dependency: the state ``create_app`` stored on the app.
+
+    ``async``: FastAPI runs a plain ``def`` dependency on its thread pool, a thread hop
+    (~0.2 ms of CPU under load) per request for one attribute lookup."""
     state: AppState = request.app.state.cnnscope
     return state
 
@@ -313,6 +350,12 @@ def served_models(choices: list[Any]) -> list[ServedModel]:
     out: list[ServedModel] = []
     for c in choices:
         model, meta = open_model(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
+        if tuple(model.input_shape) != (1, 28, 28):
+            shape = "×".join(map(str, model.input_shape))
+            raise ValueError(
+                f"{c.model}: takes {shape} images, and the page draws and sends 28×28 "
+                "digits; use the command line or the Python API for this model"
+            )
         if isinstance(model, Adapted):
             base = type(model.net).__name__
         elif c.weights:

@@ -35,6 +35,7 @@ class TrainConfig:
     data_dir: str | None = None  # None = the look-up order in cnnscope.data
     run_dir: str = "runs/deep_mnist"  # where the run's files go
     log_every: int = 50  # steps between metric lines and TensorBoard points
+    checkpoint_every: int = 200  # steps between checkpoints (validation, weights, state); 0: epochs
     snapshot_steps: tuple[int, ...] = (0, 50, 100, 200, 500, 1000)  # plus every epoch end
     snapshot_size: int = 2000  # test images in the fixed embedding subset; 0 = none
     channels_last: bool = True  # ~1.4× faster convolutions on CPU (measured, bench/)
@@ -71,6 +72,7 @@ class TrainConfig:
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.train_limit >= 0, "train_limit must be ≥ 0"),
             (self.log_every >= 1, "log_every must be ≥ 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be ≥ 0"),
             (self.snapshot_size >= 0, "snapshot_size must be ≥ 0"),
             (self.seed >= 0, "seed must be ≥ 0"),
             (

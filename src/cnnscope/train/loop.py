@@ -346,9 +346,10 @@ def fit(
             run.step()
             run.log_window()
             epoch_end = state.step % state.steps_per_epoch == 0 and state.step < state.total_steps
-            if epoch_end:
+            every = run.config.checkpoint_every
+            if epoch_end or (every and state.step % every == 0 and state.step < state.total_steps):
                 # Before any callback: an interrupt raised in one must find the epoch's
-                # validation and checkpoint already written.
+                # (or the checkpoint_every steps') validation and checkpoint already written.
                 val = run.validate()
                 state.logs["val_accuracy"] = val["accuracy"]
                 state.logs["val_cross_entropy"] = val["cross_entropy"]

@@ -240,13 +240,17 @@ def read_metrics(path: Path) -> list[tuple[int, str]]:
     return records
 
 
+_FREE = ("run_dir", "checkpoint_every")  # settings a resume may change
+
+
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse to resume a run saved with other settings (``run_dir`` may differ)."""
-    saved = {k: v for k, v in saved.items() if k != "run_dir"}
+    """Refuse to resume a run saved with other settings (``run_dir`` may differ, and
+    ``checkpoint_every``, which changes when the run is saved, not what it learns)."""
+    saved = {k: v for k, v in saved.items() if k not in _FREE}
     mine = {
         k: v
         for k, v in json.loads(json.dumps(dataclasses.asdict(config))).items()
-        if k != "run_dir"
+        if k not in _FREE
     }
     if saved != mine:
         diff = sorted(k for k in mine if saved.get(k) != mine[k])

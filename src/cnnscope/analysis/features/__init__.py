@@ -21,7 +21,16 @@ class 3). They compose: ``parse("logits:3") - 0.5 * parse("logits:8")``.
 from .methods import METHODS, Method, config_for
 from .objectives import Objective, channels, check_units, parse, stage_size
 from .render import RenderConfig, compare_regularizers, layer_images, render, with_overrides
-from .units import TopExample, dead_units, filters, top_examples, unit_scores, unused_channels
+from .units import (
+    TopExample,
+    UnitIndex,
+    dead_units,
+    filters,
+    top_examples,
+    unit_index,
+    unit_scores,
+    unused_channels,
+)
 
 __all__ = [
     "METHODS",
@@ -29,6 +38,7 @@ __all__ = [
     "Objective",
     "RenderConfig",
     "TopExample",
+    "UnitIndex",
     "channels",
     "check_units",
     "compare_regularizers",
@@ -40,6 +50,7 @@ __all__ = [
     "render",
     "stage_size",
     "top_examples",
+    "unit_index",
     "unit_scores",
     "unused_channels",
     "with_overrides",

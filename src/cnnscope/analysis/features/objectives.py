@@ -60,19 +60,25 @@ def channels(
 
     The mean of a pre-activation conv map is linear in the image, so maximising it only
     whitens or blackens everything; with ``model`` given, a conv stage's mean is read from
-    its ReLU (as Lucid does). The centre unit stays pre-activation: its best input is the
-    filter's own pattern.
+    its ReLU (as Lucid does); a conv whose activation is a function inside forward (no
+    module, so no stage: PyTorch's MNIST example) has its map rectified here instead. The
+    centre unit stays pre-activation: its best input is the filter's own pattern.
     """
     idx = torch.as_tensor(list(units))
     name = f"{stage}:{','.join(map(str, units)) if len(units) <= 4 else f'{len(units)} units'}"
     # "prob" reads the logits, wherever the model has them (the built-ins: "logits").
     logits = logits_stage(model) if model is not None else "logits"
     read = logits if stage == "prob" else stage
+    rectify = False
     if model is not None and mode == "mean" and stage != "prob":
         read = activation_stage(model, read)
+        infos = stage_infos(model)
+        rectify = read in infos and infos[read].kind == "conv"  # no activation stage after it
 
     def fn(outputs: Outputs) -> torch.Tensor:
         values = F.log_softmax(outputs[read], dim=1) if stage == "prob" else outputs[read]
+        if rectify:
+            values = F.relu(values)
         b = torch.arange(len(idx))
         picked = values[b, idx]  # (B,) or (B, H, W)
         if picked.dim() == 3:

@@ -1,6 +1,6 @@
 """One ``APIRouter`` per area of the API; ``create_app`` includes them in this order."""
 
-from . import arithmetic, compat, digits, embedding, evaluation, features, models, predict
+from . import arithmetic, compat, digits, embedding, evaluation, features, models, predict, runs
 
 ROUTERS = [
     models.router,
@@ -10,6 +10,7 @@ ROUTERS = [
     embedding.router,
     features.router,
     arithmetic.router,
+    runs.router,
     compat.router,
 ]
 

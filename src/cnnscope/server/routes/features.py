@@ -25,6 +25,7 @@ from ...analysis.features.check import Judges, judge_images
 from ...data import MNIST
 from ...models import activation_stage
 from ...store import best_effort, feature_key, features_cache, shipped, units_cache
+from ..background import index_of
 from ..encoding import b64
 from ..schemas import FeatureCheck, FeatureImages, TopExampleOut
 from ..state import AppState, ServedModel, State
@@ -231,12 +232,19 @@ async def top(
 
 
 def _top(state: AppState, m: ServedModel, stage: str, unit: int, k: int) -> list[TopExampleOut]:
-    d = state.mnist()
+    d = state.data_for(m)  # the index's images: the same test set
+    try:  # built when the server started; or this waits for that build
+        index = index_of(state, m)
+    except Exception:  # the build failed (the next click retries): scan this stage
+        index = None
     read = activation_stage(m.model, stage)
     with m.worker("slow") as model:
-        # once per stage: 10,000 images, ~3 s
-        scores = m.unit_scores.get_or_make(read, lambda: unit_scores(model, d.test_images, read))
-        found = top_examples(model, d.test_images, stage, unit, k, scores)
+        scores = None
+        if index is None:  # once per stage: 10,000 images, ~3 s
+            scores = m.unit_scores.get_or_make(
+                read, lambda: unit_scores(model, d.test_images, read)
+            )
+        found = top_examples(model, d.test_images, stage, unit, k, scores, index=index)
     return [
         TopExampleOut(
             index=t.index,

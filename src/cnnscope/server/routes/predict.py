@@ -1,8 +1,10 @@
 """A drawing in, probabilities and every stage's maps out; attribution maps on demand.
 
-The route validates against the model and hands the rest (base64, PNG decoding,
-preprocessing, the forward pass, encoding, JSON) to the worker pool: nothing here that
-scales with the input runs on the event loop.
+The route validates against the model and hands the rest to worker threads in three
+steps: decoding and preprocessing the drawing (fast pool), the forward pass (the model's
+batcher, shared with every concurrent request: ``server/batching.py``), then encoding the
+maps and rendering the JSON (fast pool). Only the forward pass holds the model's lock;
+nothing that scales with the input runs on the event loop.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import time
 
 import numpy as np
@@ -17,7 +20,6 @@ import torch
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
-from ...analysis.activations import StageRecorder
 from ...analysis.attribution import Attribution
 from ...decode import decode_png
 from ...preprocess import PreprocessError, ink_on_black, prepare
@@ -78,18 +80,20 @@ def attribute(
     return encoded, a
 
 
-def _predict(m: ServedModel, req: PredictRequest, layer: str, t0: float) -> bytes:
-    """The whole prediction, on a worker thread: the JSON answer."""
-    image, inverted = input_image(req)
-    x = torch.from_numpy(image).view(1, 1, 28, 28)
-    stages = m.sent if req.stages == "all" else []
-    with m.lock, torch.no_grad(), StageRecorder(m.model, stages) as rec:
-        logits = m.model(x)[0]
+def _respond(
+    m: ServedModel,
+    req: PredictRequest,
+    layer: str,
+    image: np.ndarray,
+    inverted: bool,
+    row: dict[str, torch.Tensor],
+    t0: float,
+) -> bytes:
+    """The JSON answer from one image's row of a batched forward pass, on a worker thread."""
+    logits = row["logits"]
     probs = torch.softmax(logits, 0)
-    encoded = {
-        name: encode(rec.outputs[name][0].numpy(), per_map=rec.outputs[name].dim() == 4)
-        for name in stages
-    }
+    stages = m.sent if req.stages == "all" else []
+    encoded = {name: encode(row[name].numpy(), per_map=row[name].dim() == 3) for name in stages}
     response = PredictResponse(
         model=m.id,
         predicted=int(probs.argmax()),
@@ -101,12 +105,21 @@ def _predict(m: ServedModel, req: PredictRequest, layer: str, t0: float) -> byte
         derived=m.derived if req.stages == "all" else [],
         order=list(m.model.stage_names),
         attribution=(
-            attribute(m, "fast", req.explain, layer, image, req.target)[0] if req.explain else None
+            attribute(m, _own_copy(), req.explain, layer, image, req.target)[0]
+            if req.explain
+            else None
         ),
         server_ms=round((time.perf_counter() - t0) * 1000, 3),
     )
     # Rendered here, once: FastAPI would validate the model again before rendering.
     return response.model_dump_json().encode()
+
+
+def _own_copy() -> str:
+    """The model copy of this fast-pool thread: a live attribution (a forward and a
+    backward pass) never waits on another request's, and the pool's threads bound the
+    copies (two, a few MB each for the shipped models)."""
+    return f"fast-{threading.current_thread().name}"
 
 
 @router.post("/api/predict", response_model=PredictResponse)
@@ -115,7 +128,9 @@ async def predict(req: PredictRequest, state: State) -> Response:
     m = state.served(req.model)
     # Live Grad-CAM explains the model's last conv stage, whatever it is called.
     layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
-    body = await state.fast.run(_predict, m, req, layer, t0)
+    image, inverted = await state.fast.run(input_image, req)
+    row = await m.predictions.submit(image)
+    body = await state.fast.run(_respond, m, req, layer, image, inverted, row, t0)
     return Response(body, media_type="application/json")
 
 

@@ -16,6 +16,7 @@ import { Pad } from "./pad.js";
 import { drawGray } from "./render.js";
 import { Stages } from "./stageinfo.js";
 import { StagesView } from "./stages.js";
+import { TrainView } from "./train.js";
 
 const state = {
   models: [], // ModelInfo from /api/models
@@ -270,7 +271,11 @@ const architecture = new ArchitectureView($("arch-diagram"), (name) => {
   void target.offsetWidth; // restart the highlight
   target.classList.add("flash");
 });
-const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view"];
+const trainView = new TrainView({
+  onCheckpoint: () => refreshModels(), // the run's newest weights, in the picker
+  onSnapshot: (runId) => embedding.follow(runId), // the Embedding tab grows a frame
+});
+const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view", "train-view"];
 
 /** What the architecture view's thumbnails show: the prediction on screen, or null. */
 function archShown() {
@@ -288,11 +293,13 @@ function showView(id) {
 function showModelIn(id) {
   if (id === "arch-view") architecture.show(state.models.find((m) => m.id === state.model), state.info[state.model], archShown());
   if (id === "eval-view") evaluation.show(state.model);
-  if (id === "embed-view") {
+  // While a run trains, the Embedding tab follows it until another model is picked.
+  if (id === "embed-view" && !embedding.live) {
     embedding.classes = classesOf(state.model);
     embedding.show(state.model, state.models.find((m) => m.id === state.model).embedding);
   }
   if (id === "feat-view") featuresView.show(state.model, state.info[state.model]);
+  if (id === "train-view") trainView.show();
 }
 
 document.querySelectorAll(".tab").forEach((t) => { t.onclick = () => showView(t.dataset.view); });
@@ -309,6 +316,7 @@ function fillTargets() {
 }
 $("model").onchange = (e) => {
   state.model = e.target.value;
+  embedding.unfollow();
   fillTargets();
   drawingChanged(state.drawing.source, false); // the same drawing, asked of the new model
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
@@ -320,6 +328,23 @@ $("scale").onchange = (e) => update((s) => { s.scale = e.target.value; });
 let resizing = null;
 window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => render(true), 150); });
 
+function fillModelPicker() {
+  for (const m of state.models) state.info[m.id] = new Stages(m.stages);
+  $("model").replaceChildren(...state.models.map((m) => {
+    const acc = m.metrics.test_accuracy;
+    return new Option(acc ? `${m.id} (${(acc * 100).toFixed(2)} %)` : m.id, m.id);
+  }));
+  if (state.model) $("model").value = state.model;
+}
+
+/** The served models again: a training run's checkpoint joins them (or is updated). */
+async function refreshModels() {
+  try {
+    state.models = await getJSON("api/models");
+  } catch (e) { if (!isAbort(e)) update((s) => { s.error = e.message; }); return; }
+  fillModelPicker();
+}
+
 async function init() {
   let health;
   try {
@@ -329,11 +354,7 @@ async function init() {
   $("attr-method").replaceChildren(new Option("none", ""),
     ...health.attribution.map((a) => new Option(a.name, a.id)));
   for (const a of health.attribution) if (a.live) FAST.add(a.id);
-  for (const m of state.models) state.info[m.id] = new Stages(m.stages);
-  $("model").replaceChildren(...state.models.map((m) => {
-    const acc = m.metrics.test_accuracy;
-    return new Option(acc ? `${m.id} (${(acc * 100).toFixed(2)} %)` : m.id, m.id);
-  }));
+  fillModelPicker();
   state.model = state.models[0].id;
   fillTargets();
   render();

@@ -52,12 +52,17 @@ export function maxpool2(stage) {
 /** The derivations a PredictResponse's `derived` entries name (`op`). */
 export const DERIVE = { relu, maxpool2 };
 
-/** Every stage of a PredictResponse, name → {shape, maps}: sent, derived, and the logits. */
+/**
+ * Every stage of a PredictResponse, name → {shape, maps}: sent, derived, and the logits,
+ * under the name of the model's last stage (`logits` for the built-ins, `head.fc` for a
+ * model of your own): `res.order` ends with it.
+ */
 export function decodeStages(res) {
   const stages = {};
   for (const [name, enc] of Object.entries(res.stages)) stages[name] = decodeMaps(enc);
   for (const d of res.derived) stages[d.name] = DERIVE[d.op](stages[d.source]);
-  stages.logits = { shape: [res.logits.length], maps: [Float32Array.from(res.logits)] };
+  const last = res.order[res.order.length - 1];
+  stages[last] = { shape: [res.logits.length], maps: [Float32Array.from(res.logits)] };
   return stages;
 }
 

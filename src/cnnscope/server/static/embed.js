@@ -23,6 +23,7 @@ export class EmbeddingView {
     this.onPick = onPick;
     this.data = null;
     this.model = null;
+    this.live = null; // the training run followed (see follow), or null
     this.t = 0; // the frame shown (fractional while moving)
     this.anim = null;
     this.playing = null; // the timer between two frames while playing
@@ -78,8 +79,50 @@ export class EmbeddingView {
     $("embed-frame").value = String(n - 1);
     this.t = n - 1;
     this.draw();
-    this.drawClasses($("class-weights"), this.data.classes.weights);
+    this.drawClassVectors();
+  }
+
+  drawClassVectors() {
+    if (this.data.classes.weights) this.drawClasses($("class-weights"), this.data.classes.weights);
     if (this.data.classes.means) this.drawClasses($("class-means"), this.data.classes.means);
+  }
+
+  /**
+   * Follow a training run (the Train tab calls this at each new snapshot): its layouts so
+   * far, the new frames appended (the server lays each out from the last, so the frames
+   * shown never move) and the scatter moved on to the newest. `#scatter[data-frames]`
+   * counts them. The model picker's next change ends it (`unfollow`).
+   */
+  async follow(runId) {
+    if (this.live !== runId) {
+      this.live = runId;
+      this.model = null;
+      this.data = null;
+      this.stop();
+      this.latest.cancel();
+    }
+    const signal = (this.liveRequest ??= new Latest()).next();
+    let data;
+    try {
+      data = await getJSON(`api/runs/${encodeURIComponent(runId)}/embedding`, { signal });
+    } catch (e) {
+      if (!isAbort(e) && this.live === runId && !this.data) $("embed-metrics").textContent = e.message;
+      return;
+    }
+    if (signal.aborted || this.live !== runId) return;
+    const had = this.data ? this.data.frames.length : 0, n = data.frames.length;
+    if (n <= had) return;
+    this.data = data;
+    $("scatter").dataset.frames = String(n);
+    $("embed-frame").max = String(n - 1);
+    $("embed-frame").value = String(n - 1);
+    this.drawClassVectors();
+    if (had === 0) { this.t = n - 1; this.draw(); } else { this.stop(); this.moveTo(n - 1); }
+  }
+
+  unfollow() {
+    this.live = null;
+    this.liveRequest?.cancel();
   }
 
   toCanvas([x, y]) {
@@ -114,7 +157,7 @@ export class EmbeddingView {
     const f = d.frames[Math.round(this.t)];
     $("embed-label").textContent =
       `step ${f.step} (epoch ${f.epoch.toFixed(2)}): accuracy ${(f.subset_accuracy * 100).toFixed(1)} %`;
-    $("embed-metrics").textContent =
+    $("embed-metrics").textContent = (this.live ? `Training run ${this.live}, frames added as it learns: ` : "") +
       `${d.method} of ${d.stage}, ${d.labels.length} test digits${d.aligned ? ", each frame started from the previous" : ""}. ` +
       `10-NN accuracy: ${(f.knn_original * 100).toFixed(1)} % in ${d.stage}, ${(f.knn_2d * 100).toFixed(1)} % in 2-D; ` +
       `trustworthiness ${f.trustworthiness.toFixed(3)}.`;

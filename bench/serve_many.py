@@ -1,0 +1,260 @@
+"""A classroom of drawers: /api/predict under 64 clients that each draw continuously.
+
+Run: ``python bench/serve_many.py [--clients 64] [--seconds 20] [--workers 1 2]
+[--baseline /path/to/other/checkout]``. For each server (``cnnscope serve --workers N``,
+and the same command from another checkout given by ``--baseline``, e.g. the main
+branch) it runs one client, then ``--clients`` clients, each with one request in flight
+and the next sent as soon as the answer arrives, for ``--seconds`` each. The requests are
+what the page sends while someone draws: ``{"png": <280×280 canvas data URL>}`` of MNIST
+test digits redrawn along their centre line with a round pen, answered with every stage
+(gzip, as a browser asks). Prints, per server and load: answers, errors (anything but
+200, or a dropped connection), requests/s, p50/p95/p99 round trip, the server's CPU time
+per answer (its processes' user + system time: the figure that stays comparable on a
+busy machine), and the ratios against the 1-client run and against the baseline server
+in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# The repository root: test-only helpers (tests/support) are not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.rerender import rerender
+
+from cnnscope.data import load_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def drawings(n: int) -> list[bytes]:
+    """Request bodies as the page sends them: a canvas PNG as a data URL."""
+    d = load_mnist()
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        canvas = (rerender(d.test_images[i].numpy() / 255.0, rng) * 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(canvas).save(buf, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        out.append(json.dumps({"png": url, "model": "deep_mnist"}).encode())
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its descendants (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+@dataclass
+class Load:
+    clients: int
+    seconds: float
+    ok: int
+    errors: int
+    latencies: list[float]
+    cpu_ms: float = float("nan")  # server CPU per answer: comparable on a busy machine
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+
+def run_load(port: int, bodies: list[bytes], clients: int, seconds: float) -> Load:
+    """``clients`` closed-loop clients for ``seconds``: one request in flight each."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    stop = [0.0]
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip"}
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        bad = 0
+        i = k
+        start.wait()
+        while time.perf_counter() < stop[0]:
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/predict", bodies[i % len(bodies)], headers)
+                r = conn.getresponse()
+                r.read()
+                if r.status == 200:
+                    mine.append((time.perf_counter() - t0) * 1000)
+                else:
+                    bad += 1
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            i += clients
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    stop[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    return Load(clients, time.perf_counter() - t0, len(latencies), errors[0], latencies)
+
+
+def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
+    server = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/api/health")
+            if c.getresponse().status == 200:
+                return server
+        except OSError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise SystemExit(f"server did not start: {' '.join(cmd)}")
+        time.sleep(0.3)
+
+
+def settle(port: int) -> None:
+    """Wait for the work a server starts on its own (the top-examples indexes, built or
+    read from the disk cache) to end in every process: not a cost of predictions."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    c.request("GET", "/api/health")
+    models = json.loads(c.getresponse().read())["models"]
+    for model in models:
+        for _ in range(4):  # new connections: each worker process gets some
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            c.request("GET", f"/api/top-examples/{model}/logits/0?k=1")
+            c.getresponse().read()
+
+
+def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
+    port = _port()
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    server = start_server([*cmd, "--port", str(port)], env, port, cwd)
+    try:
+        settle(port)
+        run_load(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
+        conn, health = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            conn.request("GET", "/api/health")
+            conn.getresponse().read()
+            health.append((time.perf_counter() - t0) * 1000)
+        print(f"{label:<28} /api/health round trip p50 {np.median(health):.1f} ms", flush=True)
+        loads = []
+        for n in (1, args.clients):
+            cpu0 = _cpu_s(server.pid)
+            loads.append(run_load(port, bodies, n, args.seconds))
+            loads[-1].cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / max(loads[-1].ok, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    for load in loads:
+        print(
+            f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "
+            f"{load.ok:>6} ok {load.errors:>4} errors  {load.rps:6.0f} req/s  "
+            f"p50 {load.pct(50):6.1f}  p95 {load.pct(95):6.1f}  p99 {load.pct(99):6.1f} ms  "
+            f"server CPU {load.cpu_ms:4.1f} ms/answer",
+            flush=True,
+        )
+    one, many = loads
+    print(
+        f"{'':<28} {args.clients} vs 1 client: {many.rps / one.rps:.2f}× the req/s, "
+        f"p95 {many.pct(95) / one.pct(95):.1f}× the 1-client p95",
+        flush=True,
+    )
+    return loads
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--clients", type=int, default=64, help="concurrent drawers")
+    p.add_argument("--seconds", type=float, default=20.0, help="duration of each load")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="serve --workers")
+    p.add_argument("--baseline", type=Path, help="another checkout to serve as the reference")
+    p.add_argument("--threads", type=int, default=1, help="serve --threads")
+    args = p.parse_args()
+    # A SIGTERM (timeout, CI) unwinds through the finally clauses that stop the servers:
+    # worker processes outlive a supervisor killed outright.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
+    bodies = drawings(200)
+    print(f"request: a 280×280 canvas PNG, {np.mean([len(b) for b in bodies]) / 1000:.1f} kB")
+    serve = [sys.executable, "-m", "cnnscope", "serve", "--threads", str(args.threads)]
+    results: dict[str, list[Load]] = {}
+    if args.baseline is not None:
+        base = args.baseline.resolve()
+        results["baseline"] = measure(
+            f"baseline ({base.name})", serve, base, base / "src", args, bodies
+        )
+    for n in args.workers:
+        results[f"w{n}"] = measure(
+            f"this checkout, --workers {n}",
+            [*serve, "--workers", str(n)],
+            ROOT,
+            ROOT / "src",
+            args,
+            bodies,
+        )
+    if "baseline" in results:
+        _, ref = results["baseline"]
+        for n in args.workers:
+            _, many = results[f"w{n}"]
+            print(
+                f"--workers {n} vs baseline at {args.clients} clients: "
+                f"{many.rps / ref.rps:.2f}× the req/s, p95 {many.pct(95):.0f} vs "
+                f"{ref.pct(95):.0f} ms ({ref.pct(95) / many.pct(95):.1f}× lower)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""PyTorch's own MNIST example network (pytorch/examples, mnist/main.py), unchanged.
+
+It is unlike cnnscope's built-ins: its ReLUs and pooling are functions inside forward
+(not modules), it ends in log_softmax, and it was trained on normalized input
+(mean 0.1307, std 0.3081). cnnscope takes it as it is:
+
+    cnnscope models --model examples/net.py:Net
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = F.relu(x)
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = F.relu(x)
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        output = F.log_softmax(x, dim=1)
+        return output

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cnnscope.analysis.activations import record, record_rows
+from cnnscope.data import to_float
+from cnnscope.server.batching import Batcher
+from cnnscope.server.pool import Busy
+
+
+def _gated(gate: threading.Event, sizes: list[int]):
+    def run(items):
+        sizes.append(len(items))
+        gate.wait(5)
+        return [x * 10 for x in items]
+
+    return run
+
+
+def test_waiting_requests_share_one_batch_and_get_their_own_rows() -> None:
+    gate, sizes = threading.Event(), []
+    b = Batcher("t", _gated(gate, sizes), window_s=0)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(b.submit(0))
+        while not sizes:  # the first batch is running (and blocked on the gate)
+            await asyncio.sleep(0.001)
+        rest = [asyncio.ensure_future(b.submit(i)) for i in range(1, 8)]
+        await asyncio.sleep(0.01)  # the other seven queue behind it
+        gate.set()
+        return list(await asyncio.gather(first, *rest))
+
+    assert asyncio.run(main()) == [i * 10 for i in range(8)]
+    assert sizes == [1, 7] and (b.batches, b.items) == (2, 8)
+    b.stop()
+
+
+def test_max_batch_splits_and_window_collects_stragglers() -> None:
+    sizes: list[int] = []
+    b = Batcher("t", lambda xs: sizes.append(len(xs)) or list(xs), max_batch=3, window_s=0.2)
+
+    async def main() -> list[int]:
+        jobs = [asyncio.ensure_future(b.submit(i)) for i in range(5)]
+        return list(await asyncio.gather(*jobs))
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+    assert sizes == [3, 2]  # the window waited for the rest, max_batch cut at 3
+    b.stop()
+
+
+def test_an_error_reaches_every_waiting_request_and_the_batcher_goes_on() -> None:
+    def run(items):
+        if -1 in items:
+            raise ValueError("bad batch")
+        return items
+
+    b = Batcher("t", run, window_s=0.05)
+
+    async def main() -> list[object]:
+        jobs = [b.submit(1), b.submit(-1)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    got = asyncio.run(main())
+    assert all(isinstance(e, ValueError) for e in got)
+    assert asyncio.run(b.submit(5)) == 5
+    b.stop()
+
+
+def test_too_many_waiting_is_refused_with_503() -> None:
+    gate, sizes = threading.Event(), []
+    b = Batcher("t", _gated(gate, sizes), max_batch=1, window_s=0, waiting=2)
+
+    async def main() -> None:
+        running = asyncio.ensure_future(b.submit(0))
+        while not sizes:
+            await asyncio.sleep(0.001)
+        queued = [asyncio.ensure_future(b.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Busy) as e:
+            await b.submit(3)
+        assert e.value.status_code == 503
+        gate.set()
+        assert await asyncio.gather(running, *queued) == [0, 10, 20]
+
+    asyncio.run(main())
+    b.stop()
+
+
+def test_stopped_batcher_refuses_and_its_thread_ends() -> None:
+    b = Batcher("t", lambda xs: list(xs))
+    assert asyncio.run(b.submit(2)) == 2
+    thread = b._thread
+    b.stop()
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
+    with pytest.raises(RuntimeError, match="stopped"):
+        asyncio.run(b.submit(3))
+
+
+def test_record_rows_match_one_image_at_a_time(shipped, mnist) -> None:
+    model, _ = shipped
+    x = to_float(mnist.test_images[:5])
+    rows = record_rows(model, x, ["conv1", "fc1"])
+    for i, row in enumerate(rows):
+        alone = record(model, x[i : i + 1], ["conv1", "fc1"])
+        for name in ("conv1", "fc1", "logits"):
+            assert torch.allclose(row[name], alone[name][0], atol=1e-5), name
+    assert not any(m._forward_hooks for m in model.modules())  # hooks released
+
+
+def test_served_model_batches_concurrent_predictions(shipped, mnist) -> None:
+    from fastapi.testclient import TestClient
+
+    from cnnscope.server.app import ServedModel, create_app
+
+    model, meta = shipped
+    m = ServedModel("m", model, meta, "shipped")
+    app = create_app([m], data=mnist, allowed_hosts=["testserver"])
+    client = TestClient(app)
+    slow = m.forward_rows
+
+    def forward_rows(images):  # a slow forward pass: requests pile up behind it
+        time.sleep(0.05)
+        return slow(images)
+
+    m.predictions._run = forward_rows
+    bodies = [{"pixels": (mnist.test_images[i].flatten().float() / 255).tolist()} for i in range(8)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: client.post("/api/predict", json=b).json(), bodies))
+    assert [a["predicted"] for a in answers] == mnist.test_labels[:8].tolist()
+    assert m.predictions.batches < 8  # some requests shared a forward pass
+    assert np.isclose(sum(answers[0]["probabilities"]), 1, atol=1e-4)
