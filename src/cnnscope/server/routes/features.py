@@ -190,7 +190,9 @@ async def feature_check(model_id: str, state: State, method: str = "regularized"
     shape = tuple(m.model.input_shape[-2:])
     if "logits" not in m.stages or _units(m, "logits") != 10 or shape != (28, 28):
         raise HTTPException(404, f"{m.id} has no 10 class logits to judge as MNIST digits")
-    return await state.slow.run(_check, state, m, method)
+    # On the model's render pool, with its own copy of the model: judging never holds up
+    # top examples or evaluation (the slow pool) while someone clicks through units.
+    return await m.renders.run(_check, state, m, method)
 
 
 def _check(state: AppState, m: ServedModel, method: str) -> FeatureCheck:
@@ -201,12 +203,12 @@ def _check(state: AppState, m: ServedModel, method: str) -> FeatureCheck:
             return _CHECKS[key]
     judges = _judges(d)  # no model needed: trained (or read) without holding the model
     stored = _stored(m, "logits", method)
-    with m.worker("slow") as model:
-        if stored is not None:  # the very images the page shows
-            images = stored.astype(np.float32) / 255
-        else:
-            images = layer_images(model, "logits", config=config_for(method))
-        result = judge_images(model, images, d, judges, method)
+    model = m.snapshot()
+    if stored is not None:  # the very images the page shows
+        images = stored.astype(np.float32) / 255
+    else:
+        images = layer_images(model, "logits", config=config_for(method))
+    result = judge_images(model, images, d, judges, method)
     answer = FeatureCheck(model=m.id, **result.as_dict())
     with _CHECKS_LOCK:
         if len(_CHECKS) >= 64:  # a few per served model and method: drop the oldest
