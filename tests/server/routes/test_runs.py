@@ -179,6 +179,12 @@ def test_stop_then_resume_finishes_the_run(client: TestClient, runs_dir: Path) -
     assert stopped.json()["status"] == "stopped"
     step = stopped.json()["step"]
     assert 20 <= step < 200
+    # The stop wrote the weights of its step (metrics lines come every 10 steps, so the
+    # stop step is at or past the last line), and the model picker serves them.
+    checkpoint = stopped.json()["checkpoint_step"]
+    assert checkpoint is not None and step <= checkpoint < step + 10
+    models = {m["id"]: m for m in client.get("/api/models").json()}
+    assert models[f"run:{run_id}"]["metrics"]["steps"] == checkpoint
     assert client.post(f"/api/runs/{run_id}/stop").status_code == 409  # not training now
     resumed = client.post(f"/api/runs/{run_id}/resume")
     assert resumed.status_code == 202
