@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         progress.close()
         print(
-            f"\ninterrupted at step {progress.step}; the state is saved. Continue with:\n"
+            f"\ninterrupted at step {progress.step}; its weights and state are saved. "
+            "Continue with:\n"
             f"  cnnscope train --resume --run-dir {config.run_dir} (and the same settings)",
             file=sys.stderr,
         )
