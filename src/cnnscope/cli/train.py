@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
     model = None
     if foreign or choice.weights:  # your own model, or starting weights: built here
+        import torch
+
+        torch.manual_seed(config.seed)  # fresh weights of your own model follow --seed too
         model, _ = open_model(
             choice.model, choice.weights, normalize=choice.normalize, input_size=choice.input_size
         )
