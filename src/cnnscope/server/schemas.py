@@ -350,7 +350,7 @@ class RunRequest(BaseModel):
 
     model: str = Field(max_length=200, description="architecture, as in `cnnscope train`")
     recipe: str = Field(default="fast", max_length=200, description="fast or seed")
-    epochs: float | None = Field(default=None, allow_inf_nan=False)
+    epochs: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     steps: int | None = Field(default=None, description="optimizer steps (capped)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 

@@ -289,6 +289,7 @@ class AppState:
         else:
             old.stopping.set()
             old.renders.shutdown()
+            old.predictions.retire()  # its thread ends once idle: the old model is freed
 
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""
