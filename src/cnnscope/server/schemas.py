@@ -215,6 +215,7 @@ class TopExampleOut(BaseModel):
     score: float
     field: list[int] | None = Field(description="receptive field: top, left, bottom, right")
     pixels: str
+    size: list[int] = Field(default=[28, 28], description="(H, W) of the image")
 
 
 class StageInfo(BaseModel):
