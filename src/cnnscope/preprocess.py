@@ -293,7 +293,7 @@ def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _checked(size: tuple[int, int]) -> tuple[int, int]:
-    """``size`` as (H, W) ints, each 8–1,024 (a digit needs room; a side's pixels bound the work)."""
+    """``size`` as (H, W) ints, each 8–1,024: a digit needs room, and a side bounds the work."""
     h, w = (int(v) for v in size)
     if not (8 <= h <= 1024 and 8 <= w <= 1024):
         raise PreprocessError(f"size {h}×{w}: each side must be 8–1,024 pixels")

@@ -79,7 +79,7 @@ def test_png_is_fitted_to_the_models_size(sized, name) -> None:
 
 @pytest.mark.parametrize("name", list(SIZES))
 def test_pixels_of_the_models_size(sized, name) -> None:
-    h, w, k = SIZES[name]
+    h, w, _ = SIZES[name]
     rng = np.random.default_rng(0)
     x = rng.random((h, w)).astype(np.float32) * 0.1  # dark: read as white ink on black
     x[h // 4 : 3 * h // 4, w // 2 - 1 : w // 2 + 1] = 1.0  # a 1
