@@ -115,3 +115,9 @@ def test_wrong_pixel_count_is_422_naming_the_field(sized, model, count, want) ->
 def test_the_2017_protocol_is_for_28x28_models_only(sized) -> None:
     r = sized.post("/predict", json=[0.0] * 784)  # the default model is Wide32
     assert r.status_code == 400 and "Wide32 takes 32×32" in r.json()["detail"]
+
+
+def test_evaluation_of_a_model_unlike_its_test_set_is_422(sized) -> None:
+    r = sized.get("/api/evaluation/Wide32")  # MNIST's test set is 28×28
+    assert r.status_code == 422 and "Wide32 takes 32×32 images" in r.json()["detail"]
+    assert r.json()["detail"].startswith("model: ")
