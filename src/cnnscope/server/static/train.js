@@ -230,7 +230,7 @@ export class TrainView {
     try {
       const info = await getJSON(`api/models/${encodeURIComponent(model)}`);
       const logits = info.stages.find((s) => s.kind === "logits");
-      if (logits) this.drawClasses(model, logits.name, info.metrics.steps);
+      if (logits) this.drawClasses(model, logits.name, info.metrics.steps, info.input_shape.slice(-2));
       const conv = info.stages.find((s) => s.kind === "conv"); // the server says which are convs
       if (!conv) { $("train-filters-note").textContent = `${model} has no conv layer`; return; }
       const f = await getJSON(`api/models/${encodeURIComponent(model)}/filters/${conv.name}`);
@@ -263,8 +263,8 @@ export class TrainView {
    * is asked at a time: checkpoints that land while one renders are skipped, the newest
    * is asked next, so the strip refreshes at most once a checkpoint.
    */
-  async drawClasses(model, stage, steps) {
-    this.classesWanted = { model, stage, steps };
+  async drawClasses(model, stage, steps, size) {
+    this.classesWanted = { model, stage, steps, size }; // size: [h, w], the model's input
     if (this.classesBusy) return;
     this.classesBusy = true;
     try {
@@ -282,7 +282,7 @@ export class TrainView {
         if (job.status !== "ready") continue; // a newer checkpoint came: ask for it
         const pixels = b64bytes(job.images);
         $("train-classes").replaceChildren(...Array.from({ length: job.total }, (_, c) =>
-          Object.assign(digitCanvas(digitAt(pixels, c)), { title: `class ${c}` })));
+          Object.assign(digitCanvas(digitAt(pixels, c, want.size), want.size), { title: `class ${c}` })));
         $("train-classes").dataset.model = want.model;
         $("train-classes").dataset.step = String(want.steps ?? "");
         $("train-classes-note").textContent =
