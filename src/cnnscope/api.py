@@ -82,7 +82,7 @@ class Model:
         if x.shape[-2:] != (h, w):
             raise ValueError(
                 f"image is {tuple(x.shape)}; {self.name} takes {h}×{w} "
-                "(cnnscope.preprocess.to_mnist fits a drawing to 28×28)"
+                f"(cnnscope.preprocess.to_mnist(image, ({h}, {w})) fits a drawing to it)"
             )
         single = x.dim() == 2 or (x.dim() == 3 and c > 1 and x.shape[0] == c)
         x = x.reshape(-1, c, h, w)
