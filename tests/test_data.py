@@ -277,6 +277,10 @@ def test_load_for_uses_the_data_the_weights_were_trained_on(shapes_dir: Path, tm
     assert data_mod.load_for(meta).source == npz.resolve()
     # --data-dir wins over the metadata.
     assert data_mod.load_for(meta, data_mod._REPO_DATA).num_classes == 10
+    # The recorded place, changed since: refused, not silently evaluated on other data.
+    changed = {**meta, "data": {"sha256": "cd" * 32, "source": str(npz)}}
+    with pytest.raises(DataError, match=r"changed since these weights were trained on it"):
+        data_mod.load_for(changed)
     # Recorded data that is gone: refused with the fix, not evaluated on MNIST.
     gone = {"data": {"sha256": "ab" * 32, "source": str(tmp_path / "gone.npz")}}
     with pytest.raises(DataError, match=r"which is gone.*Pass --data-dir"):

@@ -98,7 +98,7 @@ class ServedModel:
     id: str
     model: StagedModel
     meta: dict[str, Any]
-    source: str  # "shipped" or the weights file
+    source: str  # "shipped", "fresh" (your own model without weights) or the weights file
     stages: dict[str, Stage] = field(init=False)
     classes: tuple[str, ...] = field(init=False)  # the name of each output, from the metadata
     sent: list[str] = field(init=False)
@@ -176,6 +176,8 @@ class ServedModel:
                 shipped(self.id, "embedding.json"),
                 shipped(self.id, "snapshots.safetensors"),
             ]
+        elif self.source == "fresh":  # your own model, untrained: no run, no snapshots
+            candidates = []
         else:
             candidates = [Path(self.source).parent / runs.SNAPSHOTS]
         return next((p for p in candidates if p.exists()), None)
