@@ -24,6 +24,7 @@ and checkpoints become events, as the page's Server-Sent Events carry them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -41,7 +42,7 @@ from typing import Any
 from .._io import atomic_write_text
 from ..data import VALIDATION_SIZE
 from . import runs
-from .config import RECIPES, TrainConfig
+from .config import MAX_EPOCHS, RECIPES, TrainConfig
 
 __all__ = [
     "MAX_STEPS",
@@ -56,7 +57,7 @@ __all__ = [
 
 STATUSES = ("queued", "running", "stopped", "done", "failed")
 MAX_STEPS = 50_000  # 2.5× the "seed" recipe; beyond it a page run would take days on a CPU
-TRAIN_IMAGES = 60_000 - VALIDATION_SIZE  # MNIST's training images less the validation split
+TRAIN_IMAGES = 60_000 - VALIDATION_SIZE  # MNIST's, less validation: when no training set is here
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 # Page runs: a metrics line every LOG_EVERY steps (the live curve), a checkpoint (validation
@@ -210,7 +211,20 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self.closed = threading.Event()
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="cnnscope-spawn")
+        self._train_images: int | None = None
         self.scan()
+
+    def train_images(self) -> int:
+        """How many images a run trains on (the data set's training split, validation held
+        out), read once: what "epochs" means for the page's runs."""
+        if self._train_images is None:
+            from ..data import DataError, load_data
+
+            try:
+                self._train_images = len(load_data(self.data_dir).train_images)
+            except DataError:  # no training set here: the run itself will say so
+                self._train_images = TRAIN_IMAGES
+        return self._train_images
 
     # ---- the folder ------------------------------------------------------------
     def scan(self) -> list[Run]:
@@ -237,6 +251,7 @@ class RunManager:
             return list(self._runs.values())
 
     def runs(self) -> list[Run]:
+        self.scan()  # runs another server started in the same folder appear too
         with self._lock:
             return sorted(self._runs.values(), key=lambda r: r.created + r.id)
 
@@ -353,13 +368,12 @@ class RunManager:
         if seed < 0:
             raise InvalidRun("seed", "must be ≥ 0")
         base = TrainConfig.from_recipe(recipe)
-        per_epoch = TRAIN_IMAGES // base.batch_size
         if steps is None:
-            if epochs is not None and not epochs > 0:
-                raise InvalidRun("epochs", f"must be > 0, not {epochs}")
-            field_, total = "epochs", round((epochs or base.epochs) * per_epoch)
-            if base.steps and epochs is None:
-                field_, total = "recipe", base.steps
+            if epochs is not None and not 0 < epochs <= MAX_EPOCHS:
+                raise InvalidRun("epochs", f"must be in (0, {MAX_EPOCHS:,}], not {epochs}")
+            field_ = "recipe" if base.steps and epochs is None else "epochs"
+            length = base if epochs is None else dataclasses.replace(base, epochs=epochs, steps=0)
+            total = length.total_steps(self.train_images())  # as the run's own loop counts
         else:
             field_, total = "steps", steps
         if total < 1:
@@ -406,6 +420,7 @@ class RunManager:
             return run
 
     def _check_capacity(self) -> None:
+        self.scan()  # a run another server started in this folder counts too
         busy = self.active()
         if self.closed.is_set():
             raise RunConflict("the server is shutting down")
@@ -480,10 +495,13 @@ class RunManager:
     def close(self) -> None:
         """Server shutdown: event streams end, running runs save their step and stop."""
         self.closed.set()
-        for run in self.active():
+        # Only the runs this server launched: a run another server (or a --workers sibling)
+        # trains from the same folder is none of this one's business.
+        own = [r for r in self.active() if r.process is not None]
+        for run in own:
             with contextlib.suppress(RunConflict, ProcessLookupError):
                 self.stop(run.id, wait=False)
-        for run in self.active():
+        for run in own:
             self._wait(run, STOP_WAIT_S)
 
 
