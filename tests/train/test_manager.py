@@ -179,3 +179,24 @@ def test_a_run_another_server_trains_is_left_alone_and_counts(tmp_path: Path) ->
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_killed_run_says_so_and_still_does_after_a_restart(tmp_path: Path) -> None:
+    # Found from outside: a run killed after a checkpoint showed "stopped" with no word,
+    # and even that word was lost when the server restarted.
+    import signal
+    import subprocess
+    import sys
+
+    run_id = "hvass-20260101-000010"
+    folder = _folder(tmp_path, run_id, {"state.safetensors": "x", "train.log": "step 40\n"})
+    m = RunManager(tmp_path)
+    run = m.get(run_id)
+    run.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run.process.send_signal(signal.SIGKILL)
+    run.process.wait()
+    assert m.status(run) == "stopped"  # resumable from its checkpoint
+    said = m.error(run)
+    assert said is not None and "killed (signal 9)" in said and "step 40" in said
+    assert RunManager(tmp_path).error(RunManager(tmp_path).get(run_id)) == said
+    assert (folder / "exit.json").exists()

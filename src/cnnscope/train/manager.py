@@ -60,6 +60,7 @@ MAX_STEPS = 50_000  # 2.5× the "seed" recipe; beyond it a page run would take d
 TRAIN_IMAGES = 60_000 - VALIDATION_SIZE  # MNIST's, less validation: when no training set is here
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
+EXIT_FILE = "exit.json"  # why the run's last process ended badly, when it did
 # Page runs: a metrics line every LOG_EVERY steps (the live curve), a checkpoint (validation
 # point, weights for the filter strip and the model picker, resumable state) every
 # CHECKPOINT_EVERY, fc1/logits of SNAPSHOT_SIZE test digits at the loop's snapshot steps.
@@ -279,13 +280,28 @@ class RunManager:
         return run.pid is not None and _alive(run.pid, run.folder)
 
     def error(self, run: Run) -> str | None:
-        """Why a run's process ended badly: the last line of its log, or None."""
+        """Why a run's process ended badly: the last line of its log, or None. A crash
+        (killed, out of memory) is written to the run's folder once seen, so a restarted
+        server still says why a run stopped."""
         if self._running(run) or self.status(run) == "done":
             return None
         code = run.process.returncode if run.process is not None else None
         if code in (None, 0, 130, -signal.SIGTERM):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                said = json.loads((run.folder / EXIT_FILE).read_text()).get("error")
+                if (
+                    isinstance(said, str)
+                    and said
+                    and run.launched <= (run.folder / EXIT_FILE).stat().st_mtime
+                ):
+                    return said
             return None if self.status(run) != "failed" else self._last_log_line(run)
-        return self._last_log_line(run) or f"training exited with status {code}"
+        said = self._last_log_line(run) or f"training exited with status {code}"
+        if code is not None and code < 0:  # a signal: the log's last line is not why
+            said = f"training was killed (signal {-code}) after: {said}"
+        with contextlib.suppress(OSError):
+            atomic_write_text(run.folder / EXIT_FILE, json.dumps({"error": said, "code": code}))
+        return said
 
     def _last_log_line(self, run: Run) -> str | None:
         try:
@@ -459,6 +475,7 @@ class RunManager:
         return args
 
     def _launch(self, run: Run) -> None:
+        (run.folder / EXIT_FILE).unlink(missing_ok=True)  # a new process: the old end is past
         # One torch thread: the other core stays with the server, drawing stays quick.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with open(run.folder / LOG_FILE, "ab") as log:
@@ -556,8 +573,11 @@ class Tail:
         if status == "done" and not self.finished:
             meta = checkpoint_meta(run.folder) or {}
             events.append(("done", {"metrics": meta.get("metrics", {})}))
-        if status == "failed" and not self.finished:
-            events.append(("error", {"message": self.manager.error(run) or "training failed"}))
+        if status in ("failed", "stopped") and not self.finished:
+            # A crash after a checkpoint leaves a resumable run ("stopped"): still an error.
+            message = self.manager.error(run)
+            if status == "failed" or message:
+                events.append(("error", {"message": message or "training failed"}))
         self.finished = status in ("done", "failed", "stopped")
         return events
 
