@@ -89,6 +89,26 @@ def test_the_server_starts_the_build_without_a_click(small, builds, tmp_path, mo
     assert top[0]["score"] >= top[-1]["score"]
 
 
+def test_start_up_indexes_the_served_models_not_every_run(small, builds, tmp_path, monkeypatch):
+    # Found from outside: each past run's checkpoint was scanned at start-up too, so the
+    # start-up work and the disk cache grew with the runs folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    served = ServedModel("tiny", build_model("lenet5").eval(), {}, "test")
+    run = ServedModel("run:lenet5-20260101-000000", build_model("lenet5").eval(), {}, "test")
+    client = TestClient(create_app([served, run], data=small, allowed_hosts=["testserver"]))
+    with client:
+        deadline = time.monotonic() + 30
+        while not (served.index_job is not None and served.index_job.done()):
+            assert time.monotonic() < deadline, "the index was never built"
+            time.sleep(0.05)
+        time.sleep(1.0)  # time enough for the background thread to reach the run's model
+        assert run.index_job is None and len(builds) == 1
+        url = "/api/top-examples/run:lenet5-20260101-000000/fc1/0?k=3"
+        assert client.get(url).status_code == 200  # built on its first click
+    assert len(builds) == 2
+
+
 def test_a_failed_build_is_retried_by_the_next_click(small, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real, failures = features.unit_index, [1]

@@ -68,6 +68,7 @@ def test_resolve_checks_every_field(tmp_path: Path) -> None:
         ({"model": "hvass", "steps": MAX_STEPS + 1}, "steps"),
         ({"model": "hvass", "epochs": -1.0}, "epochs"),
         ({"model": "hvass", "epochs": 500.0}, "epochs"),
+        ({"model": "hvass", "epochs": 1e306}, "epochs"),
         ({"model": "hvass", "steps": 5, "epochs": 1.0}, "steps"),
         ({"model": "hvass", "seed": -1}, "seed"),
     ]:
@@ -139,3 +140,63 @@ def test_your_own_model_runs_with_its_spec_normalize_and_input_size(tmp_path: Pa
     with pytest.raises(InvalidRun) as e:
         m.resolve("hvass", steps=5, normalize=(0.5, 0.5))
     assert e.value.field == "model"
+
+
+def test_epochs_count_the_data_sets_own_training_images(shapes_dir: Path, tmp_path: Path) -> None:
+    # Found from outside: MNIST's 55,000 was assumed for any data set, so "1 epoch" of a
+    # 734-image set asked for ~75 passes.
+    from cnnscope.data import load_data
+
+    n = len(load_data(shapes_dir).train_images)
+    m = RunManager(tmp_path / "runs", data_dir=str(shapes_dir))
+    assert m.train_images() == n
+    assert m.resolve("hvass", epochs=2)["steps"] == round(2 * (n // min(128, n)))
+
+
+def test_a_run_another_server_trains_is_left_alone_and_counts(tmp_path: Path) -> None:
+    # Found from outside: shutting one server down stopped the run another server was
+    # training from the same folder, and two servers could train at once.
+    import subprocess
+    import sys
+
+    folder = tmp_path / "hvass-20260101-000009"
+    other = subprocess.Popen(  # a stand-in for the other server's trainer of that folder
+        [sys.executable, "-c", "import time; time.sleep(60)", str(folder)]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while str(folder).encode() not in Path(f"/proc/{other.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline  # the child has not exec'd yet
+            time.sleep(0.02)
+        m = RunManager(tmp_path)
+        _folder(tmp_path, folder.name, {"state.safetensors": "x"}, pid=other.pid)
+        assert [r.id for r in m.runs()] == [folder.name]  # found after start-up too
+        with pytest.raises(RunConflict, match="hvass-20260101-000009 is training"):
+            m.start("hvass", steps=10)
+        m.close()
+        time.sleep(0.2)
+        assert other.poll() is None  # not ours: never signalled
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_killed_run_says_so_and_still_does_after_a_restart(tmp_path: Path) -> None:
+    # Found from outside: a run killed after a checkpoint showed "stopped" with no word,
+    # and even that word was lost when the server restarted.
+    import signal
+    import subprocess
+    import sys
+
+    run_id = "hvass-20260101-000010"
+    folder = _folder(tmp_path, run_id, {"state.safetensors": "x", "train.log": "step 40\n"})
+    m = RunManager(tmp_path)
+    run = m.get(run_id)
+    run.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run.process.send_signal(signal.SIGKILL)
+    run.process.wait()
+    assert m.status(run) == "stopped"  # resumable from its checkpoint
+    said = m.error(run)
+    assert said is not None and "killed (signal 9)" in said and "step 40" in said
+    assert RunManager(tmp_path).error(RunManager(tmp_path).get(run_id)) == said
+    assert (folder / "exit.json").exists()

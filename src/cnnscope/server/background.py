@@ -24,6 +24,7 @@ from .._io import atomic_write
 from ..analysis.features import UnitIndex, unit_index
 from ..models import activation_stage
 from ..store import best_effort, units_index_cache
+from .runs import MODEL_PREFIX
 from .state import AppState, ServedModel
 
 __all__ = ["finish", "index_of", "start"]
@@ -52,6 +53,10 @@ def _index_all(state: AppState) -> None:
     with contextlib.suppress(AttributeError, OSError):  # per thread on Linux; elsewhere not
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     for m in state.models:
+        # The models the server was started with; a run's checkpoints (many, replaced as
+        # it trains) are indexed on their first click instead.
+        if m.id.startswith(MODEL_PREFIX):
+            continue
         if m.index_job is None and not m.stopping.is_set():
             with contextlib.suppress(Exception):  # the route says what failed, on a click
                 index_of(state, m)

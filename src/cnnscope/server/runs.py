@@ -181,8 +181,10 @@ class Runs:
         while not closed.wait(WATCH_S):
             active = self.manager.active()
             self.sync()
-            if not active:
-                return
+            with self._watch_lock:  # decided under the lock watch() takes: a run started
+                if not active and not self.manager.active():  # meanwhile is followed
+                    self._watcher = None
+                    return
 
     def close(self) -> None:
         self.manager.close()

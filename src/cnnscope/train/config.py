@@ -62,6 +62,14 @@ class TrainConfig:
             )
         return cls(**values)
 
+    def total_steps(self, train_images: int) -> int:
+        """Optimizer steps of a run over ``train_images`` images: ``steps``, else ``epochs``
+        passes of whole batches (at least one step). The loop and the page's runs share it."""
+        if self.steps:
+            return self.steps
+        per_epoch = train_images // max(1, min(self.batch_size, train_images))
+        return max(1, round(self.epochs * per_epoch))
+
     def validate(self) -> None:
         if not is_foreign_spec(self.model):  # your own model is built by the caller
             get_spec(self.model)

@@ -128,7 +128,7 @@ class _Run:
         self.n = len(self.train_x)
         self.batch_size = min(config.batch_size, self.n)
         steps_per_epoch = self.n // self.batch_size
-        total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
+        total_steps = config.total_steps(self.n)
 
         torch.manual_seed(config.seed)
         overrides: dict[str, object] = {} if config.dropout is None else {"dropout": config.dropout}

@@ -24,6 +24,7 @@ and checkpoints become events, as the page's Server-Sent Events carry them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -41,7 +42,7 @@ from typing import Any
 from .._io import atomic_write_text
 from ..data import VALIDATION_SIZE
 from . import runs
-from .config import RECIPES, TrainConfig
+from .config import MAX_EPOCHS, RECIPES, TrainConfig
 
 __all__ = [
     "MAX_STEPS",
@@ -56,9 +57,10 @@ __all__ = [
 
 STATUSES = ("queued", "running", "stopped", "done", "failed")
 MAX_STEPS = 50_000  # 2.5× the "seed" recipe; beyond it a page run would take days on a CPU
-TRAIN_IMAGES = 60_000 - VALIDATION_SIZE  # MNIST's training images less the validation split
+TRAIN_IMAGES = 60_000 - VALIDATION_SIZE  # MNIST's, less validation: when no training set is here
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
+EXIT_FILE = "exit.json"  # why the run's last process ended badly, when it did
 # Page runs: a metrics line every LOG_EVERY steps (the live curve), a checkpoint (validation
 # point, weights for the filter strip and the model picker, resumable state) every
 # CHECKPOINT_EVERY, fc1/logits of SNAPSHOT_SIZE test digits at the loop's snapshot steps.
@@ -210,7 +212,20 @@ class RunManager:
         self._runs: dict[str, Run] = {}
         self.closed = threading.Event()
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="cnnscope-spawn")
+        self._train_images: int | None = None
         self.scan()
+
+    def train_images(self) -> int:
+        """How many images a run trains on (the data set's training split, validation held
+        out), read once: what "epochs" means for the page's runs."""
+        if self._train_images is None:
+            from ..data import DataError, load_data
+
+            try:
+                self._train_images = len(load_data(self.data_dir).train_images)
+            except DataError:  # no training set here: the run itself will say so
+                self._train_images = TRAIN_IMAGES
+        return self._train_images
 
     # ---- the folder ------------------------------------------------------------
     def scan(self) -> list[Run]:
@@ -237,6 +252,7 @@ class RunManager:
             return list(self._runs.values())
 
     def runs(self) -> list[Run]:
+        self.scan()  # runs another server started in the same folder appear too
         with self._lock:
             return sorted(self._runs.values(), key=lambda r: r.created + r.id)
 
@@ -264,13 +280,28 @@ class RunManager:
         return run.pid is not None and _alive(run.pid, run.folder)
 
     def error(self, run: Run) -> str | None:
-        """Why a run's process ended badly: the last line of its log, or None."""
+        """Why a run's process ended badly: the last line of its log, or None. A crash
+        (killed, out of memory) is written to the run's folder once seen, so a restarted
+        server still says why a run stopped."""
         if self._running(run) or self.status(run) == "done":
             return None
         code = run.process.returncode if run.process is not None else None
         if code in (None, 0, 130, -signal.SIGTERM):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                said = json.loads((run.folder / EXIT_FILE).read_text()).get("error")
+                if (
+                    isinstance(said, str)
+                    and said
+                    and run.launched <= (run.folder / EXIT_FILE).stat().st_mtime
+                ):
+                    return said
             return None if self.status(run) != "failed" else self._last_log_line(run)
-        return self._last_log_line(run) or f"training exited with status {code}"
+        said = self._last_log_line(run) or f"training exited with status {code}"
+        if code is not None and code < 0:  # a signal: the log's last line is not why
+            said = f"training was killed (signal {-code}) after: {said}"
+        with contextlib.suppress(OSError):
+            atomic_write_text(run.folder / EXIT_FILE, json.dumps({"error": said, "code": code}))
+        return said
 
     def _last_log_line(self, run: Run) -> str | None:
         try:
@@ -353,13 +384,12 @@ class RunManager:
         if seed < 0:
             raise InvalidRun("seed", "must be ≥ 0")
         base = TrainConfig.from_recipe(recipe)
-        per_epoch = TRAIN_IMAGES // base.batch_size
         if steps is None:
-            if epochs is not None and not epochs > 0:
-                raise InvalidRun("epochs", f"must be > 0, not {epochs}")
-            field_, total = "epochs", round((epochs or base.epochs) * per_epoch)
-            if base.steps and epochs is None:
-                field_, total = "recipe", base.steps
+            if epochs is not None and not 0 < epochs <= MAX_EPOCHS:
+                raise InvalidRun("epochs", f"must be in (0, {MAX_EPOCHS:,}], not {epochs}")
+            field_ = "recipe" if base.steps and epochs is None else "epochs"
+            length = base if epochs is None else dataclasses.replace(base, epochs=epochs, steps=0)
+            total = length.total_steps(self.train_images())  # as the run's own loop counts
         else:
             field_, total = "steps", steps
         if total < 1:
@@ -406,6 +436,7 @@ class RunManager:
             return run
 
     def _check_capacity(self) -> None:
+        self.scan()  # a run another server started in this folder counts too
         busy = self.active()
         if self.closed.is_set():
             raise RunConflict("the server is shutting down")
@@ -444,6 +475,7 @@ class RunManager:
         return args
 
     def _launch(self, run: Run) -> None:
+        (run.folder / EXIT_FILE).unlink(missing_ok=True)  # a new process: the old end is past
         # One torch thread: the other core stays with the server, drawing stays quick.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with open(run.folder / LOG_FILE, "ab") as log:
@@ -480,10 +512,13 @@ class RunManager:
     def close(self) -> None:
         """Server shutdown: event streams end, running runs save their step and stop."""
         self.closed.set()
-        for run in self.active():
+        # Only the runs this server launched: a run another server (or a --workers sibling)
+        # trains from the same folder is none of this one's business.
+        own = [r for r in self.active() if r.process is not None]
+        for run in own:
             with contextlib.suppress(RunConflict, ProcessLookupError):
                 self.stop(run.id, wait=False)
-        for run in self.active():
+        for run in own:
             self._wait(run, STOP_WAIT_S)
 
 
@@ -538,8 +573,11 @@ class Tail:
         if status == "done" and not self.finished:
             meta = checkpoint_meta(run.folder) or {}
             events.append(("done", {"metrics": meta.get("metrics", {})}))
-        if status == "failed" and not self.finished:
-            events.append(("error", {"message": self.manager.error(run) or "training failed"}))
+        if status in ("failed", "stopped") and not self.finished:
+            # A crash after a checkpoint leaves a resumable run ("stopped"): still an error.
+            message = self.manager.error(run)
+            if status == "failed" or message:
+                events.append(("error", {"message": message or "training failed"}))
         self.finished = status in ("done", "failed", "stopped")
         return events
 
