@@ -59,6 +59,13 @@ def add(p: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
     )
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    p.add_argument(
+        "--threads",
+        type=int_in(0),
+        default=0,
+        help="torch threads; 0 = auto: OMP_NUM_THREADS if set, else the idle cores (≥ 1), "
+        "so a busy machine cannot collapse training (default 0)",
+    )
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -88,9 +95,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..checkpoints import open_model
     from ..models import is_foreign_spec
-    from ..train import TrainConfig, fit
+    from ..train import TrainConfig, choose_threads, fit
     from ._progress import ProgressBar
 
     overrides = {name: getattr(args, name) for name in _FLAGS if hasattr(args, name)}
@@ -121,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         )
         config.model = model.arch
     dev = device(args)
+    torch.set_num_threads(choose_threads(args.threads))
     progress = ProgressBar(quiet=args.json)
     try:
         result = fit(
