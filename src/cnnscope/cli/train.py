@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         )
         config.model = model.arch
     dev = device(args)
+    threads_before = torch.get_num_threads()  # main() may be called in-process (tests)
     torch.set_num_threads(choose_threads(args.threads))
     progress = ProgressBar(quiet=args.json)
     try:
@@ -144,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        torch.set_num_threads(threads_before)
     progress.close()
     if args.json:
         print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))
