@@ -3,7 +3,9 @@
 Run: ``python bench/drawing_path.py`` (``--models all`` for every shipped model, ``-n``
 digits, ``--seed``). Each digit's centre line is stroked on the 280×280 canvas with a
 round pen (tests/support/rerender.py): full size (the pen's path 200 px tall) with the
-page's 22-px brush; 60, 45 and 30 px tall with that brush; full size with a 2-px pen;
+page's brush (22 px there); 60, 45 and 30 px tall with the page's brush, which follows the
+drawing's size (static/pad.js: 0.15 × the path's longer side, 4–22 px), and 30 px with the
+fixed 22-px brush of before; full size with a 2-px pen;
 full size with one brush-sized stray dot; full size black on white. Each is read by the
 old path (``to_mnist`` before issue 13, copied below) and the new one
 (:func:`cnnscope.preprocess.prepare`); the original 28×28 digits are the reference.
@@ -66,11 +68,28 @@ def old_to_mnist(image: np.ndarray) -> np.ndarray:
 # black-on-white are made from the full-size drawings, so their loss is theirs alone.
 Drawer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
+# The page's brush (static/pad.js, BRUSH and brushFor): a fraction of the path's longer side.
+PAGE_BRUSH = (4.0, 22.0, 0.15)  # min px, max px, fraction
+
+
+def page_brush(line: np.ndarray, height: float) -> float:
+    """The page's brush for ``line`` (a digit's centre line) drawn ``height`` px tall."""
+    lo, hi, fraction = PAGE_BRUSH
+    span = line.reshape(-1, 2).max(0) - line.reshape(-1, 2).min(0)  # (rows, cols)
+    extent = height * float(span.max()) / max(float(span[0]), 1e-6)
+    return float(np.clip(fraction * extent, lo, hi))
+
+
+def by_page(height: float) -> Drawer:
+    return lambda x, line, full, rng: draw(x, rng, height, page_brush(line, height), line=line)
+
+
 CONDITIONS: dict[str, Drawer] = {
-    "full size, 22-px brush": lambda x, line, full, rng: full,
-    "60 px tall": lambda x, line, full, rng: draw(x, rng, 60, BRUSH, line=line),
-    "45 px tall": lambda x, line, full, rng: draw(x, rng, 45, BRUSH, line=line),
-    "30 px tall": lambda x, line, full, rng: draw(x, rng, 30, BRUSH, line=line),
+    "full size, page's brush": lambda x, line, full, rng: full,
+    "60 px tall, page's brush": by_page(60),
+    "45 px tall, page's brush": by_page(45),
+    "30 px tall, page's brush": by_page(30),
+    "30 px tall, fixed 22-px brush": lambda x, line, full, rng: draw(x, rng, 30, BRUSH, line=line),
     "2-px pen": lambda x, line, full, rng: draw(x, rng, FULL, THIN_PEN, line=line),
     "full size + a stray dot": lambda x, line, full, rng: with_stray_dot(full, rng),
     "full size, black on white": lambda x, line, full, rng: inverted(full),
@@ -100,7 +119,10 @@ def main() -> None:
     originals = digits.astype(np.float32) / 255.0
     lines = [centre_line(x) for x in digits]
     place = np.random.default_rng([args.seed, 1])
-    fulls = [draw(x, place, FULL, BRUSH, line=line) for x, line in zip(digits, lines, strict=True)]
+    fulls = [
+        draw(x, place, FULL, page_brush(line, FULL), line=line)
+        for x, line in zip(digits, lines, strict=True)
+    ]
 
     rows: list[tuple[str, dict[str, float], dict[str, float], float]] = []
     ref = {m: accuracy(model, originals, labels) for m, model in models.items()}

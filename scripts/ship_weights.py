@@ -28,20 +28,20 @@ from cnnscope.store import SHIPPED_DIR, feature_key, shipped
 
 
 def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
-    """Every unit's preferred image, both methods (fc1: regularized only), as uint8."""
+    """Every unit's preferred image, every method (fc1: regularized only), as uint8."""
     from safetensors.numpy import save_file
 
-    from cnnscope.analysis.features import RenderConfig, layer_images
+    from cnnscope.analysis.features import METHODS, config_for, layer_images
 
     images = {}
     from cnnscope.models import stage_infos
 
     kinds = {name: info.kind for name, info in stage_infos(model).items()}
     for stage in [s for s, kind in kinds.items() if kind in ("conv", "fc", "logits")]:
-        for method, cfg in (("regularized", RenderConfig()), ("plain", RenderConfig.plain())):
-            if stage == "fc1" and method == "plain":
-                continue  # 0.8 MB for images nobody can read (see bench/features_speed.py)
-            x = layer_images(model, stage, config=cfg)
+        for method in METHODS:
+            if stage == "fc1" and method != "regularized":
+                continue  # 0.8 MB each (plain: images nobody can read); rendered on demand
+            x = layer_images(model, stage, config=config_for(method))
             images[feature_key(stage, method)] = np.round(x * 255).astype(np.uint8)
     atomic_write(shipped(name, "features.safetensors"), lambda tmp: save_file(images, str(tmp)))
 

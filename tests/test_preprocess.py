@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import cnnscope
-from cnnscope.preprocess import PreprocessError, to_mnist
+from cnnscope.preprocess import PreprocessError, prepare, to_mnist
 from tests.support.rerender import agreement, rerender
 
 
@@ -44,3 +44,107 @@ def test_rerendered_digits_come_back_and_classify_the_same(mnist, capsys) -> Non
     # A single digit, checked by eye in numbers: close to the original everywhere.
     x = images[0] / 255.0
     assert np.abs(to_mnist(rerender(x, np.random.default_rng(1))) - x).mean() < 0.05
+
+
+# --- Each step of the drawing path on small, seeded, synthetic inputs ----------------------
+
+
+def _ring(size: int = 120, radius: float = 40, width: float = 10) -> np.ndarray:
+    """A ring ("0") of known stroke ``width``, centred on a (size, size) black field."""
+    ys, xs = np.indices((size, size)) - (size - 1) / 2
+    r = np.hypot(ys, xs)
+    return (np.abs(r - radius) <= width / 2).astype(np.float32)
+
+
+def test_shrink_keeps_small_images_and_shrinks_big_ones() -> None:
+    from cnnscope.preprocess import LARGEST, _shrink
+
+    small = np.random.default_rng(0).random((100, 80)).astype(np.float32)
+    same, factor = _shrink(small)
+    assert same is small and factor == 1.0
+    big, factor = _shrink(np.ones((2 * LARGEST, LARGEST), np.float32))
+    assert big.shape == (LARGEST, LARGEST // 2) and factor == 0.5
+    assert np.allclose(big, 1.0)  # BOX resampling keeps the level
+
+
+def test_ink_on_black_inverts_paper_only() -> None:
+    from cnnscope.preprocess import ink_on_black
+
+    ring = _ring()
+    kept, inverted = ink_on_black(ring)
+    assert not inverted and kept is ring
+    paper, inverted = ink_on_black(1.0 - ring)
+    assert inverted and np.allclose(paper, ring)
+    assert prepare(1.0 - ring).inverted and not prepare(ring).inverted
+
+
+def test_contrast_is_stretched_to_full_ink() -> None:
+    faint = 0.3 * _ring()
+    p = prepare(faint)
+    assert p.image.max() == pytest.approx(1.0) and p.gain >= 1 / 0.3 - 1e-6
+    assert np.allclose(p.image, prepare(_ring()).image, atol=1e-5)  # as if drawn fully
+
+
+def test_specks_far_and_small_are_dropped_near_or_big_kept() -> None:
+    from cnnscope.preprocess import _drop_specks
+
+    rng = np.random.default_rng(0)
+    img = _ring(200)
+    y, x = rng.integers(3, 12, size=2)  # a 5-px dot in the top-left corner, far away
+    img[y : y + 5, x : x + 5] = 1.0
+    cleaned, dropped = _drop_specks(img)
+    assert dropped == 1 and not cleaned[:20, :20].any()
+    assert np.array_equal(cleaned[40:160, 40:160], img[40:160, 40:160])
+    near = _ring(200)
+    near[96:101, 146:151] = 1.0  # the same dot just outside the ring: part of the digit
+    assert _drop_specks(near)[1] == 0
+    two = _ring(200)
+    two[5:25, 5:25] = 1.0  # a big second part is not a speck
+    assert _drop_specks(two)[1] == 0
+
+
+@pytest.mark.parametrize("width", [4.0, 10.0, 16.0])
+def test_stroke_width_is_measured(width: float) -> None:
+    from cnnscope.preprocess import _stroke_width
+
+    assert _stroke_width(_ring(160, 50, width) > 0.5) == pytest.approx(width, rel=0.15)
+
+
+def test_offset_grows_and_shrinks_strokes() -> None:
+    from cnnscope.preprocess import _offset, _stroke_width
+
+    mask = _ring(160, 50, 10) > 0.5
+    assert _stroke_width(_offset(mask, 3) > 0.5) == pytest.approx(16, rel=0.15)
+    assert _stroke_width(_offset(mask, -3) > 0.5) == pytest.approx(4, rel=0.2)
+
+
+def test_restroke_leaves_mnist_strokes_and_fixes_the_rest() -> None:
+    from cnnscope.preprocess import STROKE_RANGE, STROKE_TARGET, _extent, _restroke, _stroke_width
+
+    def ratio(img: np.ndarray) -> float:
+        mask = img > 0.5
+        return _stroke_width(mask) / _extent(mask)
+
+    ordinary = _ring(120, 40, 12)  # 12 / 92 = 0.13: MNIST's median
+    out, width, restroked = _restroke(ordinary)
+    assert not restroked and out is ordinary and width == pytest.approx(12, rel=0.15)
+    thin = _ring(120, 40, 2)  # a thin pen
+    out, _, restroked = _restroke(thin)
+    assert restroked and ratio(out) == pytest.approx(STROKE_TARGET, rel=0.2)
+    bold = _ring(120, 30, 30)  # a thick brush on a small digit
+    out, _, restroked = _restroke(bold)
+    assert restroked and STROKE_RANGE[0] <= ratio(out) <= STROKE_RANGE[1]
+
+
+def test_fit_places_a_seeded_blob_as_mnist_does() -> None:
+    from cnnscope.preprocess import _fit
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((90, 60), np.float32)
+    img[10:70, 20:45] = rng.random((60, 25)).astype(np.float32) * 0.5 + 0.5
+    out = _fit(img)
+    rows, cols = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+    assert rows[-1] - rows[0] + 1 == 20 and cols[-1] - cols[0] + 1 in (8, 9)
+    ys, xs = np.indices(out.shape)
+    assert abs((out * ys).sum() / out.sum() - 14) <= 0.5
+    assert abs((out * xs).sum() / out.sum() - 14) <= 0.5

@@ -6,7 +6,8 @@
 - the user cache: ``$XDG_CACHE_HOME/cnnscope/<area>`` (default ``~/.cache/cnnscope``):
   ``mnist`` (downloaded data), ``predictions`` (test-set logits), ``features`` (images),
   ``units`` (each unit's peak activation over the test set), ``runs`` (the training runs
-  of ``serve``'s Train tab, unless ``--runs-dir`` says otherwise);
+  of ``serve``'s Train tab, unless ``--runs-dir`` says otherwise), ``judges`` (the
+  recognisability judges' weights, per data set);
 - caches are keyed by :func:`fingerprint`, so new weights never meet old answers.
 
 Knows nothing else of cnnscope's: the modules that read and write these files import it.
@@ -32,7 +33,9 @@ __all__ = [
     "feature_key",
     "features_cache",
     "fingerprint",
+    "judges_cache",
     "predictions_cache",
+    "prior_weights",
     "runs_dir",
     "shipped",
     "units_cache",
@@ -54,12 +57,18 @@ Part = Literal[
     "embedding.json",  # the snapshots' t-SNE layouts
     "features.safetensors",  # preferred images, one uint8 (units, 28, 28) per feature_key
 ]
-Area = Literal["mnist", "predictions", "features", "units", "runs"]
+Area = Literal["mnist", "predictions", "features", "units", "runs", "judges"]
 
 
 def shipped(name: str, part: Part) -> Path:
     """The shipped file ``part`` of model ``name`` (it may not exist)."""
     return SHIPPED_DIR / f"{name}.{part}"
+
+
+def prior_weights() -> Path:
+    """The shipped decoder of MNIST digits (the ``prior`` feature method), made by
+    ``scripts/train_prior.py``: float16 tensors with its settings in the header."""
+    return SHIPPED_DIR / "mnist_prior.safetensors"
 
 
 def cache_dir(area: Area) -> Path:
@@ -110,6 +119,14 @@ def units_cache(model_fingerprint: str, stage: str, data_checksum: str) -> Path:
     """Each unit's peak activation on one test set: ``{"peak": (units,) float32}``."""
     name = f"{model_fingerprint[:24]}-{stage}-{data_checksum[:12]}.safetensors"
     return cache_dir("units") / name
+
+
+def judges_cache(data_checksum: str, settings: str) -> Path:
+    """The judges of class images trained on one data set: ``{"w": (784, 10), "b": (10,)}``.
+
+    ``settings`` names how they were trained (sample size, seed).
+    """
+    return cache_dir("judges") / f"{data_checksum[:16]}-{settings}.safetensors"
 
 
 def units_index_cache(model_fingerprint: str, data_checksum: str) -> Path:

@@ -255,6 +255,29 @@ class AttributionMethod(BaseModel):
     live: bool = Field(description="computed with every prediction (`explain` in /api/predict)")
 
 
+class FeatureMethod(BaseModel):
+    id: str
+    name: str
+    trade: str = Field(description="what the method gives and what it costs, in one line")
+
+
+class FeatureCheck(BaseModel):
+    """A method's 10 class images judged from outside the model (features --check)."""
+
+    model: str
+    method: str
+    recognised: dict[str, int] = Field(
+        description="judge (logistic, knn: trained on MNIST pixels) → class images named right"
+    )
+    faithful: int = Field(description="class images whose logit beats 99 % of their class's digits")
+    percentile: list[float] = Field(
+        description="per class: the fraction of its test digits the image's logit beats"
+    )
+    mean: float = Field(description="mean pixel (MNIST's test digits: 0.13)")
+    frame: float = Field(description="mean pixel of the 4-px border (MNIST: 0.005)")
+    sentence: str = Field(description="the score in words, as the Features tab shows it")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
@@ -262,6 +285,10 @@ class Health(BaseModel):
     default_model: str
     attribution: list[AttributionMethod] = Field(
         description="the attribution methods, in the order the page offers them"
+    )
+    features: list[FeatureMethod] = Field(
+        default_factory=list,
+        description="the feature-visualization methods, in the order the page offers them",
     )
 
 

@@ -148,3 +148,25 @@ def test_features_without_test_data_or_a_writable_cache(shipped, tmp_path, monke
         assert app.state.cnnscope.models[1].renders.pending == 0
     # Leaving the app (Ctrl-C in serve) stops its pools: renders give up at their next step.
     assert all(m.stopping.is_set() for m in app.state.cnnscope.models)
+
+
+def test_health_lists_the_feature_methods_the_page_offers(client) -> None:
+    from cnnscope.analysis.features import METHODS
+
+    listed = client.get("/api/health").json()["features"]
+    assert [f["id"] for f in listed] == list(METHODS)
+    assert all(f["name"] and f["trade"] for f in listed)
+
+
+def test_feature_check_judges_the_class_images_shown(client) -> None:
+    r = client.get("/api/feature-check/deep_mnist?method=regularized")
+    assert r.status_code == 200, r.text
+    c = r.json()
+    assert set(c["recognised"]) == {"logistic", "knn"} and len(c["percentile"]) == 10
+    assert c["faithful"] == sum(p >= 0.99 for p in c["percentile"])
+    assert c["sentence"].startswith(f"recognised {c['recognised']['logistic']}/10")
+    assert 0 <= c["frame"] <= c["mean"] + 1 and c["model"] == "deep_mnist"
+    bad = client.get("/api/feature-check/deep_mnist?method=magic")
+    assert bad.status_code == 422 and "method 'magic'" in bad.json()["detail"]
+    assert client.get("/api/features/deep_mnist/logits?method=magic").status_code == 422
+    assert client.get("/api/feature-check/nobody").status_code == 404

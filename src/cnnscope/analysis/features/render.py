@@ -1,10 +1,12 @@
 """The render loop: optimise images so that an objective scores high.
 
-Two methods. ``plain`` is the old tutorials' gradient ascent, exactly: start from uniform
+Three methods. ``plain`` is the old tutorials' gradient ascent, exactly: start from uniform
 noise in [0.45, 0.55], step by ``gradient / (std(gradient) + 1e-8)``, clip to [0, 1].
 ``regularized`` runs Adam on a parameterization (:mod:`.params`) through random transforms
-(:mod:`.transforms`) with L2 and total-variation penalties; each regularizer can be
-switched off (:func:`compare_regularizers` shows what each contributes).
+(:mod:`.transforms`) with L1, frame and total-variation penalties, then settles for a few
+steps without transforms (so the image excites its unit fully); each regularizer can be
+switched off (:func:`compare_regularizers` shows what each contributes). ``prior``
+optimises the latent code of a learned model of MNIST digits (:mod:`.prior`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class RenderConfig:
     ``RenderConfig.plain()`` gives the tutorials' method.
     """
 
-    method: str = "regularized"  # "regularized" or "plain"
-    steps: int = 80  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s here)
+    method: str = "regularized"  # "regularized", "plain" or "prior"
+    steps: int = 100  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s; 100: +25 %)
     lr: float = 0.1  # Adam's step size on the parameterization (regularized only)
     jitter: int = 2  # random translation, pixels, each step (0 = off)
     scale: float = 0.1  # random scale in [1 − s, 1 + s] (0 = off)
@@ -56,9 +58,25 @@ class RenderConfig:
     start_hi: float = 0.3  # silent units still get a gradient through ``redirect``
     fourier: bool = False  # decorrelated (Fourier) parameterization instead of pixels
     redirect: float = 0.1  # ReLU gradient leak over the first half of the steps (0 = off)
+    # The last ``settle`` fraction of the steps sees the image as it is (no jitter, scale,
+    # rotation, blur): the robust phase finds the shape, this one makes it excite the unit
+    # fully: class images then out-excite 99 % of their class's test digits (0–4 of 10
+    # without it, 10 of 10 with it on three of the four shipped models).
+    settle: float = 0.3
     diversity: float = 0.0  # > 0 pushes apart the variants of one unit (see ``variants``)
     variants: int = 1  # images per unit
+    # ``prior`` only: the weight of ½·|z|² keeping the latent code where the training
+    # digits lie (0 = free: strong but stranger images; 1 = the VAE's own prior)
+    prior: float = 0.05
+    # ``prior`` only: strokes may be drawn up to this many times crisper than the decoder
+    # draws them (a VAE's digits are blurred; a per-image gain on its pre-sigmoid output)
+    crisp: float = 1.0
     seed: int = 0
+
+    @classmethod
+    def through_prior(cls, steps: int = 100, seed: int = 0) -> RenderConfig:
+        """The ``prior`` method: optimise a latent code of the digit model (:mod:`.prior`)."""
+        return cls(method="prior", steps=steps, lr=0.1, crisp=4.0, seed=seed)
 
     @classmethod
     def plain(cls, steps: int = 100, seed: int = 0) -> RenderConfig:
@@ -75,6 +93,7 @@ class RenderConfig:
             frame=0.0,
             tv=0.0,
             redirect=0.0,
+            settle=0.0,
             seed=seed,
         )
 
@@ -85,8 +104,14 @@ class RenderConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.method in ("plain", "regularized"), "method must be 'plain' or 'regularized'"),
+            (
+                self.method in ("plain", "regularized", "prior"),
+                "method must be 'plain', 'regularized' or 'prior'",
+            ),
+            (self.prior >= 0, "prior must be ≥ 0"),
+            (1 <= self.crisp <= 10, "crisp must be in [1, 10]"),
             (1 <= self.steps <= 5000, "steps must be in 1–5000"),
+            (0 <= self.settle <= 1, "settle must be a fraction of the steps, in [0, 1]"),
             (1 <= self.variants <= 16, "variants must be in 1–16"),
             (0 <= self.jitter <= 8, "jitter must be in 0–8 pixels"),
             (0 <= self.scale < 0.5, "scale must be in [0, 0.5)"),
@@ -156,6 +181,8 @@ def render(
     try:
         if cfg.method == "plain":
             out = _render_plain(model, objective, start, cfg, progress)
+        elif cfg.method == "prior":
+            out = _render_prior(model, objective, keys, cfg, progress)
         else:
             out = _render_regularized(model, objective, n, total, start, cfg, g, progress)
     finally:
@@ -201,6 +228,54 @@ def _render_plain(
         if progress:
             progress(i + 1, cfg.steps)
     return x.detach().squeeze(1).cpu().numpy()
+
+
+def _render_prior(
+    model: StagedModel,
+    objective: Objective,
+    keys: Sequence[int],
+    cfg: RenderConfig,
+    progress: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    """Adam on latent codes z: maximise the objective of decoder(z) − prior·½|z|²."""
+    from .prior import load_decoder
+
+    if tuple(model.input_shape) != (1, 28, 28):
+        raise ValueError(
+            f"the prior draws 28×28 grey digits; this model takes {tuple(model.input_shape)}: "
+            "use regularized or plain"
+        )
+    objective = _expand(objective, cfg.variants)
+    decoder = load_decoder()
+    device = next(model.parameters()).device
+    # Each code starts from its own generator, as the pixel methods' noise does.
+    z = torch.stack(
+        [
+            torch.randn(
+                decoder.latent,
+                generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + k * 97 + v),
+            )
+            for k in keys
+            for v in range(cfg.variants)
+        ]
+    ).requires_grad_(True)  # (total, latent)
+    gain = torch.zeros(len(z), 1, 1, 1, requires_grad=True)  # → crispness in [1, crisp]
+
+    def image() -> torch.Tensor:
+        crisp = 1 + (cfg.crisp - 1) * torch.sigmoid(gain - 2.0)
+        return decoder.draw(z, crisp).to(device)
+
+    opt = torch.optim.Adam([z, gain], lr=cfg.lr)
+    for i in range(cfg.steps):
+        score = objective(forward_until(model, image(), objective.stages))
+        loss = -score.sum() + cfg.prior * 0.5 * (z**2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(i + 1, cfg.steps)
+    with torch.no_grad():
+        return image().squeeze(1).cpu().numpy()
 
 
 def _frame(h: int, w: int) -> torch.Tensor:
@@ -266,10 +341,13 @@ def _render_regularized(
     opt = torch.optim.Adam(param.params, lr=cfg.lr)
 
     redirect = _RedirectedReLUs(model, cfg.redirect)
+    still_from = cfg.steps - round(cfg.settle * cfg.steps)  # the settle phase's first step
     for i in range(cfg.steps):
         x = param.image()
+        settling = i >= still_from
+        seen = x if settling else random_transform(x, cfg, g)
         with redirect if i < cfg.steps // 2 else contextlib.nullcontext():
-            outputs = forward_until(model, random_transform(x, cfg, g), objective.stages)
+            outputs = forward_until(model, seen, objective.stages)
         score = objective(outputs)
         loss = -score.sum()
         if cfg.l2:
@@ -293,7 +371,8 @@ def _render_regularized(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        blur_now = cfg.blur_every and (i + 1) % cfg.blur_every == 0 and i + 1 < cfg.steps
+        blur_now = cfg.blur_every and (i + 1) % cfg.blur_every == 0 and not settling
+        blur_now = blur_now and i + 1 < cfg.steps
         if isinstance(param, SigmoidParam) and blur_now:
             param.blur(cfg.blur_sigma)
         if progress:

@@ -8,9 +8,17 @@ from fastapi import APIRouter, HTTPException
 
 from ... import __version__
 from ...analysis.attribution import FAST_METHODS, METHOD_NAMES, METHODS
+from ...analysis.features.methods import METHODS as FEATURES
 from ...models import count_parameters
 from ..encoding import b64
-from ..schemas import AttributionMethod, FilterWeights, Health, ModelInfo, StageInfo
+from ..schemas import (
+    AttributionMethod,
+    FeatureMethod,
+    FilterWeights,
+    Health,
+    ModelInfo,
+    StageInfo,
+)
 from ..state import ServedModel, State
 
 router = APIRouter()
@@ -26,6 +34,7 @@ def health(state: State) -> Health:
         attribution=[
             AttributionMethod(id=k, name=METHOD_NAMES[k], live=k in FAST_METHODS) for k in METHODS
         ],
+        features=[FeatureMethod(id=f.id, name=f.name, trade=f.trade) for f in FEATURES.values()],
     )
 
 

@@ -75,6 +75,12 @@ export class FeaturesView {
     this.top = new TopExamples($("feat-top"));
     $("feat-stage").onchange = () => this.load();
     $("feat-method").onchange = () => this.load();
+    // The methods and what each trades: the server's list (analysis/features/methods.py).
+    this.trades = {};
+    this.methods = getJSON("api/health").then((h) => {
+      $("feat-method").replaceChildren(...h.features.map((f) => new Option(f.name, f.id)));
+      this.trades = Object.fromEntries(h.features.map((f) => [f.id, f.trade]));
+    }).catch((e) => { $("feat-status").textContent = `error: ${e.message}`; });
   }
 
   /** Show `model`'s galleries; `info` is its Stages. */
@@ -90,7 +96,8 @@ export class FeaturesView {
     this.load();
   }
 
-  load() {
+  async load() {
+    await this.methods;
     const stage = $("feat-stage").value, method = $("feat-method").value;
     const key = `${this.model}/${stage}/${method}`;
     if (key === this.key && this.images) return;
@@ -99,6 +106,8 @@ export class FeaturesView {
     clearTimeout(this.timer);
     const signal = this.latest.next();
     $("feat-gallery").replaceChildren();
+    $("feat-trade").textContent = this.trades[method] ? `${method}: ${this.trades[method]}.` : "";
+    $("feat-check").textContent = "";
     // One progress at a time in the status: a new load ends the one before.
     this.done?.();
     this.done = progress($("feat-status"), "asking for the preferred images…");
@@ -119,6 +128,7 @@ export class FeaturesView {
           (dead.length ? `, ${dead.length} dead: they never fire on the test set (struck through)` : "");
         this.images = b64bytes(job.images);
         this.render(stage, job.total, new Set(dead));
+        if (stage === "logits") this.check(method, signal);
       } else if (job.status === "failed") {
         $("feat-status").textContent = `failed: ${job.error}`;
       } else {
@@ -127,6 +137,18 @@ export class FeaturesView {
       }
     };
     poll();
+  }
+
+  /** Say how recognisable and faithful the class images shown are (judged from outside). */
+  async check(method, signal) {
+    const line = $("feat-check");
+    line.textContent = "judging these class images with classifiers trained on MNIST pixels…";
+    try {
+      const c = await getJSON(`api/feature-check/${encodeURIComponent(this.model)}?method=${method}`, { signal });
+      if (!signal.aborted) line.textContent = `These class images: ${c.sentence}.`;
+    } catch (e) {
+      if (!isAbort(e) && !signal.aborted) line.textContent = `not judged: ${e.message}`;
+    }
   }
 
   render(stage, total, dead = new Set()) {
