@@ -12,7 +12,8 @@ rounds so that a busy machine hurts every contender alike, it times
   cores) when its venv exists (``bash ../shared/seed000/setup.sh``);
 
 at batch 50 and 128 and 1 and 2 torch threads, and prints a table with the ratios and the
-load average. FLOPs count multiply-adds ×2 from the layer shapes; a training step is
+load average. Torch's OpenMP threads sleep while they wait, as in ``cnnscope train``
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). FLOPs count multiply-adds ×2 from the layer shapes; a training step is
 counted as 3× the forward pass (forward, gradient of the input, gradient of the weights).
 """
 
@@ -27,6 +28,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# As `cnnscope train`: OpenMP threads sleep while they wait (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +138,7 @@ def tf_rate(steps: int) -> float | None:
         capture_output=True,
         text=True,
         check=True,
+        env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},  # as shipped
     ).stdout
     line = json.loads(out.strip().splitlines()[-1])
     return float(line["steady_images_per_s"])  # excludes its first 20 steps

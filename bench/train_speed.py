@@ -15,6 +15,9 @@ import resource
 import tempfile
 import time
 
+# As `cnnscope train`: OpenMP threads sleep while they wait (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 from cnnscope.analysis.evaluation import evaluate

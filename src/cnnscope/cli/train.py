@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ from ._common import (
     int_in,
     model_choice,
 )
+
+# OpenMP threads sleep while they wait, so a busy machine cannot collapse training
+# (cnnscope.train.threads); read when torch loads, which is after this module's import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HELP = "train a model (progress bar, checkpoints, metrics, snapshots)"
 
@@ -63,8 +68,9 @@ def add(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int_in(0),
         default=0,
-        help="torch threads; 0 = auto: OMP_NUM_THREADS if set, else the idle cores (≥ 1), "
-        "so a busy machine cannot collapse training (default 0)",
+        help="torch threads; 0 = auto: OMP_NUM_THREADS if set, else every core, threads "
+        "sleeping while they wait (OMP_WAIT_POLICY=PASSIVE) so a busy machine cannot "
+        "collapse training (default 0)",
     )
 
 

@@ -1,9 +1,13 @@
 """``choose_threads``: how many torch threads a training run should use on this machine.
 
-On a 2-core machine shared with other work, two OpenMP threads collapse: every
-convolution waits at a barrier for the thread the scheduler has parked, and training ran
-3–5× slower than on one thread (bench/train_profile.py, load average ≥ 2). So a run takes
-only the cores that are idle when it starts, never fewer than one.
+On a 2-core machine shared with other work, two OpenMP threads that *spin* while they wait
+collapse: each convolution waits at a barrier for the thread the scheduler has parked,
+while the waiting one burns its core's share; training ran 1.4–5× slower than on one
+thread (bench/train_profile.py, load average 8–13). Threads that *sleep* at the barrier
+(``OMP_WAIT_POLICY=PASSIVE``, which ``cnnscope train`` sets unless the environment
+chooses) do not: on the same busy machine two passive threads trained 1.6–1.7× faster
+than one. So with passive waiting a run takes every core; with spinning ones, only the
+cores idle when it starts, never fewer than one.
 """
 
 from __future__ import annotations
@@ -28,14 +32,18 @@ def choose_threads(requested: int = 0) -> int:
     ----------
     requested
         A count > 0 is used as given. 0 (auto): ``OMP_NUM_THREADS`` when the environment
-        sets it (``serve``'s Train tab runs its trainer with 1), else the cores this
-        process may use minus the 1-minute load average, rounded, at least 1.
+        sets it (``serve``'s Train tab runs its trainer with 1); else every core this
+        process may use when OpenMP threads sleep while they wait
+        (``OMP_WAIT_POLICY=PASSIVE``); else those cores minus the 1-minute load average,
+        rounded, at least 1.
     """
     if requested > 0:
         return requested
     if (env := os.environ.get("OMP_NUM_THREADS", "").strip()).isdigit() and int(env) > 0:
         return int(env)
     cores = _cores()
+    if os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+        return cores
     try:
         busy = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average on this system: trust the cores
