@@ -13,8 +13,9 @@ rounds so that a busy machine hurts every contender alike, it times
 
 at batch 50 and 128 and 1 and 2 torch threads, and prints a table with the ratios and the
 load average. Torch's OpenMP threads sleep while they wait, as in ``cnnscope train``
-(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). FLOPs count multiply-adds ×2 from the layer shapes; a training step is
-counted as 3× the forward pass (forward, gradient of the input, gradient of the weights).
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). FLOPs count multiply-adds
+×2 from the layer shapes; a training step is counted as 3× the forward pass (forward,
+gradient of the input, gradient of the weights).
 """
 
 from __future__ import annotations

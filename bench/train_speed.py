@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads; 0 = auto, as `cnnscope train`"
     )
+    p.add_argument("--seed", type=int, default=0, help="the fast run's seed")
     p.add_argument("--seed-steps", type=int, default=300, help="steps of the seed recipe to time")
     args = p.parse_args()
 
@@ -70,7 +71,7 @@ def main() -> None:
         f"torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig.from_recipe("fast", run_dir=f"{tmp}/fast")
+        config = TrainConfig.from_recipe("fast", run_dir=f"{tmp}/fast", seed=args.seed)
         timer = _TimeToTarget(data, args.target, args.check_every)
         result = fit(config, [timer], data=data)
         train_seconds = timer.elapsed()

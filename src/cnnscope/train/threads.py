@@ -2,12 +2,12 @@
 
 On a 2-core machine shared with other work, two OpenMP threads that *spin* while they wait
 collapse: each convolution waits at a barrier for the thread the scheduler has parked,
-while the waiting one burns its core's share; training ran 1.4–5× slower than on one
-thread (bench/train_profile.py, load average 8–13). Threads that *sleep* at the barrier
-(``OMP_WAIT_POLICY=PASSIVE``, which ``cnnscope train`` sets unless the environment
-chooses) do not: on the same busy machine two passive threads trained 1.6–1.7× faster
-than one. So with passive waiting a run takes every core; with spinning ones, only the
-cores idle when it starts, never fewer than one.
+while the waiting one burns its core's share; two threads trained at 0.15–1.2× one
+thread's images/s (bench/train_profile.py, load average 7–13). Threads that *sleep* at
+the barrier (``OMP_WAIT_POLICY=PASSIVE``, which ``cnnscope train`` sets unless the
+environment chooses) do not: on the same busy machine two passive threads trained at
+1.1–2.2× one thread's images/s. So with passive waiting a run takes every core; with
+spinning ones, only the cores idle when it starts, never fewer than one.
 """
 
 from __future__ import annotations
