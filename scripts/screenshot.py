@@ -1,9 +1,12 @@
-"""README screenshots: docs/screenshot.png, arithmetic, architecture, evaluation, embedding,
-features, phone.
+"""README and docs screenshots: docs/screenshot.png, arithmetic, architecture, evaluation,
+embedding, features, phone, train.
 
-    python scripts/screenshot.py      # needs Debian's chromium
+    python scripts/screenshot.py          # every shot; needs Debian's chromium
+    python scripts/screenshot.py train    # only docs/train.png (or: draw, phone)
 
-Starts `cnnscope serve` on a free port, draws a 7 with the mouse, waits for the answer.
+Starts `cnnscope serve` on a free port with a temporary runs folder, draws a 7 with the
+mouse, waits for the answer. For docs/train.png it starts a short hvass run from the Train
+tab, shoots it mid-run once the curves and the first filter strip are drawn, then stops it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +29,17 @@ SEVEN = [(70, 60), (210, 60), (150, 160), (120, 240)]
 IDLE = "document.body.dataset.idle === 'true'"  # no request in flight or scheduled
 
 
-def main() -> None:
+def main(shots: list[str]) -> None:
+    shots = shots or ["draw", "phone", "train"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("cnnscope")
-    server = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.DEVNULL)
+    runs = tempfile.TemporaryDirectory(prefix="cnnscope-runs-")
+    # `python -m cnnscope`: the cnnscope this interpreter imports (PYTHONPATH=src included).
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cnnscope", "serve", "--port", str(port), "--runs-dir", runs.name],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(300):
             try:
@@ -40,10 +49,12 @@ def main() -> None:
                 time.sleep(0.1)
         with sync_playwright() as p:
             browser = launch(p)
-            for name, viewport, scale in (
-                ("screenshot.png", {"width": 1440, "height": 900}, 1),
-                ("phone.png", {"width": 390, "height": 844}, 2),
+            for shot, name, viewport, scale in (
+                ("draw", "screenshot.png", {"width": 1440, "height": 900}, 1),
+                ("phone", "phone.png", {"width": 390, "height": 844}, 2),
             ):
+                if shot not in shots:
+                    continue
                 page = browser.new_page(viewport=viewport, device_scale_factor=scale)
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.wait_for_selector("body[data-ready='1']")
@@ -82,10 +93,45 @@ def main() -> None:
                     )
                     page.screenshot(path=str(DOCS / "features.png"))
                 page.close()
+            if "train" in shots:
+                shoot_train(browser, port)
             browser.close()
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=30)
+        runs.cleanup()
+
+
+def shoot_train(browser, port: int) -> None:
+    """docs/train.png: the Train tab mid-run (hvass, 600 steps), then Stop."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector("body[data-ready='1']")
+    page.click("button.tab[data-view='train-view']")
+    page.wait_for_selector("#train-model option[value='hvass']", state="attached")
+    page.select_option("#train-model", "hvass")
+    page.fill("#train-length", "600")
+    page.fill("#train-seed", "0")
+    page.click("#train-start")
+    page.wait_for_selector("#train-status[data-status='running']", timeout=60_000)
+    # Past the second checkpoint (every 100 steps from the page): two validation points,
+    # a curve of several points and the first conv layer's filter strip.
+    page.wait_for_function(
+        "Number(document.querySelector('#train-acc').dataset.points) >= 2", timeout=300_000
+    )
+    page.wait_for_function(
+        "Number(document.querySelector('#train-loss').dataset.points) >= 5", timeout=60_000
+    )
+    page.wait_for_function(
+        "document.querySelectorAll('#train-filters canvas').length > 0", timeout=60_000
+    )
+    page.wait_for_timeout(500)  # the next progress event fills steps/s and the time left
+    page.screenshot(
+        path=str(DOCS / "train.png"), clip={"x": 0, "y": 0, "width": 1440, "height": 540}
+    )
+    page.click("#train-stop")
+    page.wait_for_selector("#train-status[data-status='stopped']", timeout=60_000)
+    page.close()
 
 
 def shoot_teaching(page) -> None:
@@ -115,4 +161,4 @@ def shoot_teaching(page) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -56,6 +56,10 @@ def test_your_own_model(tmp_path: Path) -> None:
     images = m.features("features.0", units=[0, 3], steps=8)
     assert images.shape == (2, 28, 28) and images.min() >= 0 and images.max() <= 1
     assert m.features("prob", units=[2], steps=8).shape == (1, 28, 28)
+    # Every method the CLI and the page offer, and only those.
+    assert m.features("prob", units=[2], steps=4, method="prior").shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="valid: regularized, prior, plain"):
+        m.features("prob", units=[2], method="deepdream")
 
 
 def test_wrong_sized_images_are_refused() -> None:

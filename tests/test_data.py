@@ -277,6 +277,10 @@ def test_load_for_uses_the_data_the_weights_were_trained_on(shapes_dir: Path, tm
     assert data_mod.load_for(meta).source == npz.resolve()
     # --data-dir wins over the metadata.
     assert data_mod.load_for(meta, data_mod._REPO_DATA).num_classes == 10
+    # The recorded place, changed since: refused, not silently evaluated on other data.
+    changed = {**meta, "data": {"sha256": "cd" * 32, "source": str(npz)}}
+    with pytest.raises(DataError, match=r"changed since these weights were trained on it"):
+        data_mod.load_for(changed)
     # Recorded data that is gone: refused with the fix, not evaluated on MNIST.
     gone = {"data": {"sha256": "ab" * 32, "source": str(tmp_path / "gone.npz")}}
     with pytest.raises(DataError, match=r"which is gone.*Pass --data-dir"):
@@ -287,3 +291,39 @@ def test_load_for_uses_the_data_the_weights_were_trained_on(shapes_dir: Path, tm
     assert data_mod.class_names(meta, 4) == ("bar", "pillar", "cross", "ring")
     assert data_mod.class_names({}, 4, d) == d.classes
     assert data_mod.class_names({"classes": ["a"]}, 3) == ("0", "1", "2")
+
+
+def _crafted_npz(path: Path, x_train_npy: bytes) -> Path:
+    """An .npz whose x_train member is the given raw .npy bytes (the rest well formed)."""
+    import io
+    import zipfile
+
+    x = np.zeros((4, 8, 8), np.uint8)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x_train.npy", x_train_npy)
+        for key, arr in {"y_train": np.arange(4), "x_test": x, "y_test": np.arange(4)}.items():
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            z.writestr(f"{key}.npy", buf.getvalue())
+    return path
+
+
+def test_npz_header_claiming_more_than_it_holds_is_refused_before_allocating(
+    tmp_path: Path,
+) -> None:
+    # Found from outside: a header declaring (10**5, 1000, 1000) over no data made numpy
+    # allocate 93 GiB: a MemoryError traceback instead of one line.
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**5, 1000, 1000)}
+    )
+    huge = _crafted_npz(tmp_path / "huge.npz", header.getvalue())
+    with pytest.raises(DataError, match="declares 100,000,000,000 bytes of data but holds 0"):
+        data_mod.load_data(huge)
+    small = io.BytesIO()
+    np.save(small, np.zeros((4, 8, 8), np.uint8))
+    cut = _crafted_npz(tmp_path / "cut.npz", small.getvalue()[:-10])
+    with pytest.raises(DataError, match="declares 256 bytes of data but holds 246"):
+        data_mod.load_data(cut)

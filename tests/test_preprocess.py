@@ -24,6 +24,27 @@ def test_box_fits_20_and_mass_is_centred() -> None:
     assert abs((out * xs).sum() / out.sum() - 14) <= 0.5
 
 
+@pytest.mark.parametrize(("size", "box"), [((28, 28), 20), ((32, 32), 23), ((20, 24), 14)])
+def test_fit_to_the_models_size(size, box) -> None:
+    """Another input size gets MNIST's proportions: the box 20/28 of the shorter side, the
+    centre of mass at the middle of the field."""
+    img = np.zeros((280, 280), np.float32)
+    img[30:230, 200:240] = 1.0  # a tall bar, far right
+    out = to_mnist(img, size)
+    assert out.shape == size
+    rows = np.flatnonzero(out.any(1))
+    assert rows[-1] - rows[0] + 1 == box
+    ys, xs = np.indices(out.shape)
+    assert abs((out * ys).sum() / out.sum() - size[0] / 2) <= 0.5
+    assert abs((out * xs).sum() / out.sum() - size[1] / 2) <= 0.5
+    assert not to_mnist(np.zeros((280, 280)), size).any() and to_mnist(img, size).max() == 1.0
+
+
+def test_fit_size_is_checked() -> None:
+    with pytest.raises(PreprocessError, match="size 4×28"):
+        to_mnist(np.ones((28, 28)), (4, 28))
+
+
 def test_rejects_non_2d() -> None:
     with pytest.raises(PreprocessError, match="2-D"):
         to_mnist(np.zeros((3, 28, 28)))

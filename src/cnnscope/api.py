@@ -82,7 +82,7 @@ class Model:
         if x.shape[-2:] != (h, w):
             raise ValueError(
                 f"image is {tuple(x.shape)}; {self.name} takes {h}×{w} "
-                "(cnnscope.preprocess.to_mnist fits a drawing to 28×28)"
+                f"(cnnscope.preprocess.to_mnist(image, ({h}, {w})) fits a drawing to it)"
             )
         single = x.dim() == 2 or (x.dim() == 3 and c > 1 and x.shape[0] == c)
         x = x.reshape(-1, c, h, w)
@@ -128,21 +128,22 @@ class Model:
     ) -> np.ndarray:
         """Preferred inputs: one (H, W) image per unit of ``stage`` (all units by default).
 
-        ``stage="prob"`` renders each class's most probable input. ``method`` is
-        ``"regularized"`` (jitter, blur, priors: recognisable) or ``"plain"`` (the
-        tutorials' gradient ascent). Rendering takes seconds per hundred units on a CPU.
+        ``stage="prob"`` renders each class's most probable input. ``method`` is one of
+        :data:`cnnscope.analysis.features.methods.METHODS`: ``"regularized"`` (dark,
+        sparse, robust to jitter: recognisable and faithful), ``"prior"`` (through a learned
+        model of digits: the most natural-looking, the least literal) or ``"plain"`` (the
+        tutorials' gradient ascent: the most literal). Rendering takes seconds per hundred
+        units on a CPU.
 
         Examples
         --------
         >>> m.features("conv1", units=[0, 1]).shape
         (2, 28, 28)
         """
-        from .analysis.features import RenderConfig, layer_images, with_overrides
+        from .analysis.features import layer_images, with_overrides
+        from .analysis.features.methods import config_for
 
-        if method not in ("regularized", "plain"):
-            raise ValueError(f"method {method!r}: valid: regularized, plain")
-        config = RenderConfig() if method == "regularized" else RenderConfig.plain()
-        config = with_overrides(config, steps=steps, seed=seed)
+        config = with_overrides(config_for(method, seed=seed), steps=steps, seed=seed)
         return layer_images(self.module, stage, units, config)
 
     def evaluate(self, data_dir: str | os.PathLike[str] | None = None) -> Report:

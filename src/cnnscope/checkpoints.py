@@ -31,7 +31,15 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_write, atomic_write_text
-from .models import MODELS, Adapted, StagedModel, get_spec, is_foreign_spec, load_foreign
+from .models import (
+    MODELS,
+    Adapted,
+    StagedModel,
+    get_spec,
+    is_foreign_spec,
+    load_foreign,
+    state_mismatch,
+)
 from .store import shipped
 
 __all__ = [
@@ -210,19 +218,8 @@ def _check_tensors(path: Path, arch: str, config: dict[str, Any]) -> None:
 def _check_shapes(
     path: Path, arch: str, own: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
 ) -> None:
-    missing = sorted(set(own) - set(found))
-    extra = sorted(set(found) - set(own))
-    wrong = [f"{k} {found[k]} vs {own[k]}" for k in own if k in found and found[k] != own[k]]
-    if missing or extra or wrong:
-        details = "; ".join(
-            part
-            for part in (
-                missing and f"missing {', '.join(missing)}",
-                extra and f"unexpected {', '.join(extra)}",
-                wrong and f"shape mismatch {', '.join(wrong)}",
-            )
-            if part
-        )
+    details = state_mismatch(own, found)
+    if details:
         raise CheckpointError(
             f"{path}: tensors do not fit architecture {arch!r}: {details}. The file was not "
             f"written for this architecture or was altered; {_FIX}."

@@ -9,6 +9,11 @@ A digit drawn large and off-centre on a canvas looks nothing like that until it 
 People's drawings differ from MNIST in more than size: black ink on white paper, a faint or
 thin pen, a thick brush on a small digit, a stray dot. :func:`prepare` undoes each and says
 what it did (:class:`Prepared`); :func:`to_mnist` is its image.
+
+A model of another input size (``size=(H, W)``) gets the same digit at its scale: the box
+and the centre are MNIST's fractions of the field (20/28 of the shorter side, the centre
+of mass at the middle), fitted once from the drawing rather than resampled from 28×28,
+so strokes are not blurred twice.
 """
 
 from __future__ import annotations
@@ -30,21 +35,23 @@ class PreprocessError(ValueError):
     """The input is not an image cnnscope can use; the message says why."""
 
 
-def to_mnist(image: np.ndarray) -> np.ndarray:
-    """A drawing → an MNIST-style (28, 28) image: :func:`prepare`'s ``.image``.
+def to_mnist(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
+    """A drawing → an MNIST-style (28, 28) image (or ``size``): :func:`prepare`'s ``.image``.
 
     Parameters
     ----------
     image
         (H, W) array, values in [0, 1]; white ink on black, or black ink on white (detected
         and inverted); any size from 8×8 up.
+    size
+        (H, W) of the result: the model's input size.
 
     Returns
     -------
     np.ndarray
-        (28, 28) float32 in [0, 1]. A blank image stays blank.
+        (H, W) float32 in [0, 1], (28, 28) by default. A blank image stays blank.
     """
-    return prepare(image).image
+    return prepare(image, size).image
 
 
 # --- The drawing path: what a canvas, a pen or a scan does to a digit, undone ------------
@@ -99,7 +106,7 @@ class Prepared:
     gain: float = 1.0
 
 
-def prepare(image: np.ndarray) -> Prepared:
+def prepare(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> Prepared:
     """Make a drawing look like an MNIST digit, step by step, and say what was done.
 
     1. Black on white (the border's median brighter than ``BACKGROUND_BRIGHT``) is
@@ -111,33 +118,36 @@ def prepare(image: np.ndarray) -> Prepared:
        (``STROKE_RANGE``) the stroke is thickened to ``STROKE_TARGET`` or thinned to
        ``STROKE_THINNED``.
     5. As MNIST: crop, fit in 20×20 (aspect kept, anti-aliased), centre of mass at the
-       centre of 28×28.
+       centre of 28×28 (of ``size``, the box scaled with its shorter side).
 
     Parameters
     ----------
     image
         (H, W) array, values in [0, 1]; any size from 8×8 up.
+    size
+        (H, W) of the result, the model's input size; 8 to 1,024 pixels a side.
 
     Returns
     -------
     Prepared
-        ``.image`` is (28, 28) float32 in [0, 1]; a blank image stays blank.
+        ``.image`` is ``size`` float32 in [0, 1]; a blank image stays blank.
     """
+    size = _checked(size)
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise PreprocessError(f"expected a 2-D grayscale image, got shape {image.shape}")
     if image.size == 0:
-        return Prepared(np.zeros((SIZE, SIZE), np.float32))
+        return Prepared(np.zeros(size, np.float32))
     image = np.clip(np.nan_to_num(image), 0.0, 1.0)
     image, shrink = _shrink(image)
     image, inverted = ink_on_black(image)
     image = np.clip(image - float(np.median(_border(image))), 0.0, None)
     peak = float(image.max())
     if peak < 1.0 / 255:  # blank, or only the noise of an 8-bit background
-        return Prepared(np.zeros((SIZE, SIZE), np.float32), inverted=inverted)
+        return Prepared(np.zeros(size, np.float32), inverted=inverted)
     image, dropped = _drop_specks(image / peak)
     crop, width_px, restroked = _restroke(_crop(image, margin=2))
-    out = _fit(crop)
+    out = _fit(crop, size)
     top = float(out.max())
     gain = 1.0 / peak
     if 0.0 < top < 1.0:
@@ -282,18 +292,32 @@ def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
     return out
 
 
-def _fit(image: np.ndarray) -> np.ndarray:
-    """Crop the ink, fit it in 20×20 (aspect kept, anti-aliased), centre its mass in 28×28."""
+def _checked(size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` as (H, W) ints, each 8–1,024: a digit needs room, and a side bounds the work."""
+    h, w = (int(v) for v in size)
+    if not (8 <= h <= 1024 and 8 <= w <= 1024):
+        raise PreprocessError(f"size {h}×{w}: each side must be 8–1,024 pixels")
+    return h, w
+
+
+def _fit(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
+    """Crop the ink, fit it in 20×20 (aspect kept, anti-aliased), centre its mass in 28×28.
+
+    For another ``size`` (H, W) the box is 20/28 of the shorter side and the centre of mass
+    lands at (H/2, W/2), as 14 is half of 28.
+    """
+    field_h, field_w = size
+    box = max(1, round(BOX * min(size) / SIZE))
     image = np.asarray(image, np.float32)  # PIL's mode "F" reads float32 only
     peak = float(image.max())
     if peak <= 0.0:
-        return np.zeros((SIZE, SIZE), np.float32)
+        return np.zeros(size, np.float32)
     rows = np.flatnonzero((image > INK_THRESHOLD * peak).any(axis=1))
     cols = np.flatnonzero((image > INK_THRESHOLD * peak).any(axis=0))
     crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # (h, w)
 
     h, w = crop.shape
-    scale = BOX / max(h, w)
+    scale = box / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     if (new_h, new_w) != (h, w):
         # Float mode keeps the grey levels; LANCZOS low-passes when shrinking (anti-alias).
@@ -306,10 +330,11 @@ def _fit(image: np.ndarray) -> np.ndarray:
     ys, xs = np.arange(new_h, dtype=np.float64), np.arange(new_w, dtype=np.float64)
     com_y = float(crop.sum(axis=1) @ ys) / total
     com_x = float(crop.sum(axis=0) @ xs) / total
-    top, left = round(CENTRE - com_y), round(CENTRE - com_x)
+    top = round(CENTRE * field_h / SIZE - com_y)
+    left = round(CENTRE * field_w / SIZE - com_x)
     # Keep the whole box inside the field even for lopsided digits.
-    top = min(max(top, 0), SIZE - new_h)
-    left = min(max(left, 0), SIZE - new_w)
-    out = np.zeros((SIZE, SIZE), np.float32)
+    top = min(max(top, 0), field_h - new_h)
+    left = min(max(left, 0), field_w - new_w)
+    out = np.zeros(size, np.float32)
     out[top : top + new_h, left : left + new_w] = crop
     return out

@@ -108,3 +108,33 @@ def test_a_bold_digit_on_black_is_not_inverted(tmp_path) -> None:
     Image.fromarray(255 - bold).save(path)  # the same on white paper is inverted
     image, _ = input_image(argparse.Namespace(image=str(path), test_index=None, data_dir=None))
     assert image[0, 0] == 0.0 and image[14, 14] == 1.0
+
+
+@pytest.mark.parametrize(("name", "size"), [("Wide32", (32, 32)), ("Tall20x24", (20, 24))])
+def test_explain_and_peek_a_model_of_another_size(name, size, tmp_path: Path, capsys) -> None:
+    """--image is fitted to the model's H×W; --test-index (28×28 MNIST) too, and says so."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from cnnscope.models import load_foreign
+
+    spec = f"{Path(__file__).parents[1] / 'models' / 'other_sizes.py'}:{name}"
+    torch.manual_seed(0)
+    torch.save(load_foreign(spec).net.state_dict(), tmp_path / "w.pt")
+    paper = np.full((200, 150), 255, np.uint8)
+    paper[30:170, 70:80] = 0  # a 1, dark on white
+    Image.fromarray(paper).save(tmp_path / "one.png")
+    m = ["--model", spec, "--weights", str(tmp_path / "w.pt")]
+    out = tmp_path / "x"
+    argv = ["explain", *m, "--image", str(tmp_path / "one.png"), "--out", str(out)]
+    assert main([*argv, "--method", "saliency"]) == 0
+    payload = json.loads((out / "attribution.json").read_text())
+    assert np.array(payload["input"]).shape == size
+    assert np.array(payload["attributions"][0]["map"]).shape == size
+    assert len(payload["probabilities"]) == {"Wide32": 3, "Tall20x24": 4}[name]
+    assert main(["peek", *m, "--test-index", "0", "--out", str(out)]) == 0
+    assert f"28×28 fitted to {size[0]}×{size[1]}" in capsys.readouterr().out
+    peek = json.loads((out / "peek.json").read_text())
+    assert np.array(peek["input"]).shape == size
+    assert peek["stages"]["conv1"]["shape"] == [4, *size]

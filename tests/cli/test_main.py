@@ -52,6 +52,18 @@ def test_a_bug_is_a_traceback_not_exit_2(monkeypatch) -> None:
         main(["models"])
 
 
+def test_a_reader_that_leaves_the_pipe_is_no_traceback(monkeypatch, capsys) -> None:
+    # Found from outside: `cnnscope data --json | head` ended in a BrokenPipeError traceback.
+    from cnnscope.cli import models
+
+    def closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(models, "run", closed_pipe)
+    assert main(["models"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_help_imports_no_command_dependencies() -> None:
     # What `cnnscope --help` adds to `import cnnscope`: the command modules, nothing heavy.
     code = (

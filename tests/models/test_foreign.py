@@ -167,6 +167,22 @@ def test_declared_stage_names_are_kept() -> None:
     assert stage_infos(model)["b"].kind == "logits"
 
 
+def test_declared_stage_names_that_are_no_submodules_are_one_line() -> None:
+    # Found from outside: an AttributeError traceback, exit 1.
+    class Bad(nn.Module):
+        stage_names = ("nope",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ForeignModelError, match=r"b:Bad: stage_names lists a name that is not"):
+        Adapted(Bad(), "b:Bad")
+
+
 def test_a_model_that_is_no_classifier_is_refused() -> None:
     class Maps(nn.Module):
         def __init__(self) -> None:

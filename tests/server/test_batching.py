@@ -139,3 +139,26 @@ def test_served_model_batches_concurrent_predictions(shipped, mnist) -> None:
     assert [a["predicted"] for a in answers] == mnist.test_labels[:8].tolist()
     assert m.predictions.batches < 8  # some requests shared a forward pass
     assert np.isclose(sum(answers[0]["probabilities"]), 1, atol=1e-4)
+
+
+def test_a_retired_batcher_answers_what_waits_then_lets_its_thread_go() -> None:
+    # A run's model replaced by its next checkpoint: without retire, its batch thread
+    # (and through it the whole old model) lived for as long as the server.
+    gate, sizes = threading.Event(), []
+    b = Batcher("t", _gated(gate, sizes))
+
+    async def two() -> list[int]:
+        first = asyncio.ensure_future(b.submit(1))
+        await asyncio.sleep(0.05)  # the thread holds job 1 at the gate
+        b.retire()
+        second = asyncio.ensure_future(b.submit(2))  # queued before the thread is idle
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [await first, await second]
+
+    assert asyncio.run(two()) == [10, 20]
+    for t in threading.enumerate():
+        if t.name == "cnnscope-batch-t":
+            t.join(5)
+            assert not t.is_alive()
+    assert asyncio.run(b.submit(3)) == 30  # a late request still gets its answer

@@ -124,3 +124,19 @@ def test_pooling_is_derived_only_when_the_page_computes_it_exactly() -> None:
     assert _derived_op(info, nn.MaxPool2d(2, padding=1)) is None
     assert _derived_op(info, nn.MaxPool2d(2, ceil_mode=True)) is None
     assert _derived_op(info, nn.MaxPool2d(3, stride=2)) is None
+
+
+def test_an_untrained_own_model_shows_no_snapshots_from_the_working_folder(
+    tmp_path, monkeypatch
+) -> None:
+    # Found from outside: a model served without --weights looked for ./snapshots…, so
+    # an unrelated run's embedding could be shown for it.
+    from cnnscope.models import build_model
+    from cnnscope.train import runs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / runs.SNAPSHOTS).write_bytes(b"someone else's run")
+    model = build_model("lenet5")
+    assert ServedModel("Net", model, {}, "fresh").embedding_source() is None
+    weights = tmp_path / "model.safetensors"
+    assert ServedModel("x", model, {}, str(weights)).embedding_source() == tmp_path / runs.SNAPSHOTS

@@ -141,7 +141,14 @@ def test_unknown_recipe() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"snapshot_size": -1}, {"seed": -3}, {"lr": float("nan")}, {"epochs": float("inf")}]
+    "bad",
+    [
+        {"snapshot_size": -1},
+        {"seed": -3},
+        {"lr": float("nan")},
+        {"epochs": float("inf")},
+        {"epochs": 1e308},  # finite, but × steps per epoch it was an OverflowError traceback
+    ],
 )
 def test_config_refuses_negative_counts_and_non_finite_numbers(bad) -> None:
     with pytest.raises(ValueError, match="invalid TrainConfig"):

@@ -45,6 +45,8 @@ class StageRecorder:
         Store detached tensors (the default). ``False`` keeps them in the autograd graph,
         for objectives that differentiate a stage (feature visualization, Grad-CAM).
 
+    Notes
+    -----
     A module that one forward pass calls twice (a shared ReLU, a residual block's) is
     recorded at its first call, as :func:`~cnnscope.models.stage_infos` describes it.
 

@@ -12,7 +12,9 @@ ends in a traceback and exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -61,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnscope data --json | head`: the reader left, not an error
+        with contextlib.suppress(OSError, ValueError):  # no more output, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe ended
     except Exception as e:
         if not isinstance(e, _user_errors()) or isinstance(e, UnicodeError):
             raise  # a bug: the traceback is what a report needs

@@ -259,12 +259,18 @@ def add_image_flags(p: argparse.ArgumentParser) -> None:
     src.add_argument("--test-index", type=int_in(0), help="an MNIST test image, 0–9999")
 
 
-def input_image(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> tuple[Any, str]:
-    """The (28, 28) float image that --image or --test-index names, and where it came from.
+def input_image(
+    args: argparse.Namespace,
+    meta: dict[str, Any] | None = None,
+    size: tuple[int, int] = (28, 28),
+) -> tuple[Any, str]:
+    """The ``size`` (the model's (H, W)) float image that --image or --test-index names,
+    and where it came from.
 
     An image file is read with :func:`cnnscope.decode.read_image` (its pixel count
     checked from the header); dark ink on light paper is inverted to MNIST's white on
-    black, and anything but 28×28 is preprocessed like a drawing.
+    black, and anything but ``size`` is preprocessed like a drawing, fitted to ``size``
+    (:func:`cnnscope.preprocess.prepare`). So is a test image of another size.
     """
     import numpy as np
 
@@ -276,8 +282,8 @@ def input_image(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
         if not path.is_file():
             raise UserError(f"{path}: no such image file")
         gray = read_image(path)  # (H, W) grey levels in [0, 1], as stored
-        if gray.shape != (28, 28):
-            return to_mnist(gray), args.image  # the drawing path, inversion included
+        if gray.shape != tuple(size):
+            return to_mnist(gray, size), args.image  # the drawing path, inversion included
         return ink_on_black(gray)[0], args.image  # used as is, but white ink on black
     from ..data import load_for
 
@@ -288,4 +294,10 @@ def input_image(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
     label = int(data.test_labels[args.test_index])
     name = data.classes[label] if label < data.num_classes else str(label)
     shown = str(label) if name == str(label) else f"{label}: {name}"
-    return image, f"test image {args.test_index} (label {shown})"
+    source = f"test image {args.test_index} (label {shown})"
+    if image.shape != tuple(size):  # a test set of another size than the model's input
+        from ..preprocess import to_mnist
+
+        h, w = image.shape
+        return to_mnist(image, size), f"{source}, {h}×{w} fitted to {size[0]}×{size[1]}"
+    return image, source

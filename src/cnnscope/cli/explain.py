@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plots import attribution_figure
 
     model, meta = open_model(args)
-    image, source = input_image(args, meta)
+    image, source = input_image(args, meta, tuple(model.input_shape[-2:]))
     methods = list(METHODS) if args.method == "all" else [args.method]
     results = [Explainer(model, m, layer=args.layer)(image, args.target) for m in methods]
     out = out_dir(args.out)

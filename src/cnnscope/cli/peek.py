@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plots import probabilities_figure, tile_sheet
 
     model, meta = open_model(args)
-    image, source = input_image(args, meta)
+    image, source = input_image(args, meta, tuple(model.input_shape[-2:]))
     infos = stage_infos(model)
     groups = chains(infos)
     wanted = [s for chain in groups.values() for s in chain]

@@ -514,11 +514,18 @@ def load_for(meta: Mapping[str, Any], data_dir: str | os.PathLike[str] | None = 
     if data_dir is not None:
         return load_test_set(data_dir)
     recorded, config = _mapping(meta.get("data")), _mapping(meta.get("train_config"))
+    want = recorded.get("sha256")
     for place in (recorded.get("source"), config.get("data_dir")):
         if isinstance(place, str) and place and Path(place).exists():
-            return load_test_set(place)
+            data = load_test_set(place)
+            if isinstance(want, str) and want and want != data.checksum:
+                raise DataError(
+                    f"{place}: changed since these weights were trained on it (SHA-256 "
+                    f"{want[:12]}… then, {data.checksum[:12]}… now). Pass --data-dir {place} "
+                    "to evaluate on it as it is now, or restore the data they were trained on."
+                )
+            return data
     data = load_test_set(None)
-    want = recorded.get("sha256")
     if isinstance(want, str) and want and want != data.checksum:
         where = recorded.get("source") or config.get("data_dir") or "another data set"
         raise DataError(

@@ -38,7 +38,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as z:
             total = sum(info.file_size for info in z.infolist())
-    except (zipfile.BadZipFile, OSError) as e:
+            if total <= MAX_NPZ_BYTES:
+                total = sum(_declared_bytes(path, z, info) for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise DataError(f"{path}: not an .npz archive ({e}); {_HOW}.") from e
     if total > MAX_NPZ_BYTES:
         raise DataError(
@@ -78,6 +80,35 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             f"{out['test_images'].shape[1:]}; both splits need one image size."
         )
     return out
+
+
+def _declared_bytes(path: Path, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The bytes the ``.npy`` header of one member declares, checked against what the
+    member holds, before numpy allocates anything: a header may claim any shape."""
+    if not info.filename.endswith(".npy"):
+        return 0
+    key = info.filename[: -len(".npy")]
+    with z.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        except ValueError as e:
+            raise DataError(f"{path}: {key} is not a NumPy array ({e}); {_HOW}.") from e
+        header = f.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: {key} holds pickled Python objects, which cnnscope never loads; {_HOW}."
+        )
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared != info.file_size - header:
+        raise DataError(
+            f"{path}: {key} declares {declared:,} bytes of data but holds "
+            f"{info.file_size - header:,}; the file is damaged or crafted, {_HOW}."
+        )
+    return declared
 
 
 def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:

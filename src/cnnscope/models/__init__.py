@@ -24,6 +24,7 @@ from .foreign import (
     is_foreign_spec,
     load_foreign,
     read_state_dict,
+    state_mismatch,
 )
 from .stages import (
     KINDS,
@@ -63,4 +64,5 @@ __all__ = [
     "representation_stage",
     "resolve_stage",
     "stage_infos",
+    "state_mismatch",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "is_foreign_spec",
     "load_foreign",
     "read_state_dict",
+    "state_mismatch",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -178,29 +179,34 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def state_mismatch(own: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]) -> str:
+    """How the tensor shapes ``found`` in a file differ from a model's ``own`` ("" when they
+    fit): missing and unexpected names, shape mismatches, at most five of each."""
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+
+    missing = sorted(set(own) - set(found))
+    extra = sorted(set(found) - set(own))
+    wrong = [f"{k} {found[k]} vs {own[k]}" for k in own if k in found and found[k] != own[k]]
+    return "; ".join(
+        p
+        for p in (
+            missing and f"missing {few(missing)}",
+            extra and f"unexpected {few(extra)}",
+            wrong and f"shape mismatch {few(wrong)}",
+        )
+        if p
+    )
+
+
 def load_state(
     net: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]
 ) -> None:
     """Load ``state`` into ``net`` after checking names and shapes (one line if they differ)."""
     own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(own) - set(found))
-    extra = sorted(set(found) - set(own))
-    wrong = [f"{k} {found[k]} vs {own[k]}" for k in own if k in found and found[k] != own[k]]
-    if missing or extra or wrong:
-
-        def few(names: list[str]) -> str:
-            return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
-
-        details = "; ".join(
-            p
-            for p in (
-                missing and f"missing {few(missing)}",
-                extra and f"unexpected {few(extra)}",
-                wrong and f"shape mismatch {few(wrong)}",
-            )
-            if p
-        )
+    details = state_mismatch(own, {k: tuple(v.shape) for k, v in state.items()})
+    if details:
         raise ForeignModelError(
             f"{path}: weights do not fit {type(net).__name__}: {details}; pass the weights "
             "saved from this class (torch.save(model.state_dict(), ...))"
@@ -254,7 +260,14 @@ class Adapted(StagedModel):
         self._stages: dict[str, nn.Module] = {}
         declared = getattr(net, "stage_names", None)
         if declared:
-            self._stages = {n: net.get_submodule(n) for n in declared}
+            try:
+                self._stages = {n: net.get_submodule(str(n)) for n in declared}
+            except (AttributeError, TypeError) as e:
+                raise ForeignModelError(
+                    f"{spec}: stage_names lists a name that is not a submodule ({e}); list "
+                    "names as model.named_modules() gives them, or drop stage_names to have "
+                    "them found by tracing"
+                ) from e
             self.stage_names = tuple(declared)
         else:
             try:

@@ -78,6 +78,7 @@ class Batcher(Generic[T, R]):
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._retired = False
         self.batches = 0  # forward passes so far
         self.items = 0  # items answered so far: items / batches is the mean batch size
 
@@ -105,10 +106,20 @@ class Batcher(Generic[T, R]):
             self._stopped = True
             self._cv.notify_all()
 
+    def retire(self) -> None:
+        """End the thread once nothing waits (a model replaced by a newer checkpoint): jobs
+        in hand are answered, and a late :meth:`submit` gets a thread again for its own."""
+        with self._cv:
+            self._retired = True
+            self._cv.notify_all()
+
     def _take(self) -> list[_Job[T, R]] | None:
         """The next batch: wait for one job, linger ``window_s`` for more."""
         with self._cv:
             while not self._jobs and not self._stopped:
+                if self._retired:  # idle and replaced: the thread ends, and with it the
+                    self._thread = None  # last reference to the model it served
+                    return None
                 self._cv.wait()
             if self._stopped:
                 return None
@@ -135,6 +146,8 @@ class Batcher(Generic[T, R]):
             for j, r in zip(batch, results, strict=True):
                 _post(j.loop, _answer, j.future, r)
         with self._cv:  # stopped: nobody waits forever on a job left behind
+            if not self._stopped:
+                return  # retired while idle: a later submit starts its own thread
             left, self._jobs = list(self._jobs), deque()
         for j in left:
             _post(j.loop, _fail, j.future, RuntimeError("the server is stopping"))

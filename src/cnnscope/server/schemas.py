@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 else:
     Method = Literal[METHODS]
     FastMethod = Literal[FAST_METHODS]
+# The most values ``pixels`` may hold: a 1,024×1,024 input (the route checks H×W exactly).
+MAX_PIXELS = 1024 * 1024
 # A class index; checked against the model's own number of classes by the route.
 Digit = Annotated[int, Field(ge=0, le=999)]
 
@@ -28,18 +30,24 @@ Digit = Annotated[int, Field(ge=0, le=999)]
 class PredictRequest(BaseModel):
     """One drawing. Give exactly one of ``pixels`` and ``png``.
 
-    * ``pixels``: 784 numbers, a 28×28 image row by row, white ink on black, 0–1. Used as
-      is unless ``preprocess`` is true (an MNIST test digit needs no preprocessing).
+    * ``pixels``: H×W numbers, an image of the model's input size (``input_shape`` in
+      ``/api/models``; 784 for 28×28) row by row, white ink on black, 0–1. Used as is
+      unless ``preprocess`` is true (an MNIST test digit needs no preprocessing).
     * ``png``: the drawing canvas as a PNG, base64 (a ``data:image/png;base64,`` URL is
       fine), white ink on a black or transparent background, any size up to 1024×1024
       pixels (one megapixel; the page's canvas is 280×280).
       Always preprocessed MNIST-style: ink cropped, fitted in 20×20, centre of mass
-      centred in 28×28.
+      centred in 28×28 (for another input size, the box scaled to its shorter side).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    pixels: list[Pixel] | None = Field(default=None, min_length=784, max_length=784)
+    pixels: list[Pixel] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PIXELS,
+        description="H×W values of the model's input size, row by row (checked by the route)",
+    )
     png: str | None = Field(default=None, max_length=2_000_000)
     preprocess: bool | None = Field(
         default=None, description="default: false for pixels, true for png"
@@ -56,7 +64,7 @@ class PredictRequest(BaseModel):
     @model_validator(mode="after")
     def _one_input(self) -> PredictRequest:
         if (self.pixels is None) == (self.png is None):
-            raise ValueError("give exactly one of 'pixels' (784 numbers) and 'png' (base64)")
+            raise ValueError("give exactly one of 'pixels' (H×W numbers) and 'png' (base64)")
         return self
 
 
@@ -97,7 +105,7 @@ class DerivedStage(BaseModel):
 class AttributionMap(BaseModel):
     method: str
     target: int
-    map: EncodedStage = Field(description="(28, 28); positive pushes the target's logit up")
+    map: EncodedStage = Field(description="(H, W); positive pushes the target's logit up")
     details: dict[str, object]
 
 
@@ -114,7 +122,7 @@ class PredictResponse(BaseModel):
     predicted: int
     probabilities: list[float]
     logits: list[float]
-    input: EncodedStage = Field(description="the 28×28 image the network saw")
+    input: EncodedStage = Field(description="the H×W image the network saw")
     inverted: bool = Field(
         default=False, description="the input was dark ink on a bright background: inverted"
     )
@@ -191,7 +199,8 @@ class FeatureImages(BaseModel):
     done: int = Field(description="units rendered so far")
     total: int
     images: str | None = Field(
-        default=None, description="when ready: base64 of total × 784 uint8, unit by unit"
+        default=None,
+        description="when ready: base64 of total × H × W uint8 (the model's input), unit by unit",
     )
     error: str | None = None
     dead: list[int] | None = Field(
@@ -206,6 +215,7 @@ class TopExampleOut(BaseModel):
     score: float
     field: list[int] | None = Field(description="receptive field: top, left, bottom, right")
     pixels: str
+    size: list[int] = Field(default=[28, 28], description="(H, W) of the image")
 
 
 class StageInfo(BaseModel):
@@ -225,6 +235,9 @@ class ModelInfo(BaseModel):
     arch: str
     description: str
     parameters: int
+    input_shape: list[int] = Field(
+        description="(C, H, W) of one input image: pixels holds H×W values, a png is fitted to H×W"
+    )
     stages: list[StageInfo]
     metrics: dict[str, object]
     source: str
@@ -336,7 +349,7 @@ class ArithmeticResponse(BaseModel):
     activation: dict[str, object] | None
     pool: dict[str, object] | None
     softmax: dict[str, object] | None
-    input: EncodedStage = Field(description="the 28×28 image the network saw")
+    input: EncodedStage = Field(description="the H×W image the network saw")
 
 
 # ---- training runs (routes/runs.py) -------------------------------------------------
@@ -350,7 +363,7 @@ class RunRequest(BaseModel):
 
     model: str = Field(max_length=200, description="architecture, as in `cnnscope train`")
     recipe: str = Field(default="fast", max_length=200, description="fast or seed")
-    epochs: float | None = Field(default=None, allow_inf_nan=False)
+    epochs: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     steps: int | None = Field(default=None, description="optimizer steps (capped)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 

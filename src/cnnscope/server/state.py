@@ -98,7 +98,7 @@ class ServedModel:
     id: str
     model: StagedModel
     meta: dict[str, Any]
-    source: str  # "shipped" or the weights file
+    source: str  # "shipped", "fresh" (your own model without weights) or the weights file
     stages: dict[str, Stage] = field(init=False)
     classes: tuple[str, ...] = field(init=False)  # the name of each output, from the metadata
     sent: list[str] = field(init=False)
@@ -153,12 +153,18 @@ class ServedModel:
             self.id, self.forward_rows
         )
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) of one input image: what a drawing is fitted to, what pixels must hold."""
+        h, w = self.model.input_shape[-2:]
+        return int(h), int(w)
+
     def forward_rows(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        """Each (28, 28) image's sent stages and logits, from one forward pass of them all.
+        """Each (H, W) image's sent stages and logits, from one forward pass of them all.
 
         The only code that holds :attr:`lock` for predictions, for that pass alone.
         """
-        x = torch.from_numpy(np.stack(images)).view(len(images), 1, 28, 28)
+        x = torch.from_numpy(np.stack(images)).view(len(images), *self.model.input_shape)
         with self.lock:
             return record_rows(self.model, x, self.sent)
 
@@ -170,6 +176,8 @@ class ServedModel:
                 shipped(self.id, "embedding.json"),
                 shipped(self.id, "snapshots.safetensors"),
             ]
+        elif self.source == "fresh":  # your own model, untrained: no run, no snapshots
+            candidates = []
         else:
             candidates = [Path(self.source).parent / runs.SNAPSHOTS]
         return next((p for p in candidates if p.exists()), None)
@@ -289,6 +297,7 @@ class AppState:
         else:
             old.stopping.set()
             old.renders.shutdown()
+            old.predictions.retire()  # its thread ends once idle: the old model is freed
 
     def served(self, model_id: str | None) -> ServedModel:
         """The model ``model_id`` (the default for ``None``); 404 lists the served ones."""
@@ -350,12 +359,6 @@ def served_models(choices: list[Any]) -> list[ServedModel]:
     out: list[ServedModel] = []
     for c in choices:
         model, meta = open_model(c.model, c.weights, normalize=c.normalize, input_size=c.input_size)
-        if tuple(model.input_shape) != (1, 28, 28):
-            shape = "×".join(map(str, model.input_shape))
-            raise ValueError(
-                f"{c.model}: takes {shape} images, and the page draws and sends 28×28 "
-                "digits; use the command line or the Python API for this model"
-            )
         if isinstance(model, Adapted):
             base = type(model.net).__name__
         elif c.weights:

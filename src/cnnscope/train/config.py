@@ -9,6 +9,10 @@ from typing import Any
 
 from ..models import get_spec, is_foreign_spec
 
+# Far beyond any useful run (the seed recipe is ~18 epochs), and small enough that
+# epochs × steps per epoch stays a finite integer: 1e308 epochs was a traceback.
+MAX_EPOCHS = 10_000
+
 __all__ = ["RECIPES", "TrainConfig"]
 
 
@@ -66,6 +70,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.steps >= 0, "steps must be ≥ 0"),
             (self.steps > 0 or self.epochs > 0, "epochs must be > 0 when steps is 0"),
+            (self.epochs <= MAX_EPOCHS, f"epochs must be ≤ {MAX_EPOCHS:,}"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer: adam, adamw or sgd"),
             (self.schedule in ("onecycle", "constant"), "schedule: onecycle or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

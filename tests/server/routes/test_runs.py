@@ -76,6 +76,7 @@ def _events(client: TestClient, run_id: str) -> list[tuple[str, dict]]:
         ({"model": "hvass", "steps": 10**30}, "steps"),
         ({"model": "hvass", "epochs": 0}, "epochs"),
         ({"model": "hvass", "epochs": 1e6}, "epochs"),
+        ({"model": "hvass", "epochs": 1e306}, "epochs"),  # was a 500 (OverflowError)
         ({"model": "hvass", "steps": 10, "epochs": 1}, "steps"),
         ({"model": "hvass", "steps": 10, "seed": -1}, "seed"),
         ({"model": "hvass", "steps": 10, "lr": 1}, "lr"),

@@ -33,7 +33,7 @@ def _check(m: ServedModel, req: ArithmeticRequest) -> None:
 
 
 def _arithmetic(m: ServedModel, req: ArithmeticRequest) -> ArithmeticResponse:
-    image, _ = input_image(req)
+    image, _ = input_image(req, m)
     try:
         with m.lock:  # the shared model, as /api/predict: the very numbers it recorded
             a = unit_arithmetic(m.model, image, req.stage, req.channel, req.y, req.x)

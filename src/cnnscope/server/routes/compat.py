@@ -22,6 +22,11 @@ async def predict_compat(
     pixels: Annotated[list[Pixel255], Body(min_length=784, max_length=784)], state: State
 ) -> dict[str, list[Any]]:
     m = state.served(None)
+    if m.input_size != (28, 28):  # the 2017 page draws and posts 28×28
+        h, w = m.input_size
+        raise HTTPException(
+            400, f"/predict sends 28×28 digits; {m.id} takes {h}×{w}: use /api/predict"
+        )
     if any(n not in m.stages for n in _NEEDED):
         raise HTTPException(
             400, f"/predict needs a model with stages {', '.join(_NEEDED)}; {m.id} lacks them"

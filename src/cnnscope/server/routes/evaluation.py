@@ -21,6 +21,13 @@ def evaluated(state: AppState, m: ServedModel) -> tuple[EvaluationSummary, Repor
     with m.evaluation_lock:
         if m.evaluation is None or m.report is None:
             d = state.data_for(m)
+            if tuple(d.image_size) != m.input_size:  # a model of another size than its data
+                (h, w), (dh, dw) = m.input_size, d.image_size
+                raise unprocessable(
+                    "model",
+                    f"{m.id} takes {h}×{w} images and the test set {d.source} holds {dh}×{dw}; "
+                    f"serve it with --data-dir of {h}×{w} images to evaluate it",
+                )
             with m.worker("slow") as model:
                 classes = class_names(m.meta, len(m.classes), d)
                 try:

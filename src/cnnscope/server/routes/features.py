@@ -254,6 +254,7 @@ def _top(state: AppState, m: ServedModel, stage: str, unit: int, k: int) -> list
             score=round(t.score, 5),
             field=list(t.field) if t.field else None,
             pixels=b64(d.test_images[t.index].numpy().tobytes()),
+            size=list(d.image_size),
         )
         for t in found
     ]

@@ -44,6 +44,7 @@ def _info(m: ServedModel) -> ModelInfo:
         arch=m.model.arch,
         description=m.model.description,
         parameters=count_parameters(m.model),
+        input_shape=list(m.model.input_shape),
         stages=[StageInfo(**i.as_dict()) for i in m.stages.values()],
         metrics=dict(m.meta.get("metrics", {})),
         source=m.source,

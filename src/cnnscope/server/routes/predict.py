@@ -41,22 +41,35 @@ _DATA_URL = re.compile(r"^data:image/[a-z.+-]+;base64,")
 MAX_DRAWING_PIXELS = 1024 * 1024
 
 
-def input_image(req: PredictRequest) -> tuple[np.ndarray, bool]:
-    """The request's drawing as the (28, 28) image the network sees, and whether it was
-    dark ink on a bright background (inverted, so the page can say so)."""
+def input_image(req: PredictRequest, m: ServedModel) -> tuple[np.ndarray, bool]:
+    """The request's drawing as the (H, W) image model ``m`` sees, and whether it was
+    dark ink on a bright background (inverted, so the page can say so).
+
+    A PNG is fitted to the model's input size; ``pixels`` must be H×W values already
+    (422 naming the field and the count otherwise).
+    """
+    size = m.input_size
     if req.png is not None:
         try:
             raw = base64.b64decode(_DATA_URL.sub("", req.png, count=1), validate=True)
         except (binascii.Error, ValueError) as e:
             raise HTTPException(400, f"png: not valid base64 ({e})") from e
         try:
-            prepared = prepare(decode_png(raw, max_pixels=MAX_DRAWING_PIXELS))
+            prepared = prepare(decode_png(raw, max_pixels=MAX_DRAWING_PIXELS), size)
         except PreprocessError as e:
             raise HTTPException(400, f"png: {e}") from e
         return prepared.image, prepared.inverted
-    image = np.asarray(req.pixels, dtype=np.float32).reshape(28, 28)
+    assert req.pixels is not None  # PredictRequest allows exactly one of png and pixels
+    h, w = size
+    if len(req.pixels) != h * w:
+        raise unprocessable(
+            "pixels",
+            f"got {len(req.pixels)} values; {m.id} takes {h}×{w} images: "
+            f"give {h * w} values, row by row (or a png, fitted to {h}×{w})",
+        )
+    image = np.asarray(req.pixels, dtype=np.float32).reshape(h, w)
     if req.preprocess:
-        prepared = prepare(image)
+        prepared = prepare(image, size)
         return prepared.image, prepared.inverted
     # Used as is, except that black on white would read as noise (10–14 % correct).
     ink, inverted = ink_on_black(image)
@@ -128,14 +141,14 @@ async def predict(req: PredictRequest, state: State) -> Response:
     m = state.served(req.model)
     # Live Grad-CAM explains the model's last conv stage, whatever it is called.
     layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
-    image, inverted = await state.fast.run(input_image, req)
+    image, inverted = await state.fast.run(input_image, req, m)
     row = await m.predictions.submit(image)
     body = await state.fast.run(_respond, m, req, layer, image, inverted, row, t0)
     return Response(body, media_type="application/json")
 
 
 def _explain(m: ServedModel, req: ExplainRequest, layer: str, t0: float) -> ExplainResponse:
-    image, _ = input_image(req)
+    image, _ = input_image(req, m)
     attribution, raw = attribute(m, "slow", req.method, layer, image, req.target)
     return ExplainResponse(
         model=m.id,

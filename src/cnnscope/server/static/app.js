@@ -13,7 +13,7 @@ import { EvaluationView } from "./eval.js";
 import { FeaturesView } from "./features.js";
 import { initGuide } from "./guide.js";
 import { Pad } from "./pad.js";
-import { drawGray } from "./render.js";
+import { digitCanvas, drawGray, fitCanvas } from "./render.js";
 import { Stages } from "./stageinfo.js";
 import { StagesView } from "./stages.js";
 import { TrainView } from "./train.js";
@@ -27,7 +27,7 @@ const state = {
   // The drawing: `rev` counts its changes; `since` is the revision of the last change that
   // was not a continuation (clear, undo to empty, a test digit, another model): answers
   // to older drawings are not shown after it. `source` is null while the pad is empty.
-  drawing: { rev: 0, since: 0, source: null }, // source: {kind: "png"} | {kind: "pixels", pixels, label, index}
+  drawing: { rev: 0, since: 0, source: null }, // source: {kind: "png"} | {kind: "pixels", pixels, size, label, index}
   result: null, // {seq, rev, model, res, stages, ms}: the prediction shown
   error: null,
   attr: { method: "", target: "", slow: null, computing: false, error: null, failed: null },
@@ -59,11 +59,18 @@ function drawingChanged(source, continued) {
   if (continued) schedule(); else requestPrediction();
 }
 
+/**
+ * The drawing as the request's input for the chosen model. A test digit goes as its pixels
+ * when it is the model's input size (/api/models' input_shape), else as a PNG of the digit
+ * itself, which the server fits to the model's size as it fits a drawing.
+ */
 function inputBody() {
   const src = state.drawing.source;
-  return src.kind === "pixels"
+  if (src.kind !== "pixels") return { png: pad.toPNG(), model: state.model };
+  const [h, w] = state.info[state.model].inputSize;
+  return src.size[0] === h && src.size[1] === w
     ? { pixels: Array.from(src.pixels, (v) => v / 255), model: state.model }
-    : { png: pad.toPNG(), model: state.model };
+    : { png: digitCanvas(src.pixels, src.size).toDataURL("image/png"), model: state.model };
 }
 
 // ---- predictions -------------------------------------------------------------
@@ -175,8 +182,14 @@ function render(force = false) {
   if (!force && painted && painted.result === r && painted.view === state.view && painted.scale === state.scale) return;
   painted = { result: r, view: state.view, scale: state.scale };
   const t0 = performance.now();
-  const seen = $("seen").getContext("2d");
-  if (r) drawGray(seen, decodeMaps(r.res.input).maps[0]); else seen.clearRect(0, 0, 28, 28);
+  // What the network saw, at its input size ([H, W] of the answer's input).
+  const input = r && decodeMaps(r.res.input);
+  const [h, w] = input?.shape ?? state.info[state.model]?.inputSize ?? [28, 28];
+  const seen = fitCanvas($("seen"), [h, w]).getContext("2d");
+  $("seen-what").textContent = h === 28 && w === 28
+    ? "Your drawing cropped, scaled to 20×20 and centred in 28×28, as MNIST digits are."
+    : `Your drawing cropped, scaled as MNIST's digits are (20/28 of the shorter side) and centred in ${h}×${w}, this model's input.`;
+  if (input) drawGray(seen, input.maps[0], input.shape[1], input.shape[0]); else seen.clearRect(0, 0, seen.canvas.width, seen.canvas.height);
   const inverted = Boolean(r?.res.inverted);
   $("seen-note").dataset.inverted = String(inverted);
   $("seen-note").textContent = inverted ? "Dark ink on light paper: inverted to white on black, as MNIST." : "";
@@ -236,10 +249,11 @@ const pad = new Pad($("pad"), (why) => {
 $("clear").onclick = () => pad.clear();
 $("undo").onclick = () => pad.undo();
 
-/** Put a test digit ({index, label, pixels: Uint8Array}) on the pad and predict it. */
+/** Put a test digit ({index, label, pixels: Uint8Array, size: [h, w]}) on the pad and predict it. */
 function showDigit(d) {
-  pad.setDigit(d.pixels);
-  drawingChanged({ kind: "pixels", pixels: d.pixels, label: d.label, name: d.name, index: d.index }, false);
+  const size = d.size ?? [28, 28]; // the data set's image size, which the server says
+  pad.setDigit(d.pixels, size);
+  drawingChanged({ kind: "pixels", pixels: d.pixels, size, label: d.label, name: d.name, index: d.index }, false);
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
 }
 
@@ -280,7 +294,9 @@ const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view",
 /** What the architecture view's thumbnails show: the prediction on screen, or null. */
 function archShown() {
   const r = state.result;
-  return r && r.model === state.model ? { stages: r.stages, input: decodeMaps(r.res.input).maps[0] } : null;
+  if (!r || r.model !== state.model) return null;
+  const input = decodeMaps(r.res.input);
+  return { stages: r.stages, input: input.maps[0], inputSize: input.shape };
 }
 
 function showView(id) {
@@ -329,7 +345,7 @@ let resizing = null;
 window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => render(true), 150); });
 
 function fillModelPicker() {
-  for (const m of state.models) state.info[m.id] = new Stages(m.stages);
+  for (const m of state.models) state.info[m.id] = new Stages(m.stages, m.input_shape);
   $("model").replaceChildren(...state.models.map((m) => {
     const acc = m.metrics.test_accuracy;
     return new Option(acc ? `${m.id} (${(acc * 100).toFixed(2)} %)` : m.id, m.id);

@@ -26,7 +26,7 @@ const prod = (shape) => shape.reduce((a, b) => a * b, 1);
  */
 export function stageParameters(info, filterShapes) {
   const out = {};
-  let prev = [1, 28, 28];
+  let prev = info.inputShape;
   for (const s of info.list) {
     if (s.kind === "conv") {
       const w = filterShapes[s.name];
@@ -81,7 +81,8 @@ export class ArchitectureView {
   }
 
   build(model, info) {
-    const boxes = [this.box({ name: "input", kind: "input", module: "image", shape: [1, 28, 28] }, "the drawing, 28×28")];
+    const [h, w] = info.inputSize;
+    const boxes = [this.box({ name: "input", kind: "input", module: "image", shape: info.inputShape }, `the drawing, ${h}×${w}`)];
     for (const s of info.list) boxes.push(el("span", { className: "arrow", textContent: "→", ariaHidden: "true" }), this.box(s, KIND_WORDS[s.kind] ?? ""));
     $("arch-title").textContent = `${model.id}: ${model.description ?? ""}`;
     this.container.replaceChildren(...boxes);
@@ -121,8 +122,9 @@ export class ArchitectureView {
       const name = b.dataset.stage;
       if (!shown) { c.getContext("2d").clearRect(0, 0, c.width, c.height); continue; }
       if (name === "input") {
-        c.width = c.height = 28;
-        drawGray(c.getContext("2d"), shown.input);
+        const [h, w] = shown.inputSize;
+        c.width = w; c.height = h;
+        drawGray(c.getContext("2d"), shown.input, w, h);
         continue;
       }
       const stage = shown.stages[name];

@@ -3,7 +3,7 @@
 // shows is drawn from the draw view's state only.
 import { decodeMaps } from "./codec.js";
 import { $ } from "./dom.js";
-import { OVERLAY_MAGNITUDE, OVERLAY_SIGNED, drawLegend, drawOverlay, fmt } from "./render.js";
+import { OVERLAY_MAGNITUDE, OVERLAY_SIGNED, drawLegend, drawOverlay, fitCanvas, fmt } from "./render.js";
 
 /** Methods the server computes with every prediction: filled from /api/health at start. */
 export const FAST = new Set();
@@ -28,15 +28,16 @@ export function renderAttribution(attr, result, rev) {
     shown = { input: attr.slow.json.input, a: attr.slow.json.attribution, ms: attr.slow.json.server_ms };
   }
   if (!shown) {
-    canvas.getContext("2d").clearRect(0, 0, 28, 28);
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
     note.textContent = !method || !result ? ""
       : attr.error ? `error: ${attr.error}`
       : slow ? (attr.computing ? `computing ${method}…` : "press Compute for this drawing") : "";
     return;
   }
-  const x = decodeMaps(shown.input).maps[0];
+  const input = decodeMaps(shown.input); // shape: the model's [H, W]
+  const x = input.maps[0];
   const m = decodeMaps(shown.a.map).maps[0];
-  drawOverlay(canvas.getContext("2d"), x, m);
+  drawOverlay(fitCanvas(canvas, input.shape).getContext("2d"), x, m, input.shape);
   // Say the colours the map uses: a map without negative values (saliency's |gradient|,
   // Grad-CAM after its ReLU) has no blue, only grey → red.
   let lo = 0, hi = 0;

@@ -82,5 +82,5 @@ export function decodeFilter(f, channel) {
   return { shape: [cin, kh, kw], maps };
 }
 
-/** The 784 uint8 pixels of `images` (base64, unit after unit) for image `k`. */
-export const digitAt = (bytes, k) => bytes.subarray(k * 784, k * 784 + 784);
+/** The h×w uint8 pixels of `images` (base64, unit after unit; 28×28 unless given) for image `k`. */
+export const digitAt = (bytes, k, [h, w] = [28, 28]) => bytes.subarray(k * h * w, (k + 1) * h * w);

@@ -6,7 +6,7 @@ import { arithmeticPlace } from "./arithmetic.js";
 import { decodeFilter } from "./codec.js";
 import { $ } from "./dom.js";
 import { TopExamples, preferredImage } from "./features.js";
-import { drawDigit, drawLegend, drawMaps, fmt, makeScale, range } from "./render.js";
+import { drawDigit, drawLegend, drawMaps, fitCanvas, fmt, makeScale, range } from "./render.js";
 
 export class Detail {
   /** `arithmetic`: the ArithmeticView of the dialog ("how this number is computed"). */
@@ -52,7 +52,7 @@ export class Detail {
     // The unit behind this map: a conv layer's channel, an fc unit, or a class.
     const unitStage = info.unitStage(name);
     const unit = spatial ? tile.index : tile.unit;
-    if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, !info.seesAll(unitStage), signal);
+    if (unitStage && unit !== null) this.showUnit(model, unitStage, unit, !info.seesAll(unitStage), info.inputSize, signal);
     const conv = spatial ? info.convOf(name) : null;
     if (conv) this.showFilter(model, conv, tile.index, signal);
   }
@@ -114,18 +114,18 @@ export class Detail {
     }
   }
 
-  async showUnit(model, stage, unit, fields, signal) {
+  async showUnit(model, stage, unit, fields, size, signal) {
     $("detail-top-title").textContent = `The test digits ${stage}:${unit} likes most`;
     $("detail-top-title").hidden = false;
     const top = this.top.show(model, stage, unit, { fields });
     $("detail-pref-caption").textContent = "loading its preferred input…";
     try {
-      const pixels = await preferredImage(model, stage, unit, signal);
+      const pixels = await preferredImage(model, stage, unit, size, signal);
       if (signal.aborted) return;
       $("detail-pref-caption").textContent = pixels
         ? `${stage}:${unit}'s preferred input (regularized)`
         : "its preferred input is rendering: see the Features tab";
-      if (pixels) drawDigit($("detail-pref").getContext("2d"), pixels);
+      if (pixels) drawDigit(fitCanvas($("detail-pref"), size).getContext("2d"), pixels, size[1], size[0]);
       $("detail-pref-fig").hidden = false;
     } catch (e) {
       if (!isAbort(e)) $("detail-top-title").textContent = `error: ${e.message}`;

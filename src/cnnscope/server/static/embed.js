@@ -3,7 +3,7 @@ import { Latest, getJSON, isAbort } from "./api.js";
 import { progress } from "./progress.js";
 import { b64bytes } from "./codec.js";
 import { $ } from "./dom.js";
-import { drawDigit } from "./render.js";
+import { drawDigit, fitCanvas } from "./render.js";
 
 // tab10, the digits' colours in every cnnscope figure
 export const DIGIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -219,9 +219,9 @@ export class EmbeddingView {
     const index = this.data.indices[k], label = this.data.labels[k];
     if (!this.digits.has(index)) {
       const d = await getJSON(`api/test-digits/${index}`, { signal });
-      this.digits.set(index, b64bytes(d.pixels));
+      this.digits.set(index, { pixels: b64bytes(d.pixels), size: d.size });
     }
-    return { index, label, pixels: this.digits.get(index) };
+    return { index, label, ...this.digits.get(index) };
   }
 
   async hover(e) {
@@ -233,7 +233,8 @@ export class EmbeddingView {
     try {
       const d = await this.digit(k, signal);
       if (signal.aborted) return; // the pointer moved on to another point
-      drawDigit($("hover-digit").getContext("2d"), d.pixels);
+      const [h, w] = d.size;
+      drawDigit(fitCanvas($("hover-digit"), d.size).getContext("2d"), d.pixels, w, h);
       $("hover-text").textContent =
         `test #${d.index}: true ${this.name(d.label)}, predicted ${this.name(frame.predictions[k])} at step ${frame.step}`;
     } catch (err) {

@@ -106,7 +106,7 @@ export class EvaluationView {
       const pixels = b64bytes(d.pixels);
       const fig = el("figure", { title: `test image ${d.index}: true ${this.name(d.label)}, predicted ${this.name(d.pred)}` },
         digitCanvas(pixels, d.size), el("figcaption", { textContent: `#${d.index} p=${d.probabilities[d.pred].toFixed(2)}` }));
-      fig.onclick = () => this.onPick({ index: d.index, label: d.label, name: this.name(d.label), pixels });
+      fig.onclick = () => this.onPick({ index: d.index, label: d.label, name: this.name(d.label), pixels, size: d.size });
       return fig;
     }));
   }

@@ -3,7 +3,7 @@ import { Latest, getJSON, isAbort } from "./api.js";
 import { b64bytes, digitAt } from "./codec.js";
 import { $, el } from "./dom.js";
 import { progress } from "./progress.js";
-import { digitCanvas, drawDigit, drawField } from "./render.js";
+import { digitCanvas, drawDigit, drawField, fitCanvas } from "./render.js";
 
 /**
  * A panel of the test digits that excite one unit most. It shows only the answer for the
@@ -35,7 +35,7 @@ export class TopExamples {
       const top = await getJSON(`api/top-examples/${encodeURIComponent(model)}/${stage}/${unit}`, { signal });
       if (signal.aborted) return;
       c.replaceChildren(...top.map((t) => {
-        const digit = digitCanvas(b64bytes(t.pixels));
+        const digit = digitCanvas(b64bytes(t.pixels), t.size); // the data set's image size
         // the receptive field of the strongest position; null where a unit sees everything
         if (fields && t.field) drawField(digit.getContext("2d"), t.field);
         return el("figure", {}, digit, el("figcaption", { textContent: `#${t.index} (${t.label}) ${t.score.toFixed(2)}` }));
@@ -59,10 +59,13 @@ export class TopExamples {
   }
 }
 
-/** `stage:unit`'s preferred image (784 uint8) if rendered, else null (and it starts rendering). */
-export async function preferredImage(model, stage, unit, signal) {
+/**
+ * `stage:unit`'s preferred image (`size` [h, w] uint8: the model's input) if rendered, else
+ * null (and it starts rendering).
+ */
+export async function preferredImage(model, stage, unit, size, signal) {
   const job = await getJSON(`api/features/${encodeURIComponent(model)}/${stage}`, { signal });
-  return job.status === "ready" ? digitAt(b64bytes(job.images), unit) : null;
+  return job.status === "ready" ? digitAt(b64bytes(job.images), unit, size) : null;
 }
 
 export class FeaturesView {
@@ -156,7 +159,7 @@ export class FeaturesView {
       // A dead unit's image shows what would excite it, but nothing in the data ever does.
       const fig = el("figure", { dataset: { unit: u }, className: dead.has(u) ? "dead" : "",
         title: dead.has(u) ? `unit ${u} never fires on the 10,000 test digits: a dead unit` : "" },
-        digitCanvas(digitAt(this.images, u)),
+        digitCanvas(digitAt(this.images, u, this.info.inputSize), this.info.inputSize),
         el("figcaption", { textContent: dead.has(u) ? `${u} dead` : String(u) }));
       fig.onclick = () => this.openUnit(stage, u, fig);
       return fig;
@@ -168,7 +171,8 @@ export class FeaturesView {
     fig.classList.add("selected");
     $("feat-unit-title").textContent = `${stage}:${unit}: its image and the 9 test digits it likes most`;
     const img = $("feat-unit-image");
-    drawDigit(img.getContext("2d"), digitAt(this.images, unit));
+    const [h, w] = this.info.inputSize; // preferred images are the model's input size
+    drawDigit(fitCanvas(img, [h, w]).getContext("2d"), digitAt(this.images, unit, [h, w]), w, h);
     img.hidden = false;
     return this.top.show(this.model, stage, unit, { fields: !this.info.seesAll(stage) });
   }

@@ -72,14 +72,16 @@ export class Pad {
 
   isEmpty() { return !this.strokes.length && !this.background; }
 
-  /** Show a 28×28 uint8 digit, scaled up, as the background. */
-  setDigit(pixels) {
-    const tmp = digitCanvas(pixels);
+  /** Show a uint8 digit of `size` [h, w] (28×28 unless given), scaled up, as the background. */
+  setDigit(pixels, size = [28, 28]) {
+    const tmp = digitCanvas(pixels, size);
     this.strokes = [];
     this.ctx.fillStyle = "#000";
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     this.ctx.imageSmoothingEnabled = true;
-    this.ctx.drawImage(tmp, 0, 0, this.canvas.width, this.canvas.height);
+    // Scaled up whole, its aspect kept (a 20×24 image is not stretched square).
+    const [h, w] = size, { width: cw, height: ch } = this.canvas, s = Math.min(cw / w, ch / h);
+    this.ctx.drawImage(tmp, (cw - w * s) / 2, (ch - h * s) / 2, w * s, h * s);
     this.background = this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height);
   }
 

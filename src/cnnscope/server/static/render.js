@@ -155,16 +155,23 @@ export function fmt(v) {
   return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(1) : v.toFixed(2);
 }
 
+/** Give `canvas` the size of an [h, w] image (a no-op when it has it: resizing clears). */
+export function fitCanvas(canvas, [h, w]) {
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  return canvas;
+}
+
 /**
- * The 28×28 input in grey with an attribution map over it: red where a pixel pushes the
- * class up, blue where it pushes it down, opacity growing with |value| / max |value|.
+ * The [h, w] input (28×28 unless given) in grey with an attribution map over it: red where
+ * a pixel pushes the class up, blue where it pushes it down, opacity growing with
+ * |value| / max |value|.
  */
-export function drawOverlay(ctx, input, attr) {
+export function drawOverlay(ctx, input, attr, [h, w] = [28, 28]) {
   let m = 0;
   for (let i = 0; i < attr.length; i++) m = Math.max(m, Math.abs(attr[i]));
   m = m || 1;
-  const img = ctx.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < w * h; i++) {
     const g = Math.max(0, Math.min(1, input[i])) * 110; // dimmed digit underneath
     const v = attr[i] / m, a = Math.min(1, Math.abs(v) * 1.4);
     const [r, gg, b] = v >= 0 ? [255, 60, 40] : [60, 140, 255];

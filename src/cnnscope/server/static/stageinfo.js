@@ -5,15 +5,19 @@
 const FOLLOWERS = new Set(["act", "pool", "norm"]);
 
 export class Stages {
-  /** `infos`: a model's StageInfo list, in forward order. */
-  constructor(infos) {
+  /** `infos`: a model's StageInfo list, in forward order; `inputShape`: its (C, H, W) input. */
+  constructor(infos, inputShape) {
     this.list = infos;
+    this.inputShape = inputShape;
     this.byName = new Map(infos.map((s) => [s.name, s]));
   }
 
   get(name) { return this.byName.get(name); }
 
   get names() { return this.list.map((s) => s.name); }
+
+  /** [H, W] of one input image: what a test digit must be to be sent as pixels. */
+  get inputSize() { return this.inputShape.slice(-2); }
 
   /**
    * The stages as rows of the draw view: a conv with the stages that follow it side by
