@@ -92,10 +92,10 @@ class TrainConfig:
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Tuned for a 2-core CPU: fewest images to ≥ 99.2 %. A one-cycle schedule of 1.5
-    # epochs peaking at 4e-3 with label smoothing 0.1 first reaches 99.2 % after ~51,000
-    # images (step 400) and ends at 99.36 % after 82,000 (seed 0, tested every 100 steps
-    # as bench/train_speed.py does). The former recipe (3 epochs at 3e-3, no smoothing)
-    # ran 165,000 images to end at 99.28 %.
+    # epochs peaking at 4e-3 with label smoothing 0.1 first reaches 99.2 % after 51,200
+    # images (step 400; seed 1 at 2 threads: step 500) and ends at 99.26–99.37 % after
+    # 82,000 (seeds 0 and 1, tested every 100 steps by bench/train_speed.py). The former
+    # recipe (3 epochs at 3e-3, no smoothing) ran 165,000 images to end at 99.28 %.
     "fast": {
         "epochs": 1.5,
         "steps": 0,
