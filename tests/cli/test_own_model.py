@@ -169,3 +169,20 @@ def test_no_weights_is_a_warning(capsys) -> None:
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert err.startswith("cnnscope export: warning: ") and "freshly initialised" in err
+
+
+def test_train_seeds_your_own_models_fresh_weights(data: Path, tmp_path: Path, capsys) -> None:
+    from cnnscope.checkpoints import open_model
+
+    def trained(seed: int, name: str) -> dict[str, torch.Tensor]:
+        run = tmp_path / name
+        argv = ["train", "--model", SPEC, "--data-dir", str(data), "--run-dir", str(run)]
+        quick = ["--steps", "1", "--batch-size", "8", "--snapshot-size", "0", "--json"]
+        assert main([*argv, *quick, "--seed", str(seed), "--device", "cpu"]) == 0
+        capsys.readouterr()
+        model, _ = open_model(SPEC, run / "model.safetensors")
+        return model.state_dict()
+
+    a, b, c = trained(0, "a"), trained(0, "b"), trained(1, "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # --seed alone decides the start
+    assert not torch.equal(a["net.head.fc.weight"], c["net.head.fc.weight"])

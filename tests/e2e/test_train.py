@@ -105,6 +105,11 @@ def test_train_watch_stop_resume_open(server_url: str) -> None:
         assert _number(page, "#train-acc", "points") >= 1
         _at_least(page, "#scatter", "frames", frames_before + 1)
         page.wait_for_function("document.querySelectorAll('#train-filters canvas').length === 16")
+        # The class images follow the checkpoints: the last one's, one per class.
+        page.wait_for_function(
+            f"document.querySelector('#train-classes').dataset.step === '{STEPS}'", timeout=60_000
+        )
+        assert page.locator("#train-classes canvas").count() == 10
 
         # The run is in the picker; picked, the drawing is answered by the run's weights.
         run_id = page.evaluate("document.querySelector('#train-runs li').dataset.run")

@@ -69,6 +69,37 @@ def test_resume_ends_where_uninterrupted_run_ends(tmp_path: Path, mnist, interru
     assert [m["step"] for m in lines if m["split"] == "validation"] == [10, 20]
 
 
+class _KeepWeights(Callback):
+    """The model's weights after each step, before any later callback can stop the run."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.at[state.step] = {k: v.clone() for k, v in state.model.state_dict().items()}
+
+
+def test_a_stop_writes_the_weights_of_its_step(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path)  # 10 steps an epoch: a checkpoint at step 10
+    kept = _KeepWeights()
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [kept, _InterruptAt(13)], data=mnist)
+    model, meta = load_weights(Path(config.run_dir) / "model.safetensors")
+    assert meta["complete"] is False
+    assert meta["metrics"] == {
+        "steps": 13,
+        "stopped": True,
+        "validation_accuracy": meta["metrics"]["validation_accuracy"],
+        "validation_step": 10,  # the figure is the checkpoint's, and says so
+    }
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, kept.at[13][k]), k  # the stop step's weights…
+    assert not torch.equal(model.fc1.weight, kept.at[10]["fc1.weight"])  # …not step 10's
+    # Weights and state agree; the run resumes to its end.
+    resumed = fit(config, resume=True, data=mnist)
+    assert resumed.steps == 20 and load_weights(resumed.weights)[1]["complete"]
+
+
 def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
     config = _config(tmp_path)
     with pytest.raises(KeyboardInterrupt):

@@ -116,3 +116,26 @@ def test_a_run_that_cannot_start_fails_with_its_error(tmp_path: Path) -> None:
     assert ("error", {"message": error}) in events
     # The folder keeps what it had: the request and the log, for a look or a resume.
     assert {p.name for p in run.folder.iterdir()} >= {"run.json", "train.log"}
+
+
+def test_your_own_model_runs_with_its_spec_normalize_and_input_size(tmp_path: Path) -> None:
+    m = RunManager(tmp_path)
+    spec = "models/net.py:My-Net"
+    settings = m.resolve(spec, steps=40, normalize=(0.1307, 0.3081), input_size=(28, 28))
+    assert settings == {
+        "model": spec, "recipe": "fast", "steps": 40, "seed": 0,
+        "normalize": [0.1307, 0.3081], "input_size": [28, 28],
+    }  # fmt: skip
+    folder = _folder(tmp_path, "my_net-20260101-000000", {})
+    (folder / "run.json").write_text(
+        json.dumps({"settings": settings, "created": "2026-01-01T00:00:00"})
+    )
+    run = RunManager(tmp_path).get("my_net-20260101-000000")
+    command = RunManager(tmp_path).command(run)
+    flags = {command[i]: command[i + 1] for i in range(3, len(command) - 1)}
+    assert flags["--model"] == spec and flags["--input-size"] == "28,28"
+    assert flags["--normalize"] == "0.1307,0.3081"
+    assert run.config.model == spec
+    with pytest.raises(InvalidRun) as e:
+        m.resolve("hvass", steps=5, normalize=(0.5, 0.5))
+    assert e.value.field == "model"

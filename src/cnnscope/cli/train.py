@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
     model = None
     if foreign or choice.weights:  # your own model, or starting weights: built here
+        import torch
+
+        torch.manual_seed(config.seed)  # fresh weights of your own model follow --seed too
         model, _ = open_model(
             choice.model, choice.weights, normalize=choice.normalize, input_size=choice.input_size
         )
@@ -146,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         progress.close()
         print(
-            f"\ninterrupted at step {progress.step}; the state is saved. Continue with:\n"
+            f"\ninterrupted at step {progress.step}; its weights and state are saved. "
+            "Continue with:\n"
             f"  cnnscope train --resume --run-dir {config.run_dir} (and the same settings)",
             file=sys.stderr,
         )

@@ -4,9 +4,13 @@
 
 - **safety**: training from the page is on only when ``serve`` binds a loopback address
   or was given ``--allow-training``; otherwise starting, stopping and resuming answer 403;
+- **what trains**: the built-ins, and your own models the server was started with
+  (``serve --model net.py:Net``), by their served id; the run trains the spec;
 - **models**: each run with a checkpoint is served as ``run:<id>`` (its newest weights,
   reloaded when a new checkpoint lands), so every route (predict, evaluation, features,
-  embedding, filters) works with it;
+  embedding, filters) works with it. A run of your own model is built from its spec (the
+  run's settings record it) only when this server was started with that spec too: code is
+  imported only where the command line names it, never because a file does;
 - **live embedding**: the run's snapshots laid out one frame at a time as they arrive,
   each new frame starting from the last, so the page's scatter grows without jumping.
 """
@@ -22,9 +26,10 @@ from fastapi import HTTPException
 
 from ..analysis.embedding import Embedder, EmbeddingSeries, class_vectors
 from ..analysis.snapshots import load_snapshots
-from ..checkpoints import CheckpointError, load_weights
+from ..checkpoints import CheckpointError, load_weights, open_model
+from ..models import MODELS, Adapted, ForeignModelError, is_foreign_spec
 from ..train import runs as run_files
-from ..train.manager import Run, RunManager
+from ..train.manager import InvalidRun, Run, RunConflict, RunManager
 from .state import AppState, ServedModel
 
 __all__ = ["MODEL_PREFIX", "Runs"]
@@ -67,6 +72,10 @@ class Runs:
         data_dir: str | None = None,
     ) -> None:
         self.state = state
+        # Your own models, as the command line named them (not the runs served later).
+        self.own: dict[str, Adapted] = {
+            m.id: m.model for m in state.models if isinstance(m.model, Adapted)
+        }
         self.manager = RunManager(folder, data_dir=data_dir)
         self.training, self.why_off = training, why_off
         self._loaded: dict[str, float] = {}  # run id → mtime of the weights served
@@ -86,6 +95,46 @@ class Runs:
     def model_id(run: Run) -> str:
         return MODEL_PREFIX + run.id
 
+    # ---- what trains ---------------------------------------------------------------
+    def trainable(self) -> list[str]:
+        """The model ids a run may train: the built-ins, then your own served models."""
+        return [*MODELS, *self.own]
+
+    def start(
+        self,
+        model: str,
+        recipe: str = "fast",
+        *,
+        steps: int | None = None,
+        epochs: float | None = None,
+        seed: int = 0,
+    ) -> Run:
+        """Start a run of ``model`` (a built-in, or your own model by its served id)."""
+        own = self.own.get(model)
+        if own is None and model not in MODELS:
+            valid = ", ".join(self.trainable())
+            raise InvalidRun("model", f"unknown model {model[:80]!r}; valid: {valid}")
+        if own is None:
+            return self.manager.start(model, recipe, steps=steps, epochs=epochs, seed=seed)
+        h, w = own.input_shape[1:]
+        return self.manager.start(
+            own.spec, recipe, steps=steps, epochs=epochs, seed=seed,
+            normalize=own.normalize, input_size=(h, w),
+        )  # fmt: skip
+
+    def resume(self, run_id: str) -> Run:
+        run = self.manager.get(run_id)
+        spec = run.settings["model"]
+        if is_foreign_spec(spec) and spec not in self._specs():
+            raise RunConflict(
+                f"run {run.id} trains your own model {spec}, which this server was not "
+                f"started with; restart it with --model {spec} to resume the run"
+            )
+        return self.manager.resume(run_id)
+
+    def _specs(self) -> set[str]:
+        return {m.spec for m in self.own.values()}
+
     # ---- checkpoints as served models ------------------------------------------
     def sync(self) -> None:
         """Serve each run's newest checkpoint (loading only those that changed)."""
@@ -100,9 +149,21 @@ class Runs:
             return
         if self._loaded.get(run.id) == mtime:
             return
+        s = run.settings
         try:
-            model, meta = load_weights(run.weights)
-        except (CheckpointError, OSError, ValueError):
+            if not is_foreign_spec(s["model"]):
+                model, meta = load_weights(run.weights)
+            elif s["model"] in self._specs():  # your own model: its code, its weights
+                size = s.get("input_size")
+                model, meta = open_model(
+                    s["model"],
+                    run.weights,
+                    normalize=tuple(s["normalize"]) if s.get("normalize") else None,
+                    input_size=(int(size[0]), int(size[1])) if size else None,
+                )
+            else:
+                return  # not imported: this server was not started with that model
+        except (CheckpointError, ForeignModelError, OSError, ValueError):
             return  # caught between the weights and their sidecar: the next sync
         self.state.add_model(ServedModel(self.model_id(run), model, meta, str(run.weights)))
         self._loaded[run.id] = mtime

@@ -354,14 +354,18 @@ class ArithmeticResponse(BaseModel):
 
 # ---- training runs (routes/runs.py) -------------------------------------------------
 class RunRequest(BaseModel):
-    """A training run to start: a built-in architecture, a recipe, its length and seed.
+    """A training run to start: a model, a recipe, its length and seed.
 
     Give ``steps`` or ``epochs`` (not both); neither means the recipe's own length.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(max_length=200, description="architecture, as in `cnnscope train`")
+    model: str = Field(
+        max_length=200,
+        description="a built-in architecture, or the id of your own model this server serves "
+        "(started with --model net.py:Net): /api/training lists them",
+    )
     recipe: str = Field(default="fast", max_length=200, description="fast or seed")
     epochs: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     steps: int | None = Field(default=None, description="optimizer steps (capped)")
@@ -374,10 +378,12 @@ class RunStarted(BaseModel):
 
 
 class RunSettings(BaseModel):
-    model: str
+    model: str = Field(description="a built-in's name, or your own model's path/net.py:Net")
     recipe: str
     steps: int
     seed: int
+    normalize: list[float] | None = Field(default=None, description="your own model's")
+    input_size: list[int] | None = Field(default=None, description="your own model's (H, W)")
 
 
 class RunProgress(BaseModel):
@@ -412,7 +418,7 @@ class Training(BaseModel):
 
     enabled: bool
     reason: str = Field(description="why training is off (empty when on)")
-    models: list[str]
+    models: list[str] = Field(description="what a run may train: built-ins, then your own")
     recipes: list[str]
     max_steps: int
     folder: str

@@ -171,6 +171,7 @@ class _Run:
         )
         self.log = runs.MetricsLog(self.run_dir, start_step, model, graph=start_step == 0)
         self.state = TrainState(model, config, start_step, total_steps, steps_per_epoch)
+        self.last_val: dict[str, Any] | None = None  # this invocation's last validation
         self.snapshot_at = set(config.snapshot_steps) if config.snapshot_size else set()
         self.t0 = time.perf_counter()
         self.window_loss = self.window_correct = self.window_seen = 0.0
@@ -263,7 +264,25 @@ class _Run:
             runs.metadata(self.config, self.data, record, metrics),
         )
         self.save_state()
+        self.last_val = record
         return record
+
+    def save_stopped(self) -> None:
+        """A stop (Ctrl-C, SIGTERM) between checkpoints: the state, so ``--resume`` goes on
+        from the last completed step, and the weights as they are at that step, so a
+        stopped run is seen as it was when stopped, not at its last checkpoint."""
+        self.save_state()
+        metrics: dict[str, Any] = {"steps": self.state.step, "stopped": True}
+        if self.last_val is not None:  # the latest figures, with the step they are of
+            metrics.update(
+                validation_accuracy=self.last_val["accuracy"],
+                validation_step=self.last_val["step"],
+            )
+        save_weights(
+            self.model,
+            self.run_dir / runs.WEIGHTS,
+            runs.metadata(self.config, self.data, None, metrics, complete=False),
+        )
 
     def finish(self, seconds: float) -> TrainResult:
         """Final snapshot, validation and test figures; the weights with their metrics."""
@@ -364,8 +383,9 @@ def fit(
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             # The last completed step is a consistent point: save it so --resume goes on
-            # from here (mid-epoch too: the epoch's shuffle is re-drawn from its seed).
-            run.save_state()
+            # from here (mid-epoch too: the epoch's shuffle is re-drawn from its seed),
+            # with the weights of that step.
+            run.save_stopped()
         run.log.close()
         raise
     result = run.finish(time.perf_counter() - run.t0)

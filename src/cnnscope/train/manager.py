@@ -92,7 +92,9 @@ class Run:
 
     id: str
     folder: Path
-    settings: dict[str, Any]  # model, recipe, steps, seed (as requested, steps resolved)
+    # model, recipe, steps, seed (as requested, steps resolved); for your own model (a
+    # path/net.py:Net spec) also its normalize and input_size
+    settings: dict[str, Any]
     created: str
     pid: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -166,6 +168,13 @@ def _alive(pid: int, folder: Path) -> bool:
             return False
         return str(folder).encode() in args
     return True
+
+
+def _id_prefix(model: str) -> str:
+    """A run id's first part: the built-in's name, or your model's class name in lower case
+    (``path/net.py:Net`` → ``net``)."""
+    name = model.rpartition(":")[2].lower()
+    return re.sub(r"[^a-z0-9_]+", "_", name).strip("_") or "model"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -288,12 +297,22 @@ class RunManager:
         steps: int | None = None,
         epochs: float | None = None,
         seed: int = 0,
+        normalize: tuple[float, float] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> Run:
-        """Create a run folder and start training it; see :meth:`resolve` for the checks."""
-        settings = self.resolve(model, recipe, steps=steps, epochs=epochs, seed=seed)
+        """Create a run folder and start training it; see :meth:`resolve` for the checks.
+
+        ``model`` is a built-in's name or your own model's spec (``path/net.py:Net``: the
+        caller vouches for the code it names; the server passes only the models it was
+        started with), with its ``normalize`` and ``input_size`` as ``--model`` takes them.
+        """
+        settings = self.resolve(
+            model, recipe, steps=steps, epochs=epochs, seed=seed,
+            normalize=normalize, input_size=input_size,
+        )  # fmt: skip
         with self._lock:
             self._check_capacity()
-            run_id = self._new_id(model)
+            run_id = self._new_id(_id_prefix(model))
             run = Run(
                 run_id,
                 self.folder / run_id,
@@ -313,13 +332,18 @@ class RunManager:
         steps: int | None = None,
         epochs: float | None = None,
         seed: int = 0,
+        normalize: tuple[float, float] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """A run's settings from a request, steps resolved; :class:`InvalidRun` names the
         field at fault (unknown model or recipe, steps ≤ 0 or beyond :data:`MAX_STEPS`)."""
-        from ..models import MODELS
+        from ..models import MODELS, is_foreign_spec
 
-        if model not in MODELS:
+        own = is_foreign_spec(model)
+        if not own and model not in MODELS:
             raise InvalidRun("model", f"unknown model {model[:80]!r}; valid: {', '.join(MODELS)}")
+        if not own and (normalize is not None or input_size is not None):
+            raise InvalidRun("model", f"{model} is a built-in: it takes no normalize or input size")
         if recipe not in RECIPES:
             raise InvalidRun(
                 "recipe", f"unknown recipe {recipe[:80]!r}; valid: {', '.join(RECIPES)}"
@@ -342,7 +366,12 @@ class RunManager:
             raise InvalidRun(field_, f"{total} steps; a run needs at least 1")
         if total > MAX_STEPS:
             raise InvalidRun(field_, f"{total} steps is more than the {MAX_STEPS:,} a run may take")
-        settings = {"model": model, "recipe": recipe, "steps": int(total), "seed": int(seed)}
+        settings: dict[str, Any] = {
+            "model": model, "recipe": recipe, "steps": int(total), "seed": int(seed),
+        }  # fmt: skip
+        if own:
+            settings["normalize"] = None if normalize is None else [float(v) for v in normalize]
+            settings["input_size"] = None if input_size is None else [int(v) for v in input_size]
         if self.data_dir:
             settings["data_dir"] = self.data_dir
         return settings
@@ -405,6 +434,11 @@ class RunManager:
             "--log-every", str(c.log_every), "--checkpoint-every", str(c.checkpoint_every),
             "--snapshot-size", str(c.snapshot_size), "--resume", "--json",
         ]  # fmt: skip
+        s = run.settings
+        if s.get("normalize"):
+            args += ["--normalize", ",".join(repr(float(v)) for v in s["normalize"])]
+        if s.get("input_size"):
+            args += ["--input-size", ",".join(str(int(v)) for v in s["input_size"])]
         if c.data_dir:
             args += ["--data-dir", c.data_dir]
         return args

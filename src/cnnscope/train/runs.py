@@ -3,7 +3,7 @@
 A run folder holds everything a run makes::
 
     RUN/
-      model.safetensors, model.json   weights + metadata, rewritten every epoch
+      model.safetensors, model.json   weights + metadata, rewritten at each checkpoint and stop
       state.safetensors               model + optimizer + RNG + loop position (--resume)
       metrics.jsonl                   one JSON object per log interval and per validation
       tb/                             TensorBoard events: accuracy, cross_entropy, learning rate,
@@ -261,11 +261,22 @@ def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> N
 
 
 def metadata(
-    config: TrainConfig, data: MNIST, last_val: dict[str, Any], metrics: dict[str, Any] | None
+    config: TrainConfig,
+    data: MNIST,
+    last_val: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    *,
+    complete: bool | None = None,
 ) -> dict[str, Any]:
+    """``model.json``'s fields. ``metrics`` are a finished run's figures (``complete``
+    by default) or a stopped run's; without them, the last validation's (``last_val``)."""
+    if complete is None:
+        complete = metrics is not None
+    if metrics is None:
+        assert last_val is not None, "a checkpoint without metrics has its validation"
+        metrics = {"validation_accuracy": last_val["accuracy"], "steps": last_val["step"]}
     return {
-        "metrics": metrics
-        or {"validation_accuracy": last_val["accuracy"], "steps": last_val["step"]},
+        "metrics": metrics,
         "train_config": dataclasses.asdict(config),
         "data": {
             "sha256": data.checksum,
@@ -276,5 +287,5 @@ def metadata(
         },
         "classes": list(data.classes),  # the name of each output, in order
         "threads": torch.get_num_threads(),
-        "complete": metrics is not None,
+        "complete": complete,
     }

@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 import cnnscope
+from cnnscope.checkpoints import open_model
 from cnnscope.server.app import ServedModel, create_app
 from cnnscope.train.manager import MAX_STEPS
 
@@ -180,6 +181,12 @@ def test_stop_then_resume_finishes_the_run(client: TestClient, runs_dir: Path) -
     assert stopped.json()["status"] == "stopped"
     step = stopped.json()["step"]
     assert 20 <= step < 200
+    # The stop wrote the weights of its step (metrics lines come every 10 steps, so the
+    # stop step is at or past the last line), and the model picker serves them.
+    checkpoint = stopped.json()["checkpoint_step"]
+    assert checkpoint is not None and step <= checkpoint < step + 10
+    models = {m["id"]: m for m in client.get("/api/models").json()}
+    assert models[f"run:{run_id}"]["metrics"]["steps"] == checkpoint
     assert client.post(f"/api/runs/{run_id}/stop").status_code == 409  # not training now
     resumed = client.post(f"/api/runs/{run_id}/resume")
     assert resumed.status_code == 202
@@ -189,3 +196,76 @@ def test_stop_then_resume_finishes_the_run(client: TestClient, runs_dir: Path) -
     train_steps = [m["step"] for m in detail["metrics"] if m["split"] == "train"]
     assert train_steps == sorted(set(train_steps))  # no step twice after the resume
     assert [m["step"] for m in detail["metrics"] if m["split"] == "validation"] == [100, 200]
+
+
+OWN = f"{Path(__file__).parents[2] / 'models' / 'unlike_ours.py'}:UnlikeOurs"
+NORM = (0.1307, 0.3081)
+
+
+def _own_app(runs_dir: Path, own: bool = True) -> TestClient:
+    """hvass, and (``own``) the test's own model served as ``UnlikeOurs``."""
+    from cnnscope.cli._common import ModelChoice
+    from cnnscope.server.app import served_models
+
+    choices = [ModelChoice(OWN, None, NORM)] if own else []
+    app = create_app(
+        served_models([*choices, ModelChoice("hvass")]),
+        runs_dir=runs_dir,
+        training=True,
+        allowed_hosts=["testserver"],
+    )
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.slow
+def test_your_own_served_model_trains_and_is_served_with_its_spec(tmp_path: Path) -> None:
+    c = _own_app(tmp_path)
+    try:
+        assert c.get("/api/training").json()["models"][-1] == "UnlikeOurs"
+        # Only served ids: an unknown id, or a spec the server was not started with.
+        for model in ("UnlikeTheirs", OWN):
+            r = c.post("/api/runs", json={"model": model, "steps": 30})
+            assert r.status_code == 422 and "model" in r.json()["detail"], r.text
+            assert "UnlikeOurs" in r.json()["detail"]  # the valid ids, ours among them
+        assert list(tmp_path.iterdir()) == []
+
+        r = c.post("/api/runs", json={"model": "UnlikeOurs", "steps": 30, "seed": 3})
+        assert r.status_code == 202, r.text
+        run_id, model_id = r.json()["id"], r.json()["model"]
+        assert run_id.startswith("unlikeours-")
+        detail = _wait(c, run_id, lambda d: d["status"] in TERMINAL)
+        assert detail["status"] == "done", detail
+        assert detail["settings"] == {
+            "model": OWN, "recipe": "fast", "steps": 30, "seed": 3,
+            "normalize": list(NORM), "input_size": [28, 28],
+        }  # fmt: skip
+        command = json.loads((tmp_path / run_id / "run.json").read_text())["command"]
+        assert command[command.index("--model") + 1] == OWN
+        assert command[command.index("--normalize") + 1] == "0.1307,0.3081"
+
+        # run:<id> is the trained UnlikeOurs, normalization inside: predict agrees with it.
+        models = {m["id"]: m for m in c.get("/api/models").json()}
+        assert models[model_id]["metrics"]["steps"] == 30
+        assert "head.fc1" in [s["name"] for s in models[model_id]["stages"]]
+        trained, _ = open_model(OWN, tmp_path / run_id / "model.safetensors")
+        digit = np.zeros(784)
+        digit[300:310] = 1.0
+        p = c.post("/api/predict", json={"pixels": digit.tolist(), "model": model_id}).json()
+        with torch.no_grad():
+            x = torch.tensor(digit, dtype=torch.float32).view(1, 1, 28, 28)
+            expect = torch.softmax(trained(x)[0], 0)
+        assert trained.normalize == NORM  # recorded with the weights
+        assert np.allclose(p["probabilities"], expect.numpy(), atol=1e-5)
+    finally:
+        c.app.state.runs.close()  # type: ignore[attr-defined]
+
+    # A server started without that model lists the run but imports no code for it.
+    other = _own_app(tmp_path, own=False)
+    listed = other.get("/api/runs").json()
+    assert [(x["id"], x["status"], x["model"]) for x in listed] == [(run_id, "done", None)]
+    assert model_id not in [m["id"] for m in other.get("/api/models").json()]
+    refused = other.post(f"/api/runs/{run_id}/resume")
+    assert refused.status_code == 409 and f"--model {OWN}" in refused.json()["detail"]
+    # With it, the run is served again.
+    again = _own_app(tmp_path)
+    assert model_id in [m["id"] for m in again.get("/api/models").json()]

@@ -14,7 +14,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ...models import MODELS
 from ...train import RECIPES
 from ...train.manager import (
     MAX_STEPS,
@@ -70,7 +69,9 @@ def _info(runs: Runs, run: Run) -> dict[str, object]:
         "status": manager.status(run),
         "step": manager.step(run),
         "total_steps": run.total_steps,
-        "settings": RunSettings(**{k: run.settings[k] for k in RunSettings.model_fields}),
+        "settings": RunSettings(
+            **{k: run.settings[k] for k in RunSettings.model_fields if k in run.settings}
+        ),
         "created": run.created,
         "model": served,
         "checkpoint_step": None if meta is None else meta.get("metrics", {}).get("steps"),
@@ -83,7 +84,7 @@ def training(runs: RunsDep) -> Training:
     return Training(
         enabled=runs.training,
         reason="" if runs.training else runs.why_off,
-        models=list(MODELS),
+        models=runs.trainable(),
         recipes=list(RECIPES),
         max_steps=MAX_STEPS,
         folder=str(runs.manager.folder),
@@ -94,9 +95,7 @@ def training(runs: RunsDep) -> Training:
 def start(req: RunRequest, runs: RunsDep) -> RunStarted:
     runs.require_training()
     try:
-        run = runs.manager.start(
-            req.model, req.recipe, steps=req.steps, epochs=req.epochs, seed=req.seed
-        )
+        run = runs.start(req.model, req.recipe, steps=req.steps, epochs=req.epochs, seed=req.seed)
     except InvalidRun as e:
         raise HTTPException(422, str(e)) from e
     except RunConflict as e:
@@ -140,7 +139,7 @@ def resume(run_id: str, runs: RunsDep) -> RunInfo:
     runs.require_training()
     _get(runs, run_id)
     try:
-        run = runs.manager.resume(run_id)
+        run = runs.resume(run_id)
     except RunConflict as e:
         raise HTTPException(409, str(e)) from e
     runs.watch()
