@@ -10,15 +10,19 @@ final test accuracy and the process's peak memory; then images/s of the ``seed``
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
+
+# As `cnnscope train`: OpenMP threads sleep while they wait (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
 from cnnscope.analysis.evaluation import evaluate
 from cnnscope.data import load_mnist
-from cnnscope.train import Callback, TrainConfig, TrainState, fit
+from cnnscope.train import Callback, TrainConfig, TrainState, choose_threads, fit
 
 
 class _TimeToTarget(Callback):
@@ -53,13 +57,21 @@ def main() -> None:
     )
     p.add_argument("--target", type=float, default=0.992, help="test accuracy to reach")
     p.add_argument("--check-every", type=int, default=100, help="steps between test checks")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads; 0 = auto, as `cnnscope train`"
+    )
+    p.add_argument("--seed", type=int, default=0, help="the fast run's seed")
     p.add_argument("--seed-steps", type=int, default=300, help="steps of the seed recipe to time")
     args = p.parse_args()
 
+    torch.set_num_threads(choose_threads(args.threads))
     data = load_mnist()
-    print(f"threads: {torch.get_num_threads()}  torch {torch.__version__}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; threads: {torch.get_num_threads()}  "
+        f"torch {torch.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig.from_recipe("fast", run_dir=f"{tmp}/fast")
+        config = TrainConfig.from_recipe("fast", run_dir=f"{tmp}/fast", seed=args.seed)
         timer = _TimeToTarget(data, args.target, args.check_every)
         result = fit(config, [timer], data=data)
         train_seconds = timer.elapsed()
@@ -89,6 +101,7 @@ def main() -> None:
             f"{20_000 * seed_seconds / seed.steps / 60:.0f} min"
         )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(f"peak memory (max RSS): {peak_mib:.0f} MiB")
 
 

@@ -25,6 +25,18 @@ def test_train_dry_run_then_resume(tmp_path: Path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["steps"] == 20
 
 
+def test_train_threads_are_used_and_given_back(tmp_path: Path, capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"]
+    assert main([*args, "--threads", "1"]) == 0
+    _, meta = load_weights(run / "model.safetensors", expect="lenet5")
+    assert meta["threads"] == 1
+    assert torch.get_num_threads() == before
+
+
 def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     argv = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ from ._common import (
     int_in,
     model_choice,
 )
+
+# OpenMP threads sleep while they wait, so a busy machine cannot collapse training
+# (cnnscope.train.threads); read when torch loads, which is after this module's import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HELP = "train a model (progress bar, checkpoints, metrics, snapshots)"
 
@@ -59,6 +64,14 @@ def add(p: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
     )
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    p.add_argument(
+        "--threads",
+        type=int_in(0),
+        default=0,
+        help="torch threads; 0 = auto: OMP_NUM_THREADS if set, else every core, threads "
+        "sleeping while they wait (OMP_WAIT_POLICY=PASSIVE) so a busy machine cannot "
+        "collapse training (default 0)",
+    )
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -88,9 +101,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..checkpoints import open_model
     from ..models import is_foreign_spec
-    from ..train import TrainConfig, fit
+    from ..train import TrainConfig, choose_threads, fit
     from ._progress import ProgressBar
 
     overrides = {name: getattr(args, name) for name in _FLAGS if hasattr(args, name)}
@@ -124,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         )
         config.model = model.arch
     dev = device(args)
+    threads_before = torch.get_num_threads()  # main() may be called in-process (tests)
+    torch.set_num_threads(choose_threads(args.threads))
     progress = ProgressBar(quiet=args.json)
     try:
         result = fit(
@@ -138,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        torch.set_num_threads(threads_before)
     progress.close()
     if args.json:
         print(json.dumps({"weights": str(result.weights), **result.metrics}, indent=2))

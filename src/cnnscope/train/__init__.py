@@ -1,6 +1,16 @@
-"""Training: ``TrainConfig`` (config.py), ``fit`` (loop.py) and run folders (runs.py)."""
+"""Training: ``TrainConfig`` (config.py), ``fit`` (loop.py) and run folders (runs.py),
+``choose_threads`` (threads.py)."""
 
 from .config import RECIPES, TrainConfig
 from .loop import Callback, TrainResult, TrainState, fit
+from .threads import choose_threads
 
-__all__ = ["RECIPES", "Callback", "TrainConfig", "TrainResult", "TrainState", "fit"]
+__all__ = [
+    "RECIPES",
+    "Callback",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "choose_threads",
+    "fit",
+]

@@ -1,0 +1,220 @@
+"""Where deep_mnist's training time goes: FLOPs per image, images/s, fraction of peak.
+
+Run: ``python bench/train_profile.py`` (``make bench``). In one process, alternating
+rounds so that a busy machine hurts every contender alike, it times
+
+* ``peak``: a 1024×1024 float32 matmul, the cores' practical peak (GFLOP/s);
+* ``cnnscope``: the training step of :func:`cnnscope.train.fit` (``_Run.step``: seeded
+  shuffle, uint8 batch → float, channels-last, AdamW, one-cycle schedule, train metrics);
+* ``plain``: a plain PyTorch loop of the same network (float32 data in memory, NCHW,
+  Adam, ``loss.backward(); opt.step()``), as in pytorch/examples' mnist;
+* ``tf``: the 2017 TensorFlow app (``../shared/seed000/seed_train.py``, batch 50, all
+  cores) when its venv exists (``bash ../shared/seed000/setup.sh``);
+
+at batch 50 and 128 and 1 and 2 torch threads, and prints a table with the ratios and the
+load average. Torch's OpenMP threads sleep while they wait, as in ``cnnscope train``
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). FLOPs count multiply-adds
+×2 from the layer shapes; a training step is counted as 3× the forward pass (forward,
+gradient of the input, gradient of the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# As `cnnscope train`: OpenMP threads sleep while they wait (set before torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnscope.data import load_mnist, to_float
+from cnnscope.models import build_model
+from cnnscope.train import TrainConfig
+from cnnscope.train.loop import _Run
+
+SEED_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "seed000"
+TF_PYTHON = Path(os.environ.get("ANCHOR_VENV", Path.home() / ".venvs" / "seed000")) / "bin/python"
+
+
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """FLOPs (2 × multiply-adds) of one image's forward pass, per conv/linear layer."""
+    flops: dict[str, int] = {}
+    hooks = []
+
+    def count(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
+        def hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+                flops[name] = 2 * out[0].numel() * k  # out: (1, C_out, H, W)
+            elif isinstance(m, nn.Linear):
+                flops[name] = 2 * m.in_features * m.out_features
+
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            hooks.append(m.register_forward_hook(count(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return flops
+
+
+def peak_gflops(tries: int = 8) -> float:
+    """float32 GFLOP/s of a 1024×1024 matmul at the current thread count: the best of
+    ``tries`` (a busy machine only ever lowers a try)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best = 0.0
+    for _ in range(tries):
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = max(best, 4 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def cnnscope_rate(data, batch: int, steps: int, tmp: str, **overrides) -> float:
+    """images/s of cnnscope's own training step (no checkpoints, snapshots or logs)."""
+    config = TrainConfig.from_recipe(
+        "fast", batch_size=batch, run_dir=f"{tmp}/c{batch}", snapshot_size=0, **overrides
+    )
+    run = _Run(config, data, resume=False)
+    run.model.train()
+    for _ in range(5):  # warm-up: oneDNN primitives, allocator
+        run.step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run.step()
+    rate = steps * batch / (time.perf_counter() - start)
+    run.log.close()
+    return rate
+
+
+def plain_rate(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int) -> float:
+    """images/s of a plain PyTorch loop of the same network, float32 NCHW data."""
+    torch.manual_seed(0)
+    model = build_model("deep_mnist").train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    perm = torch.randperm(len(x))
+
+    def one(i: int) -> None:
+        idx = perm[(i * batch) % (len(x) - batch) :][:batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for i in range(5):
+        one(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        one(i)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def tf_rate(steps: int) -> float | None:
+    """images/s of the 2017 TensorFlow app (batch 50, its own thread choice)."""
+    if not TF_PYTHON.exists():
+        return None
+    out = subprocess.run(
+        [
+            str(TF_PYTHON),
+            str(SEED_DIR / "seed_train.py"),
+            *("--steps", str(steps + 20), "--out", f"{tempfile.mkdtemp()}/cnn_model"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},  # as shipped
+    ).stdout
+    line = json.loads(out.strip().splitlines()[-1])
+    return float(line["steady_images_per_s"])  # excludes its first 20 steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (median is shown)")
+    p.add_argument("--batches", type=int, nargs="+", default=[50, 128])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow app")
+    p.add_argument(
+        "--variants", action="store_true", help="also time cnnscope with channels_last off"
+    )
+    args = p.parse_args()
+
+    model = build_model("deep_mnist")
+    flops = forward_flops(model, (1, 28, 28))
+    fwd = sum(flops.values())
+    print("forward MFLOPs per image: " + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in flops.items()))
+    print(f"  total {fwd / 1e6:.1f} forward, {3 * fwd / 1e6:.1f} per trained image (3×)")
+
+    data = load_mnist()
+    x, y = to_float(data.train_images), data.train_labels
+    results: dict[tuple[str, int, int], list[float]] = {}
+    loads = [os.getloadavg()[0]]
+    tf_steps = max(args.steps, 100)
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                results.setdefault(("peak GFLOP/s", 0, threads), []).append(peak_gflops())
+                for batch in args.batches:
+                    steps = max(10, args.steps * 50 // batch)
+                    results.setdefault(("cnnscope", batch, threads), []).append(
+                        cnnscope_rate(data, batch, steps, tmp)
+                    )
+                    if args.variants:
+                        results.setdefault(("cnnscope NCHW", batch, threads), []).append(
+                            cnnscope_rate(data, batch, steps, tmp, channels_last=False)
+                        )
+                    results.setdefault(("plain PyTorch", batch, threads), []).append(
+                        plain_rate(x, y, batch, steps)
+                    )
+            if not args.no_tf and (rate := tf_rate(tf_steps)) is not None:
+                results.setdefault(("TensorFlow 2017 app", 50, 0), []).append(rate)
+            loads.append(os.getloadavg()[0])
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    tf = med.get(("TensorFlow 2017 app", 50, 0))
+    print(
+        f"\nload average (1 min) during the run: {min(loads):.2f}–{max(loads):.2f}; "
+        f"torch {torch.__version__}; median of {args.rounds} rounds"
+    )
+    print(
+        f"{'what':22s} {'batch':>5s} {'threads':>7s} {'images/s':>9s} {'% peak':>7s} "
+        f"{'× plain':>8s} {'× TF':>6s}"
+    )
+    for (what, batch, threads), rate in med.items():
+        if what.startswith("peak"):
+            print(f"{what:22s} {'':>5s} {threads:7d} {rate:9.1f}")
+            continue
+        peak = med.get(("peak GFLOP/s", 0, threads))
+        frac = f"{100 * rate * 3 * fwd / 1e9 / peak:6.0f}%" if peak else ""
+        plain = med.get(("plain PyTorch", batch, threads))
+        vs_plain = f"{rate / plain:8.2f}" if plain and what != "plain PyTorch" else ""
+        vs_tf = f"{rate / tf:6.2f}" if tf else ""
+        shown = str(threads) if threads else "all"
+        print(
+            f"{what:22s} {batch:5d} {shown:>7s} {rate:9.0f} {frac:>7s} {vs_plain:>8s} {vs_tf:>6s}"
+        )
+
+
+if __name__ == "__main__":
+    main()
