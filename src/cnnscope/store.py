@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from torch import nn
 
 __all__ = [
@@ -92,11 +91,10 @@ def fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def predictions_cache(model_fingerprint: str, images: np.ndarray, folder: Path | None) -> Path:
-    """Where the logits of ``images`` under the weights ``model_fingerprint`` are kept."""
-    key = hashlib.sha256(
-        (model_fingerprint + hashlib.sha256(images.tobytes()).hexdigest()).encode()
-    ).hexdigest()[:32]
+def predictions_cache(model_fingerprint: str, images: str, folder: Path | None) -> Path:
+    """Where the logits of some images under the weights ``model_fingerprint`` are kept;
+    ``images`` is the SHA-256 hex digest of the images' bytes."""
+    key = hashlib.sha256((model_fingerprint + images).encode()).hexdigest()[:32]
     return Path(folder or cache_dir("predictions")) / f"{key}.safetensors"
 
 

@@ -122,3 +122,51 @@ def test_report_of_a_four_class_model_names_its_classes(tmp_path: Path) -> None:
         report(model, images, torch.full((60,), 4), cache=False)
     with pytest.raises(ValueError, match="names 3 classes"):
         report(model, images, labels, cache=False, classes=names[:3])
+
+
+def test_cached_report_hashes_neither_weights_nor_images_again(tmp_path, monkeypatch, mnist):
+    """A cold server's first cached evaluation took 149 ms: it hashed the 13 MB of weights
+    (the server already knows their fingerprint) and the test set again, and built and
+    hashed a fresh model for the untrained baseline. Now none of that on a cache hit."""
+    from cnnscope.analysis import evaluation
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = build_model("lenet5")
+    images, labels = mnist.test_images[:300].clone(), mnist.test_labels[:300]
+    key = fingerprint(model)
+    first = report(model, images, labels, weights_key=key)
+    base = untrained_accuracy(model, images, labels, seed=2)
+
+    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("hashed or built again on a cache hit")
+
+    monkeypatch.setattr(evaluation, "fingerprint", refuse)
+    sha256 = evaluation.hashlib.sha256
+
+    def keys_only(data: bytes = b""):  # type: ignore[no-untyped-def]
+        if len(data) > 10_000:  # the images' digest is kept; cache keys are hashed
+            refuse()
+        return sha256(data)
+
+    monkeypatch.setattr(evaluation.hashlib, "sha256", keys_only)
+    monkeypatch.setattr(type(model), "rebuild", refuse)
+    again = report(model, images, labels, weights_key=key)
+    assert again.cached and np.array_equal(again.probabilities, first.probabilities)
+    assert untrained_accuracy(model, images, labels, seed=2) == base
+    monkeypatch.undo()
+
+    # Never stale: the baseline equals a fresh build's; another seed or set of options
+    # is another entry (it predicts); an in-place edit of the images is hashed again.
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        assert base == report(build_model("lenet5"), images, labels, cache=False).accuracy
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    predict = evaluation.predict
+    monkeypatch.setattr(evaluation, "predict", lambda *a, **k: calls.append(1) or predict(*a, **k))
+    untrained_accuracy(model, images, labels, seed=3)
+    untrained_accuracy(build_model("lenet5", num_classes=4), images, labels % 4, seed=2)
+    assert len(calls) == 2
+    images[0] = 255 - images[0]
+    assert not report(model, images, labels, weights_key=key).cached
+    assert len(calls) == 3

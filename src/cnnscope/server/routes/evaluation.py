@@ -31,7 +31,13 @@ def evaluated(state: AppState, m: ServedModel) -> tuple[EvaluationSummary, Repor
             with m.worker("slow") as model:
                 classes = class_names(m.meta, len(m.classes), d)
                 try:
-                    rep = report(model, d.test_images, d.test_labels, classes=classes)
+                    rep = report(
+                        model,
+                        d.test_images,
+                        d.test_labels,
+                        classes=classes,
+                        weights_key=m.fingerprint,
+                    )
                 except ValueError as e:  # a data set with other classes than the model's
                     raise unprocessable("model", str(e)) from e
             seed = int(m.meta.get("train_config", {}).get("seed", 0))
