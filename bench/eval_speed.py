@@ -28,7 +28,6 @@ import cnnscope
 from cnnscope.analysis.attribution import METHODS, Explainer
 from cnnscope.analysis.evaluation import report
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
