@@ -10,6 +10,7 @@ jumping; PCA and UMAP frames are rotated onto the previous frame (orthogonal Pro
 from __future__ import annotations
 
 import itertools
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -350,9 +351,17 @@ class Embedder:
             random_state=self.seed,
             verbose=False,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            return np.asarray(tsne.fit(x))
+        # openTSNE logs a warning for any start wider than its tiny default: an aligned
+        # frame starts from the previous layout on purpose.
+        quiet = logging.getLogger("openTSNE.tsne")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                return np.asarray(tsne.fit(x))
+        finally:
+            quiet.setLevel(level)
 
 
 def _rotate_onto(y: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
