@@ -99,6 +99,16 @@ def test_train_watch_stop_resume_open(browser, server_url: str, errors: list[str
         }"""
         assert ours == page.evaluate(ask, [body, model])
         assert ours != page.evaluate(ask, [body, "hvass"])  # the shipped hvass differs
+
+        # Deleted (after a confirm): gone from the runs, and from the picker, which falls
+        # back to the default model.
+        page.click("button.tab[data-view='train-view']")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#train-delete")
+        page.wait_for_function("document.querySelectorAll('#train-runs li').length === 0")
+        page.wait_for_selector(f"#model option[value='{model}']", state="detached")
+        assert page.evaluate("document.querySelector('#model').value") == "hvass"
+        assert page.locator("#train-delete").is_disabled()
     finally:
         context.close()
     assert not errors, errors

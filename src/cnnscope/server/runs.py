@@ -113,6 +113,15 @@ class Runs:
         options["normalize"], options["input_size"] = own.normalize, (h, w)
         return self.manager.start(own.spec, recipe, **options)
 
+    def delete(self, run_id: str) -> Run:
+        """Delete a run that does not train, and stop serving its checkpoint."""
+        with self._sync_lock:  # no sync re-adds it while its folder goes
+            run = self.manager.delete(run_id)
+            self.state.remove_model(self.model_id(run))
+            self._loaded.pop(run.id, None)
+            self._layouts.pop(run.id, None)
+        return run
+
     def resume(self, run_id: str) -> Run:
         run = self.manager.get(run_id)
         spec = run.settings["model"]

@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -426,6 +427,22 @@ class RunManager:
                 raise RunConflict(f"run {run.id} is done: all {run.total_steps} steps trained")
             self._check_capacity()
             self._launch(run)
+            return run
+
+    def delete(self, run_id: str) -> Run:
+        """Remove a run that does not train: its folder (weights, metrics, snapshots, the
+        TensorBoard log) is deleted. A queued or running run is refused: stop it first."""
+        run = self.get(run_id)
+        with self._lock:
+            status = self.status(run)
+            if status in ("queued", "running"):
+                raise RunConflict(f"run {run.id} is {status}: stop it before deleting it")
+            if run.folder.parent.resolve() != self.folder.resolve():  # never outside the folder
+                raise RunConflict(f"run {run.id} is not in {self.folder}")
+            shutil.rmtree(run.folder, ignore_errors=True)
+            if run.folder.exists():
+                raise RunConflict(f"run {run.id}: {run.folder} could not be removed completely")
+            del self._runs[run.id]
             return run
 
     def _check_capacity(self) -> None:
