@@ -52,7 +52,7 @@ def _distances(x: np.ndarray) -> np.ndarray:
     """(N, N) squared Euclidean distances, float64, each point infinitely far from itself."""
     x = np.asarray(x, dtype=np.float64)
     sq = (x * x).sum(1)
-    d = np.maximum(sq[:, None] + sq[None, :] - 2 * (x @ x.T), 0)
+    d: np.ndarray = np.maximum(sq[:, None] + sq[None, :] - 2 * (x @ x.T), 0)
     np.fill_diagonal(d, np.inf)
     return d
 

@@ -202,9 +202,11 @@ def _frozen(model: StagedModel, bf16: bool) -> Iterator[StagedModel]:
     if bf16:
         work = copy.deepcopy(model).eval()
         stage_infos(work)  # traced (and cached) in float32, as the model takes its input
-        work = work.to(torch.bfloat16).to(memory_format=torch.channels_last)
+        work = work.to(torch.bfloat16)
         for p in work.parameters():
             p.requires_grad_(False)
+            if p.dim() == 4:  # conv kernels: the layout oneDNN picks maps by
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
         yield work
         return
     was_training = model.training
@@ -339,7 +341,7 @@ def _frame(h: int, w: int) -> torch.Tensor:
 def _leaked(grad: torch.Tensor, out: torch.Tensor, leak: float) -> torch.Tensor:
     """grad · (1[out > 0] + leak): the redirected ReLU's gradient, in two passes."""
     # leaky_relu's backward gives grad where out > 0, grad·slope elsewhere, in one pass.
-    passed = torch.ops.aten.leaky_relu_backward(grad, out, leak / (1 + leak), True)
+    passed: torch.Tensor = torch.ops.aten.leaky_relu_backward(grad, out, leak / (1 + leak), True)
     return passed.mul_(1 + leak)
 
 
@@ -397,12 +399,14 @@ class _RedirectedReLUs:
         pre = inputs[0]
         redirected: torch.Tensor
         if not isinstance(module, LinearReLU):
-            redirected = _LeakyReLU.apply(pre, out.detach(), self.leak)
+            redirected = _LeakyReLU.apply(pre, out.detach(), self.leak)  # type: ignore[no-untyped-call]
         elif module.weight.requires_grad:  # a model being trained: the plain, slower way
             pre = F.linear(pre, module.weight, module.bias)
             redirected = out + self.leak * (pre - pre.detach())
         else:
-            redirected = _LeakyLinearReLU.apply(pre, out.detach(), module.weight, self.leak)
+            redirected = _LeakyLinearReLU.apply(  # type: ignore[no-untyped-call]
+                pre, out.detach(), module.weight, self.leak
+            )
         return redirected
 
     def __enter__(self) -> _RedirectedReLUs:
