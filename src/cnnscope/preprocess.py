@@ -138,14 +138,17 @@ def prepare(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> Prepared
         raise PreprocessError(f"expected a 2-D grayscale image, got shape {image.shape}")
     if image.size == 0:
         return Prepared(np.zeros(size, np.float32))
-    image = np.clip(np.nan_to_num(image), 0.0, 1.0)
+    image = _clean(image)
     image, shrink = _shrink(image)
     image, inverted = ink_on_black(image)
     image = np.clip(image - float(np.median(_border(image))), 0.0, None)
     peak = float(image.max())
     if peak < 1.0 / 255:  # blank, or only the noise of an 8-bit background
         return Prepared(np.zeros(size, np.float32), inverted=inverted)
-    image, dropped = _drop_specks(image / peak)
+    # Every later step looks only at the ink's bounding box (what lies outside is below the
+    # ink threshold, and the crop drops it): a digit on a canvas is a fifth of its pixels.
+    image = image / peak
+    image, dropped = _drop_specks(_crop(image))
     crop, width_px, restroked = _restroke(_crop(image, margin=2))
     out = _fit(crop, size)
     top = float(out.max())
@@ -160,6 +163,16 @@ def prepare(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> Prepared
         restroked=restroked,
         gain=gain,
     )
+
+
+def _clean(image: np.ndarray) -> np.ndarray:
+    """``image`` (float32) with NaN as 0 and values clipped to [0, 1], as a new array.
+
+    Two passes where ``np.clip(np.nan_to_num(image), 0, 1)`` made four: ``fmax`` turns NaN
+    into 0 (it prefers the number), and ±inf is clipped to 1 or 0 as before.
+    """
+    out = np.fmax(image, np.float32(0.0))
+    return np.minimum(out, np.float32(1.0), out=out)
 
 
 def _shrink(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -227,10 +240,12 @@ def _drop_specks(image: np.ndarray) -> tuple[np.ndarray, int]:
         return image, 0
     mass = ndimage.sum_labels(image, labels, index=np.arange(1, n + 1))
     keep = mass >= SPECK_MASS * mass.max()
+    ink = labels > 0
+    parts = labels[ink]  # (ink pixels,) in raster order, as _edt reads them
     while True:
         kept = np.isin(labels, np.flatnonzero(keep) + 1)
-        gap = ndimage.distance_transform_edt(~kept)  # (H, W) pixels to the nearest kept ink
-        near = ndimage.minimum(gap, labels, index=np.arange(1, n + 1))
+        gap = _edt(~kept, at=ink)  # each ink pixel's distance to the nearest kept ink
+        near = ndimage.minimum(gap, parts, index=np.arange(1, n + 1))
         limit = SPECK_GAP * _extent(kept)
         grown = keep | (np.asarray(near) <= limit)
         if (grown == keep).all():
@@ -252,7 +267,7 @@ def _crop(image: np.ndarray, margin: int = 0) -> np.ndarray:
     ink = image > INK_THRESHOLD
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return np.pad(crop, margin).astype(np.float32)
+    return np.pad(crop, margin).astype(np.float32, copy=False)
 
 
 def _extent(mask: np.ndarray) -> float:
@@ -268,10 +283,31 @@ def _stroke_width(mask: np.ndarray) -> float:
     its mean is w/4: the width is 4 × the mean distance of ink pixels to the background
     (pixel centres lie half a pixel inside the edge, hence the 0.5).
     """
+    padded = np.pad(mask, 1)
+    inside = _edt(padded, at=padded)  # (ink pixels,) in raster order
+    return float(4.0 * (inside - 0.5).mean())
+
+
+def _edt(mask: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """``scipy.ndimage.distance_transform_edt(mask)``, the same float64 values, read only
+    at the pixels of ``at`` (a flat array in raster order) or everywhere.
+
+    SciPy's feature transform (for each pixel, the nearest pixel outside ``mask``) is its
+    cheap half; turning it into distances over the whole (2, H, W) array in float64 was
+    the other half of the time. Here the squared distance is an exact int32 and only the
+    pixels asked for are converted.
+    """
     from scipy import ndimage
 
-    inside = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return float(4.0 * (inside[mask] - 0.5).mean())
+    nearest = ndimage.distance_transform_edt(mask, return_distances=False, return_indices=True)
+    if at is None:
+        dy = nearest[0] - np.arange(mask.shape[0], dtype=np.int32)[:, None]
+        dx = nearest[1] - np.arange(mask.shape[1], dtype=np.int32)[None, :]
+    else:
+        ys, xs = np.nonzero(at)
+        dy, dx = nearest[0][ys, xs] - ys, nearest[1][ys, xs] - xs
+    squared = (dy * dy + dx * dx).astype(np.float64)
+    return np.sqrt(squared, out=squared)
 
 
 def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
@@ -281,12 +317,10 @@ def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
     with radius r (a loop the thick pen filled stays filled). Returns ink in [0, 1], padded
     so grown strokes fit.
     """
-    from scipy import ndimage
-
     pad = max(0, int(np.ceil(delta)) + 2)
     mask = np.pad(mask, pad)
-    inside = ndimage.distance_transform_edt(mask) - 0.5
-    outside = ndimage.distance_transform_edt(~mask) - 0.5
+    inside = _edt(mask) - 0.5
+    outside = _edt(~mask) - 0.5
     signed = np.where(mask, inside, -outside)  # > 0 in the ink, < 0 outside
     out: np.ndarray = np.clip(signed + delta + 0.5, 0.0, 1.0).astype(np.float32)
     return out
@@ -312,8 +346,8 @@ def _fit(image: np.ndarray, size: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
     peak = float(image.max())
     if peak <= 0.0:
         return np.zeros(size, np.float32)
-    rows = np.flatnonzero((image > INK_THRESHOLD * peak).any(axis=1))
-    cols = np.flatnonzero((image > INK_THRESHOLD * peak).any(axis=0))
+    ink = image > INK_THRESHOLD * peak
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # (h, w)
 
     h, w = crop.shape
