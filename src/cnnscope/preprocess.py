@@ -171,8 +171,9 @@ def _clean(image: np.ndarray) -> np.ndarray:
     Two passes where ``np.clip(np.nan_to_num(image), 0, 1)`` made four: ``fmax`` turns NaN
     into 0 (it prefers the number), and ±inf is clipped to 1 or 0 as before.
     """
-    out = np.fmax(image, np.float32(0.0))
-    return np.minimum(out, np.float32(1.0), out=out)
+    out: np.ndarray = np.fmax(image, np.float32(0.0))
+    np.minimum(out, np.float32(1.0), out=out)
+    return out
 
 
 def _shrink(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -306,8 +307,9 @@ def _edt(mask: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
     else:
         ys, xs = np.nonzero(at)
         dy, dx = nearest[0][ys, xs] - ys, nearest[1][ys, xs] - xs
-    squared = (dy * dy + dx * dx).astype(np.float64)
-    return np.sqrt(squared, out=squared)
+    distances: np.ndarray = (dy * dy + dx * dx).astype(np.float64)
+    np.sqrt(distances, out=distances)
+    return distances
 
 
 def _offset(mask: np.ndarray, delta: float) -> np.ndarray:
