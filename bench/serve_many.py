@@ -70,7 +70,8 @@ def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> s
         except OSError:
             pass
         if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
+            server.terminate()  # SIGKILL would leave its worker processes running
+            server.wait(timeout=30)
             raise SystemExit(f"server did not start: {' '.join(cmd)}")
         time.sleep(0.3)
 
