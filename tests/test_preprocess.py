@@ -156,6 +156,35 @@ def test_distance_transform_is_scipys() -> None:
         assert np.array_equal(_edt(~mask, at=mask), ndimage.distance_transform_edt(~mask)[mask])
 
 
+def test_nan_inf_and_out_of_range_values_are_cleaned_and_the_input_kept() -> None:
+    from cnnscope.preprocess import _clean
+
+    img = np.array([[np.nan, np.inf, -np.inf], [-0.5, 0.25, 7.0]], np.float32)
+    assert np.array_equal(_clean(img), [[0, 1, 0], [0, 0.25, 1]])
+    assert np.isnan(img[0, 0])  # not written into
+    ring = _ring() * 3 - 1  # values −1 and 2
+    kept = ring.copy()
+    assert np.array_equal(prepare(ring).image, prepare(_ring()).image)
+    assert np.array_equal(ring, kept)
+
+
+def test_quick_stroke_decides_only_well_inside_mnists_range() -> None:
+    """A large crop is measured at WORK pixels first; near the range's ends (or outside)
+    the full-size measure decides, so the same drawings are re-stroked as before."""
+    from cnnscope.preprocess import STROKE_RANGE, WORK, _extent, _quick_stroke, _stroke_width
+
+    ordinary = _ring(240, 90, 24)  # 24 / 204 = 0.12
+    quick = _quick_stroke(ordinary)
+    assert quick is not None and quick == pytest.approx(_stroke_width(ordinary > 0.5), rel=0.05)
+    for width in (14.0, 16.0, 50.0):  # ratios 0.071, 0.081 (within the margin), 0.23
+        ring = _ring(240, 90, width)
+        mask = ring > 0.5
+        assert _quick_stroke(ring) is None, _stroke_width(mask) / _extent(mask)
+    thin = _ring(240, 90, 10)  # 0.05: re-stroked, as the full measure says
+    assert _quick_stroke(thin) is None and prepare(thin).restroked
+    assert STROKE_RANGE[0] <= 14 / 194 and max(ordinary.shape) > WORK
+
+
 @pytest.mark.parametrize("width", [4.0, 10.0, 16.0])
 def test_stroke_width_is_measured(width: float) -> None:
     from cnnscope.preprocess import _stroke_width
