@@ -91,7 +91,11 @@ def settle(port: int) -> None:
 
 def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
     port = _port()
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # The checkout's own package first; what the caller's PYTHONPATH adds after it.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
     server = start_server([*cmd, "--port", str(port)], env, port, cwd)
     try:
         settle(port)
