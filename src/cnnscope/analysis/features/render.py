@@ -258,7 +258,8 @@ def _best_of(
     score = objective(forward_until(model, x, objective.stages)).view(tries, -1)  # (tries, m)
     best = score.argmax(0).cpu().numpy()  # (m,)
     m = len(best)
-    return images.reshape(tries, m, *images.shape[1:])[best, np.arange(m)]
+    kept: np.ndarray = images.reshape(tries, m, *images.shape[1:])[best, np.arange(m)]
+    return kept
 
 
 def _render_plain(
