@@ -213,8 +213,13 @@ class _Run:
         x = x.contiguous(memory_format=self.memory_format)
         y = self.labels[idx].to(self.device)
 
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        # bf16: the forward pass and the loss under autocast (convolutions and matmuls in
+        # bfloat16, the weights and their gradients float32); validation stays float32.
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        ):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
