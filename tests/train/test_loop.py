@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from cnnscope.analysis.snapshots import load_snapshots
 from cnnscope.checkpoints import CheckpointError, load_weights
@@ -113,21 +115,54 @@ class _OutputDtypes(Callback):
         )
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_precision_of_the_training_forward(tmp_path: Path, mnist, precision) -> None:
+@pytest.mark.parametrize(
+    ("precision", "native", "ran"),
+    [
+        ("fp32", True, "fp32"),
+        ("bf16", False, "bf16"),
+        ("auto", True, "bf16"),  # a CPU with AMX or AVX-512 BF16
+        ("auto", False, "fp32"),  # elsewhere bfloat16 is emulated: slower
+    ],
+)
+def test_precision_of_the_training_forward(
+    tmp_path: Path, mnist, monkeypatch, precision, native, ran
+) -> None:
+    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
     dtypes = _OutputDtypes()
     config = _config(tmp_path, precision=precision, epochs=1, snapshot_size=0)
     result = fit(config, [dtypes], data=mnist)
     train = {dtype for training, dtype in dtypes.seen if training}
     evaluation = {dtype for training, dtype in dtypes.seen if not training}
     # The 10 training steps run in the precision asked for; validation and test in float32.
-    assert train == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert train == {torch.bfloat16 if ran == "bf16" else torch.float32}
     assert evaluation == {torch.float32}
     assert sum(training for training, _ in dtypes.seen) == 10
-    # The weights stay float32, and the run records its precision with them.
+    # The weights stay float32, and the run records the precision that ran with them.
     model, meta = load_weights(result.weights)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    assert meta["train_config"]["precision"] == precision
+    assert meta["train_config"]["precision"] == ran
+
+
+def test_auto_precision_resumes(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path, precision="auto")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(4)], data=mnist)
+    assert fit(config, resume=True, data=mnist).steps == 20
+
+
+def test_a_state_saved_before_precision_existed_resumes_as_fp32(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path, precision="fp32")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(4)], data=mnist)
+    state = Path(config.run_dir) / "state.safetensors"
+    with safe_open(state, "pt") as f:
+        (key, text), *_ = f.metadata().items()
+    header = json.loads(text)
+    del header["info"]["config"]["precision"]
+    save_file(load_file(state), state, metadata={key: json.dumps(header)})
+    assert fit(config, resume=True, data=mnist).steps == 20
+    with pytest.raises(CheckpointError, match="other settings \\(precision\\)"):
+        fit(_config(tmp_path, precision="bf16"), resume=True, data=mnist)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
@@ -213,7 +248,7 @@ def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
         ("batch_size", 0, "batch_size"),
         ("optimizer", "rmsprop", "optimizer"),
         ("model", "x", "valid"),
-        ("precision", "fp16", "precision: fp32 or bf16"),
+        ("precision", "fp16", "precision: auto, fp32, bf16"),
     ],
 )
 def test_invalid_config(tmp_path: Path, field, value, message) -> None:

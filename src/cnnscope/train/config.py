@@ -14,7 +14,7 @@ from ..models import get_spec, is_foreign_spec
 MAX_EPOCHS = 10_000
 
 # The training step's precisions: TrainConfig.precision's values, the CLI's choices.
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 __all__ = ["PRECISIONS", "RECIPES", "TrainConfig"]
 
@@ -47,8 +47,10 @@ class TrainConfig:
     snapshot_size: int = 2000  # test images in the fixed embedding subset; 0 = none
     channels_last: bool = True  # ~1.4× faster convolutions on CPU (measured, bench/)
     # The training forward pass and loss: "fp32", or "bf16" under torch.autocast (weights,
-    # optimizer and evaluation stay float32); bf16 pays on CPUs with AMX or AVX-512 BF16.
-    precision: str = "fp32"
+    # optimizer and evaluation stay float32); "auto": bf16 where the device computes it
+    # natively (cnnscope.devices.native_bf16: CPUs with AMX or AVX-512 BF16, recent GPUs),
+    # else fp32. The weights record the one that ran.
+    precision: str = "auto"
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -87,7 +89,7 @@ class TrainConfig:
             (self.epochs <= MAX_EPOCHS, f"epochs must be ≤ {MAX_EPOCHS:,}"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer: adam, adamw or sgd"),
             (self.schedule in ("onecycle", "constant"), "schedule: onecycle or constant"),
-            (self.precision in PRECISIONS, f"precision: {' or '.join(PRECISIONS)}"),
+            (self.precision in PRECISIONS, f"precision: {', '.join(PRECISIONS)}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.train_limit >= 0, "train_limit must be ≥ 0"),
@@ -120,6 +122,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "onecycle",
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
+        "precision": "auto",
     },
     # "Deep MNIST for Experts" as written: Adam 1e-4, batch 50, 20,000 steps, dropout 0.5.
     "seed": {
@@ -130,5 +133,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "constant",
         "weight_decay": 0.0,
         "label_smoothing": 0.0,
+        "precision": "fp32",  # as TensorFlow trained it
     },
 }

@@ -28,6 +28,7 @@ from ..analysis.evaluation import evaluate
 from ..analysis.snapshots import SnapshotWriter, snapshot_subset
 from ..checkpoints import load_training_state, save_training_state, save_weights
 from ..data import MNIST, DataError, load_mnist, to_float
+from ..devices import native_bf16
 from ..models import StagedModel, build_model, num_classes
 from . import runs
 from .config import TrainConfig
@@ -171,6 +172,9 @@ class _Run:
         model.train()
         self.device = device or torch.device("cpu")
         model = model.to(self.device)  # before the optimizer: its state follows the params
+        if config.precision == "auto":  # the run, its state and its weights say which ran
+            precision = "bf16" if native_bf16(self.device) else "fp32"
+            config = self.config = dataclasses.replace(config, precision=precision)
         self.memory_format = (
             torch.channels_last if config.channels_last else torch.contiguous_format
         )
