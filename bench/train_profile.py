@@ -17,7 +17,10 @@ at batch 50, 128 and every recipe's batch size, 1 and 2 torch threads, and print
 with the ratios and the load average. The TensorFlow app trains at batch 50 only: every
 batch size is compared with its images/s (issue 18's goal: ≥ 1.3× at every batch size).
 Torch's OpenMP threads sleep while they wait, as in ``cnnscope train``
-(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). FLOPs count multiply-adds
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it). Beside images/s, each
+row gives images per CPU-second of the process (all its threads), an A/B figure a busy
+machine barely moves; ``--variants`` adds cnnscope's step with channels-last off and with
+torch's unfused optimizer step (fp32 unfused is the step before issue 18). FLOPs count multiply-adds
 ×2 from the layer shapes; a training step is counted as 3× the forward pass (forward,
 gradient of the input, gradient of the weights).
 """
@@ -44,7 +47,7 @@ from torch import nn
 from cnnscope.data import load_mnist, to_float
 from cnnscope.devices import native_bf16
 from cnnscope.models import build_model
-from cnnscope.train import RECIPES, TrainConfig
+from cnnscope.train import RECIPES, TrainConfig, loop
 from cnnscope.train.loop import _Run
 
 SEED_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "seed000"
@@ -92,46 +95,63 @@ def peak_gflops(tries: int = 8, dtype: torch.dtype = torch.float32) -> float:
     return best
 
 
-def cnnscope_rate(data, batch: int, steps: int, tmp: str, **overrides) -> float:
-    """images/s of cnnscope's own training step (no checkpoints, snapshots or logs)."""
+def _timed(steps: int, batch: int, one: Callable[[], None]) -> tuple[float, float]:
+    """(images/s, images per CPU-second) of ``steps`` calls of ``one``. CPU seconds are
+    the process's, all threads: a busy machine stretches the wall clock, not them."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        one()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return steps * batch / wall, steps * batch / cpu
+
+
+def cnnscope_rate(
+    data, batch: int, steps: int, tmp: str, fused: bool = True, **overrides
+) -> tuple[float, float]:
+    """images/s of cnnscope's own training step (no checkpoints, snapshots or logs);
+    ``fused=False``: with torch's unfused optimizer step, as before it was fused."""
     config = TrainConfig.from_recipe(
         "fast", batch_size=batch, run_dir=f"{tmp}/c{batch}", snapshot_size=0, **overrides
     )
-    run = _Run(config, data, resume=False)
+    fused_runs = loop._fused_runs
+    if not fused:
+        loop._fused_runs = lambda kind, device_type: False  # type: ignore[assignment]
+    try:
+        run = _Run(config, data, resume=False)
+    finally:
+        loop._fused_runs = fused_runs
     run.model.train()
     for _ in range(5):  # warm-up: oneDNN primitives, allocator
         run.step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        run.step()
-    rate = steps * batch / (time.perf_counter() - start)
+    rates = _timed(steps, batch, run.step)
     run.log.close()
-    return rate
+    return rates
 
 
-def plain_rate(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int) -> float:
+def plain_rate(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int) -> tuple[float, float]:
     """images/s of a plain PyTorch loop of the same network, float32 NCHW data."""
     torch.manual_seed(0)
     model = build_model("deep_mnist").train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     perm = torch.randperm(len(x))
 
-    def one(i: int) -> None:
+    i = 0
+
+    def one() -> None:
+        nonlocal i
         idx = perm[(i * batch) % (len(x) - batch) :][:batch]
+        i += 1
         loss = F.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    for i in range(5):
-        one(i)
-    start = time.perf_counter()
-    for i in range(steps):
-        one(i)
-    return steps * batch / (time.perf_counter() - start)
+    for _ in range(5):
+        one()
+    return _timed(steps, batch, one)
 
 
-def tf_rate(steps: int) -> float | None:
+def tf_rate(steps: int) -> tuple[float, float] | None:
     """images/s of the 2017 TensorFlow app (batch 50, its own thread choice)."""
     if not TF_PYTHON.exists():
         return None
@@ -147,7 +167,8 @@ def tf_rate(steps: int) -> float | None:
         env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},  # as shipped
     ).stdout
     line = json.loads(out.strip().splitlines()[-1])
-    return float(line["steady_images_per_s"])  # excludes its first 20 steps
+    # images/s excludes its first 20 steps; CPU seconds are of all steps (its threads spin)
+    return float(line["steady_images_per_s"]), line["steps"] * 50 / line["train_loop_cpu_s"]
 
 
 def main() -> None:
@@ -165,7 +186,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--no-tf", action="store_true", help="skip the TensorFlow app")
     p.add_argument(
-        "--variants", action="store_true", help="also time cnnscope with channels_last off"
+        "--variants",
+        action="store_true",
+        help="also time cnnscope with channels_last off, and with an unfused AdamW",
     )
     args = p.parse_args()
 
@@ -177,7 +200,7 @@ def main() -> None:
 
     data = load_mnist()
     x, y = to_float(data.train_images), data.train_labels
-    results: dict[tuple[str, int, int], list[float]] = {}
+    results: dict[tuple[str, int, int], list[tuple[float, float]]] = {}
     loads = [os.getloadavg()[0]]
     tf_steps = max(args.steps, 100)
     mine, other = f"cnnscope {fast_precision}", f"cnnscope {other_precision}"
@@ -185,10 +208,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for threads in args.threads:
                 torch.set_num_threads(threads)
-                results.setdefault(("peak GFLOP/s fp32", 0, threads), []).append(peak_gflops())
-                results.setdefault(("peak GFLOP/s bf16", 0, threads), []).append(
-                    peak_gflops(dtype=torch.bfloat16)
-                )
+                for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                    results.setdefault((f"peak GFLOP/s {name}", 0, threads), []).append(
+                        (peak_gflops(dtype=dtype), 0.0)
+                    )
                 for batch in args.batches:
                     steps = max(10, args.steps * 50 // batch)
                     results.setdefault((mine, batch, threads), []).append(
@@ -201,6 +224,12 @@ def main() -> None:
                         results.setdefault((f"{mine} NCHW", batch, threads), []).append(
                             cnnscope_rate(data, batch, steps, tmp, channels_last=False)
                         )
+                        results.setdefault((f"{mine} unfused", batch, threads), []).append(
+                            cnnscope_rate(data, batch, steps, tmp, fused=False)
+                        )
+                        results.setdefault(("cnnscope fp32 unfused", batch, threads), []).append(
+                            cnnscope_rate(data, batch, steps, tmp, fused=False, precision="fp32")
+                        )
                     results.setdefault(("plain PyTorch fp32", batch, threads), []).append(
                         plain_rate(x, y, batch, steps)
                     )
@@ -208,7 +237,8 @@ def main() -> None:
                 results.setdefault(("TensorFlow 2017 app", 50, 0), []).append(rate)
             loads.append(os.getloadavg()[0])
 
-    med = {k: statistics.median(v) for k, v in results.items()}
+    med = {k: statistics.median(wall for wall, _ in v) for k, v in results.items()}
+    cpu_med = {k: statistics.median(cpu for _, cpu in v) for k, v in results.items()}
     tf = med.get(("TensorFlow 2017 app", 50, 0))
     print(
         f"\nload average (1 min) during the run: {min(loads):.2f}–{max(loads):.2f}; "
@@ -216,7 +246,7 @@ def main() -> None:
     )
     print(
         f"{'what':22s} {'batch':>5s} {'threads':>7s} {'images/s':>9s} {'% peak':>7s} "
-        f"{'× plain':>8s} {'× TF':>6s}"
+        f"{'× plain':>8s} {'× TF':>6s} {'img/CPU-s':>10s}"
     )
     for (what, batch, threads), rate in med.items():
         if what.startswith("peak"):
@@ -230,7 +260,8 @@ def main() -> None:
         vs_tf = f"{rate / tf:6.2f}" if tf else ""
         shown = str(threads) if threads else "all"
         print(
-            f"{what:22s} {batch:5d} {shown:>7s} {rate:9.0f} {frac:>7s} {vs_plain:>8s} {vs_tf:>6s}"
+            f"{what:22s} {batch:5d} {shown:>7s} {rate:9.0f} {frac:>7s} {vs_plain:>8s} "
+            f"{vs_tf:>6s} {cpu_med[what, batch, threads]:10.0f}"
         )
     if tf:
         # The goal is met at a batch size when cnnscope's best thread count gets ≥ 1.3× TF.
