@@ -1,4 +1,4 @@
-"""The four built-in architectures and their registry; stages are named submodules.
+"""The five built-in architectures and their registry; stages are named submodules.
 
 Every stage a person may look at is a submodule whose *output* is that stage, so a forward
 hook on ``model.get_submodule(name)`` records it; ``model.stage_names`` lists them in
@@ -165,6 +165,75 @@ class LeNet5(StagedModel):
         return logits
 
 
+class Best(StagedModel):
+    """A small modern CNN, the most accurate built-in (``best``): 3×3 convs, each with
+    BatchNorm and ReLU, in VGG-like blocks, then global average pooling and a small fc.
+
+    conv 3×3 → BN → ReLU, twice at 28×28 → maxpool 2 → the same twice at 14×14 → maxpool 2
+    → conv 3×3 → BN → ReLU at 7×7 → global average pool → fc → ReLU → dropout → fc 10.
+    The convs have no bias: the BatchNorm after each adds its own shift. Every stage is a
+    submodule, so the page shows each conv, its normalisation, its firing and each pooling.
+    """
+
+    stage_names = (
+        "conv1",
+        "bn1",
+        "relu1",
+        "conv2",
+        "bn2",
+        "relu2",
+        "pool1",
+        "conv3",
+        "bn3",
+        "relu3",
+        "conv4",
+        "bn4",
+        "relu4",
+        "pool2",
+        "conv5",
+        "bn5",
+        "relu5",
+        "pool3",
+        "fc1",
+        "logits",
+    )
+
+    def __init__(
+        self,
+        width: int = 32,
+        hidden: int = 128,
+        dropout: float = 0.2,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__()
+        self._remember(width=width, hidden=hidden, dropout=dropout, num_classes=num_classes)
+        w = width
+        widths = [(1, w), (w, w), (w, 2 * w), (2 * w, 2 * w), (2 * w, 4 * w)]
+        for i, (c_in, c_out) in enumerate(widths, start=1):
+            setattr(self, f"conv{i}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(c_out))
+            setattr(self, f"relu{i}", nn.ReLU())
+        self.pool1 = nn.MaxPool2d(2)
+        self.pool2 = nn.MaxPool2d(2)
+        self.pool3 = nn.AdaptiveAvgPool2d(1)  # global average: one number per channel
+        self.fc1 = LinearReLU(4 * w, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.logits = nn.Linear(hidden, num_classes)
+
+    def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        conv, bn, relu = (self.get_submodule(f"{k}{i}") for k in ("conv", "bn", "relu"))
+        out: torch.Tensor = relu(bn(conv(x)))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self._block(2, self._block(1, x)))  # (N, W, 14, 14)
+        x = self.pool2(self._block(4, self._block(3, x)))  # (N, 2W, 7, 7)
+        x = self.pool3(self._block(5, x))  # (N, 4W, 1, 1)
+        x = self.fc1(x.flatten(1))  # (N, hidden)
+        logits: torch.Tensor = self.logits(self.dropout(x))  # (N, 10)
+        return logits
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A registry entry: how to build an architecture and what it is."""
@@ -212,6 +281,13 @@ MODELS: dict[str, ModelSpec] = {
             LeNet5,
             {"num_classes": 10},
             "LeNet-5 for 28×28: conv6 → pool → conv16 → pool → fc120 → fc84 → fc10",
+        ),
+        ModelSpec(
+            "best",
+            Best,
+            {"width": 32, "hidden": 128, "dropout": 0.2, "num_classes": 10},
+            "the most accurate: 3×3 conv+BN 32,32 → pool → 64,64 → pool → 128 → global avg"
+            " pool → fc128 → fc10",
         ),
     ]
 }

@@ -43,6 +43,7 @@ class TrainConfig:
     snapshot_steps: tuple[int, ...] = (0, 50, 100, 200, 500, 1000)  # plus every epoch end
     snapshot_size: int = 2000  # test images in the fixed embedding subset; 0 = none
     channels_last: bool = True  # ~1.4× faster convolutions on CPU (measured, bench/)
+    augment: bool = False  # random affine per image: ±10°, ±2 px, ×0.9–1.1 (train/augment.py)
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:

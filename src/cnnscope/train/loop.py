@@ -29,6 +29,7 @@ from ..checkpoints import load_training_state, save_training_state, save_weights
 from ..data import MNIST, DataError, load_mnist, to_float
 from ..models import StagedModel, build_model, num_classes
 from . import runs
+from .augment import random_affine
 from .config import TrainConfig
 
 __all__ = ["Callback", "TrainResult", "TrainState", "fit"]
@@ -210,6 +211,9 @@ class _Run:
             self.perm, self.perm_epoch = torch.randperm(self.n, generator=g), epoch
         idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
         x = to_float(self.train_x[idx]).to(self.device)  # (B, 1, H, W) float32
+        if self.config.augment:  # seeded by (seed, step): a resumed run sees the same images
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + 500_000 + self.state.step)
+            x = random_affine(x, g)
         x = x.contiguous(memory_format=self.memory_format)
         y = self.labels[idx].to(self.device)
 
