@@ -50,6 +50,8 @@ def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
         "sgd",
         "--steps",
         "3",
+        "--precision",
+        "bf16",
         "--run-dir",
         str(run),
         "--json",
@@ -58,6 +60,7 @@ def test_train_flags_map_onto_config(tmp_path: Path, capsys) -> None:
     meta = json.loads((run / "model.json").read_text())
     cfg = meta["train_config"]
     assert (cfg["lr"], cfg["optimizer"], cfg["steps"], cfg["model"]) == (0.01, "sgd", 3, "hvass")
+    assert cfg["precision"] == "bf16"
 
 
 @pytest.mark.filterwarnings("default::RuntimeWarning")

@@ -100,6 +100,35 @@ def test_a_stop_writes_the_weights_of_its_step(tmp_path: Path, mnist) -> None:
     assert resumed.steps == 20 and load_weights(resumed.weights)[1]["complete"]
 
 
+class _OutputDtypes(Callback):
+    """The dtype of the model's output at each forward pass, with the mode it ran in."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def on_train_begin(self, state: TrainState) -> None:
+        state.model.register_forward_hook(
+            lambda module, _inputs, out: self.seen.append((module.training, out.dtype))
+        )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_of_the_training_forward(tmp_path: Path, mnist, precision) -> None:
+    dtypes = _OutputDtypes()
+    config = _config(tmp_path, precision=precision, epochs=1, snapshot_size=0)
+    result = fit(config, [dtypes], data=mnist)
+    train = {dtype for training, dtype in dtypes.seen if training}
+    evaluation = {dtype for training, dtype in dtypes.seen if not training}
+    # The 10 training steps run in the precision asked for; validation and test in float32.
+    assert train == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert evaluation == {torch.float32}
+    assert sum(training for training, _ in dtypes.seen) == 10
+    # The weights stay float32, and the run records its precision with them.
+    model, meta = load_weights(result.weights)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert meta["train_config"]["precision"] == precision
+
+
 def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
     config = _config(tmp_path)
     with pytest.raises(KeyboardInterrupt):
@@ -159,6 +188,7 @@ def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
         ("batch_size", 0, "batch_size"),
         ("optimizer", "rmsprop", "optimizer"),
         ("model", "x", "valid"),
+        ("precision", "fp16", "precision: fp32 or bf16"),
     ],
 )
 def test_invalid_config(tmp_path: Path, field, value, message) -> None:

@@ -45,6 +45,7 @@ _FLAGS: dict[str, str] = {
     "log_every": "steps between metric lines",
     "checkpoint_every": "steps between checkpoints (validation, weights, state); 0 = epochs only",
     "snapshot_size": "test images in the embedding snapshots; 0 = none",
+    "precision": "the training step's forward pass: fp32, or bf16 under autocast",
 }
 
 
@@ -76,9 +77,13 @@ def add(p: argparse.ArgumentParser) -> None:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per field of ``_FLAGS``; unset flags leave the recipe's value."""
-    from ..train import RECIPES, TrainConfig
+    from ..train import PRECISIONS, RECIPES, TrainConfig
 
-    choices = {"optimizer": ["adam", "adamw", "sgd"], "schedule": ["onecycle", "constant"]}
+    choices = {
+        "optimizer": ["adam", "adamw", "sgd"],
+        "schedule": ["onecycle", "constant"],
+        "precision": list(PRECISIONS),
+    }
     for f in dataclasses.fields(TrainConfig):
         if f.name not in _FLAGS:
             continue

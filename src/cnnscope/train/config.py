@@ -13,7 +13,10 @@ from ..models import get_spec, is_foreign_spec
 # epochs × steps per epoch stays a finite integer: 1e308 epochs was a traceback.
 MAX_EPOCHS = 10_000
 
-__all__ = ["RECIPES", "TrainConfig"]
+# The training step's precisions: TrainConfig.precision's values, the CLI's choices.
+PRECISIONS = ("fp32", "bf16")
+
+__all__ = ["PRECISIONS", "RECIPES", "TrainConfig"]
 
 
 @dataclass
@@ -43,6 +46,9 @@ class TrainConfig:
     snapshot_steps: tuple[int, ...] = (0, 50, 100, 200, 500, 1000)  # plus every epoch end
     snapshot_size: int = 2000  # test images in the fixed embedding subset; 0 = none
     channels_last: bool = True  # ~1.4× faster convolutions on CPU (measured, bench/)
+    # The training forward pass and loss: "fp32", or "bf16" under torch.autocast (weights,
+    # optimizer and evaluation stay float32); bf16 pays on CPUs with AMX or AVX-512 BF16.
+    precision: str = "fp32"
     augment: bool = False  # random affine per image: ±10°, ±2 px, ×0.9–1.1 (train/augment.py)
 
     @classmethod
@@ -82,6 +88,7 @@ class TrainConfig:
             (self.epochs <= MAX_EPOCHS, f"epochs must be ≤ {MAX_EPOCHS:,}"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer: adam, adamw or sgd"),
             (self.schedule in ("onecycle", "constant"), "schedule: onecycle or constant"),
+            (self.precision in PRECISIONS, f"precision: {' or '.join(PRECISIONS)}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.train_limit >= 0, "train_limit must be ≥ 0"),

@@ -212,13 +212,18 @@ class _Run:
         idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
         x = to_float(self.train_x[idx]).to(self.device)  # (B, 1, H, W) float32
         if self.config.augment:  # seeded by (seed, step): a resumed run sees the same images
-            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + 500_000 + self.state.step)
-            x = random_affine(x, g)
+            seed = self.config.seed * 1_000_003 + 500_000 + self.state.step
+            x = random_affine(x, torch.Generator().manual_seed(seed))
         x = x.contiguous(memory_format=self.memory_format)
         y = self.labels[idx].to(self.device)
 
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        # bf16: the forward pass and the loss under autocast (convolutions and matmuls in
+        # bfloat16, the weights and their gradients float32); validation stays float32.
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        ):
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
