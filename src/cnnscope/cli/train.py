@@ -52,9 +52,10 @@ _FLAGS: dict[str, str] = {
 def add(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--recipe",
-        default="fast",
-        choices=["fast", "seed"],
-        help="fast: tuned for CPU; seed: the TensorFlow tutorial's",
+        default=None,
+        choices=["fast", "seed", "best"],
+        help="fast: tuned for CPU; seed: the TensorFlow tutorial's; best: augmented, long, "
+        "for the best model (default: the model's own recipe, best for best, else fast)",
     )
     add_model_flags(p)
     _add_config_flags(p)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoints import open_model
-    from ..models import is_foreign_spec
+    from ..models import DEFAULT_MODEL, get_spec, is_foreign_spec
     from ..train import TrainConfig, choose_threads, fit
     from ._progress import ProgressBar
 
@@ -130,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
             "log_every": 5,
             **overrides,
         }
-    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    recipe = args.recipe
+    if recipe is None:  # the model's own: `--model best` trains with the best recipe
+        recipe = "fast" if foreign else get_spec(choice.model or DEFAULT_MODEL).recipe
+    config = TrainConfig.from_recipe(recipe, **overrides)
     config.validate()  # out-of-range flags fail before the data loads
     if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")

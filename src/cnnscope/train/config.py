@@ -122,6 +122,22 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
     },
+    # The `best` model's: ≥ 99.6 % test accuracy in ≤ 20 minutes on a 2-core CPU. Random
+    # affine augmentation is what lifts a small CNN past 99.5 %; bf16 autocast doubles
+    # its images/s on a CPU with AMX; batch 256 adds a third (measured, bench/best_model.py).
+    "best": {
+        "epochs": 12,
+        "steps": 0,
+        "batch_size": 256,
+        "optimizer": "adamw",
+        "lr": 4e-3,
+        "schedule": "onecycle",
+        "weight_decay": 1e-2,
+        "label_smoothing": 0.1,
+        "augment": True,
+        "precision": "bf16",
+        "checkpoint_every": 0,
+    },
     # "Deep MNIST for Experts" as written: Adam 1e-4, batch 50, 20,000 steps, dropout 0.5.
     "seed": {
         "steps": 20_000,
