@@ -296,8 +296,8 @@ def _norm_affine(module: nn.Module, channel: int) -> dict[str, float | None]:
         return {"scale": None, "shift": None}
     var = float(module.running_var[channel])
     mean = float(module.running_mean[channel])  # type: ignore[index]
-    gamma = float(module.weight[channel]) if module.weight is not None else 1.0
-    beta = float(module.bias[channel]) if module.bias is not None else 0.0
+    gamma = float(module.weight[channel].detach()) if module.weight is not None else 1.0
+    beta = float(module.bias[channel].detach()) if module.bias is not None else 0.0
     scale = gamma / (var + module.eps) ** 0.5
     return {"scale": scale, "shift": beta - mean * scale}
 
