@@ -83,6 +83,8 @@ def main() -> None:
             "test_per_class_accuracy": half.per_class_accuracy,
         }
         extra = {k: v for k, v in meta.items() if k in ("train_config", "data", "threads")}
+        if isinstance(extra.get("data"), dict):  # the folder it was read from is this machine's
+            extra["data"] = {k: v for k, v in extra["data"].items() if k != "source"}
         save_weights(
             model,
             shipped(name, "safetensors"),
