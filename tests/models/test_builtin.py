@@ -84,7 +84,12 @@ def test_best_stages_are_conv_norm_act_and_eval_batchnorm_is_per_image() -> None
     kinds = [infos[s].kind for s in ("conv1", "bn1", "relu1", "pool1", "fc1", "logits")]
     assert kinds == ["conv", "norm", "act", "pool", "fc", "logits"]
     assert infos["bn4"].parent == "conv4" and infos["pool2"].parent == "conv3"
-    assert activation_stage(model, "conv5") == "relu5"
+    assert [activation_stage(model, s) for s in ("conv5", "bn5", "bn1", "pool3")] == [
+        "relu5",
+        "relu5",
+        "relu1",
+        "pool3",
+    ]
     # BatchNorm uses batch statistics in training, its running ones in eval: the views
     # (which put the model in eval mode) see one image's maps independent of the others.
     x = torch.rand(4, 1, 28, 28)
