@@ -346,6 +346,11 @@ class ArithmeticResponse(BaseModel):
     partials: list[float] = Field(description="conv: each input channel's sum")
     top: list[dict[str, object]] = Field(description="the largest weight × input terms")
     rest: float = Field(description="the sum of the terms not in top")
+    norm: dict[str, object] | None = Field(
+        default=None,
+        description="conv: the normalisation before its activation (BatchNorm: value × "
+        "scale + shift), {stage, module, scale, shift, value}",
+    )
     activation: dict[str, object] | None
     pool: dict[str, object] | None
     softmax: dict[str, object] | None
