@@ -89,6 +89,7 @@ class _Captured(Exception):
     [
         (["--model", "best"], "best"),  # the best model trains with its own recipe…
         (["--model", "best", "--recipe", "fast"], "fast"),  # …unless told
+        (["--model", "best", "--no-augment"], "best"),
         (["--model", "lenet5"], "fast"),
         ([], "fast"),
     ],
@@ -108,4 +109,7 @@ def test_recipe_defaults_to_the_models_own(tmp_path: Path, monkeypatch, argv, re
     config = seen[0]
     assert config.recipe == recipe
     if recipe == "best":
-        assert (config.augment, config.precision, config.batch_size) == (True, "bf16", 256)
+        augment = "--no-augment" not in argv
+        assert (config.augment, config.precision, config.batch_size) == (augment, "bf16", 256)
+    else:
+        assert not config.augment

@@ -46,6 +46,7 @@ _FLAGS: dict[str, str] = {
     "checkpoint_every": "steps between checkpoints (validation, weights, state); 0 = epochs only",
     "snapshot_size": "test images in the embedding snapshots; 0 = none",
     "precision": "the training step's forward pass: fp32, or bf16 under autocast",
+    "augment": "random affine augmentation: ±10° turns, ±2 px shifts, ×0.9–1.1 scaling",
 }
 
 
@@ -93,12 +94,21 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         # Counts and seeds are never negative, numbers never NaN; TrainConfig.validate
         # owns the finer ranges.
         kind = {int: int_in(0), float: finite_float}.get(kind, kind)
-        if f.name in RECIPES["fast"]:
+        if any(f.name in recipe for recipe in RECIPES.values()):
             shown = ", ".join(f"{r}: {v.get(f.name, default)}" for r, v in RECIPES.items())
         else:
             shown = f"{default}"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:  # --augment / --no-augment
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=f"{_FLAGS[f.name]} ({shown})",
+            )
+            continue
         p.add_argument(
-            "--" + f.name.replace("_", "-"),
+            flag,
             type=kind,
             choices=choices.get(f.name),
             default=argparse.SUPPRESS,
