@@ -161,6 +161,15 @@ def test_your_model_on_your_data(tmp_path: Path, capsys) -> None:
     assert len(out["confusion"]) == 4 and all(len(row) == 4 for row in out["confusion"])
     assert out["classes"] == list(NAMES)
     assert out["accuracy"] > 0.5  # chance is 0.25
+    # explain --target takes the model's own classes: a name, or an index below 4
+    weights = ["--weights", str(run / "model.safetensors"), "--test-index", "0"]
+    explain = ["explain", "--model", spec, *weights, "--method", "saliency"]
+    assert main([*explain, "--target", NAMES[3], "--out", str(tmp_path / "e")]) == 0
+    attributions = json.loads((tmp_path / "e" / "attribution.json").read_text())
+    assert attributions["attributions"][0]["target"] == 3
+    capsys.readouterr()
+    assert main([*explain, "--target", "4", "--out", str(tmp_path / "e")]) == 2
+    assert "--target 4: outside 0–3 and not a class name" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("default::RuntimeWarning")

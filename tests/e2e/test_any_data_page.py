@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from cnnscope.models import build_model
 from cnnscope.server.app import ServedModel, create_app
-from tests.e2e.test_page import _IDLE, ARTIFACTS, _free_port, _Server, browser, errors  # noqa: F401
+from tests.e2e.test_page import _IDLE, ARTIFACTS
+from tests.support.live import serving
 from tests.support.shapes import NAMES, write_shapes
 
 pytestmark = pytest.mark.browser
@@ -23,18 +22,11 @@ def shapes_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = build_model("lenet5", num_classes=4).eval()
     meta = {"classes": list(NAMES), "data": {"source": str(folder / "shapes.npz")}}
     app = create_app([ServedModel("shapes", model, meta, "test")], data_dir=str(folder), seed=0)
-    port = _free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("server did not start")
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app, join_timeout=10) as url:
+        yield url
 
 
-def test_four_named_bars_and_a_four_by_four_matrix(browser, shapes_url, errors) -> None:  # noqa: F811
+def test_four_named_bars_and_a_four_by_four_matrix(browser, shapes_url, errors) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))

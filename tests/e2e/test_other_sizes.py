@@ -4,33 +4,21 @@ served beside lenet5; the drawing and the test digits are fitted to each model's
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-import uvicorn
 
 from cnnscope.cli._common import ModelChoice
 from cnnscope.models import load_foreign
 from cnnscope.server.app import create_app, served_models
-from tests.e2e.test_page import SEVEN, _draw, _free_port, _idle, _Server, _stages_lit
-from tests.support.chromium import launch
+from tests.e2e.test_page import SEVEN, _draw, _idle, _stages_lit
+from tests.support.live import serving
 
 pytestmark = pytest.mark.browser
 
 FILE = Path(__file__).parents[1] / "models" / "other_sizes.py"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +30,8 @@ def sized_url(mnist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         torch.save(load_foreign(f"{FILE}:{name}").net.state_dict(), folder / f"{name}.pt")
         choices.append(ModelChoice(f"{FILE}:{name}", str(folder / f"{name}.pt")))
     models = served_models([*choices, ModelChoice("lenet5")])
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("server did not start")
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+        yield url
 
 
 def _seen_size(page) -> list[int]:

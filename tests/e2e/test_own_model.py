@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-import uvicorn
 
 from cnnscope.cli._common import ModelChoice
 from cnnscope.models import load_foreign
 from cnnscope.server.app import create_app, served_models
-from tests.e2e.test_page import SEVEN, _draw, _free_port, _idle, _Server, _stages_lit
-from tests.support.chromium import launch
+from tests.e2e.test_page import SEVEN, _draw, _idle, _stages_lit
+from tests.support.live import serving
 
 pytestmark = pytest.mark.browser
 
 SPEC = f"{Path(__file__).parents[1] / 'models' / 'unlike_ours.py'}:UnlikeOurs"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +27,8 @@ def own_url(mnist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models = served_models(
         [ModelChoice(SPEC, str(folder / "w.pt"), (0.1307, 0.3081)), ModelChoice("lenet5")]
     )
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("server did not start")
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+        yield url
 
 
 def test_own_model_is_the_default_and_every_tab_works(browser, own_url) -> None:

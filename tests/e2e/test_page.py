@@ -5,86 +5,28 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 import cnnscope
 from cnnscope.server.app import ServedModel, create_app
-from tests.support.chromium import EXECUTABLE as CHROMIUM
-from tests.support.chromium import launch
+from tests.support.live import serving
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it listens (``ready``), so nothing polls."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
 
 
 @pytest.fixture(scope="module")
 def server_url(mnist) -> Iterator[str]:
     models = [ServedModel(n, *cnnscope.load_model(n), "shipped") for n in cnnscope.bundled_models()]
     models.sort(key=lambda m: m.id != "deep_mnist")
-    port = _free_port()
-    server = _Server(
-        uvicorn.Config(
-            create_app(models, data=mnist, seed=0), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("server did not start")
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def errors() -> list[str]:
-    """Console errors and uncaught exceptions of the page; none may be left at the end.
-
-    A test that provokes an expected failed request removes its console line itself.
-    """
-    return []
+    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+        yield url
 
 
 @pytest.fixture

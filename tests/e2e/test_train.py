@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 
 import cnnscope
 from cnnscope.server.app import ServedModel, create_app
-from tests.support.chromium import EXECUTABLE as CHROMIUM
-from tests.support.chromium import launch
+from tests.support.live import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
-
 STEPS = 300
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +21,8 @@ def server_url(mnist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     app = create_app(
         models, data=mnist, seed=0, runs_dir=tmp_path_factory.mktemp("runs"), training=True
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("server did not start")
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=20)
-    assert not thread.is_alive(), "the server's shutdown hung"
+    with serving(app) as url:
+        yield url
 
 
 def _number(page, selector: str, key: str) -> float:
@@ -67,13 +36,10 @@ def _at_least(page, selector: str, key: str, n: float, timeout: float = 90_000) 
     )
 
 
-def test_train_watch_stop_resume_open(server_url: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def test_train_watch_stop_resume_open(browser, server_url: str, errors: list[str]) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
@@ -133,24 +99,31 @@ def test_train_watch_stop_resume_open(server_url: str) -> None:
         }"""
         assert ours == page.evaluate(ask, [body, model])
         assert ours != page.evaluate(ask, [body, "hvass"])  # the shipped hvass differs
-        browser.close()
+
+        # Deleted (after a confirm): gone from the runs, and from the picker, which falls
+        # back to the default model.
+        page.click("button.tab[data-view='train-view']")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#train-delete")
+        page.wait_for_function("document.querySelectorAll('#train-runs li').length === 0")
+        page.wait_for_selector(f"#model option[value='{model}']", state="detached")
+        assert page.evaluate("document.querySelector('#model').value") == "hvass"
+        assert page.locator("#train-delete").is_disabled()
+    finally:
+        context.close()
     assert not errors, errors
 
 
-def test_train_tab_fits_a_phone(server_url: str) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch(p)
-        context = browser.new_context(
-            viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
-        )
-        page = context.new_page()
-        page.goto(server_url)
-        page.wait_for_selector("body[data-ready='1']")
-        page.click("button.tab[data-view='train-view']")
-        page.wait_for_selector("#train-model option", state="attached")
-        width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
-        assert page.evaluate(width) <= 390
-        assert page.locator("#train-start").is_visible()
-        browser.close()
+def test_train_tab_fits_a_phone(browser, server_url: str) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.goto(server_url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.click("button.tab[data-view='train-view']")
+    page.wait_for_selector("#train-model option", state="attached")
+    width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+    assert page.evaluate(width) <= 390
+    assert page.locator("#train-start").is_visible()
+    context.close()

@@ -21,6 +21,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 from fastapi import HTTPException
 
@@ -29,7 +30,7 @@ from ..analysis.snapshots import load_snapshots
 from ..checkpoints import CheckpointError, load_weights, open_model
 from ..models import MODELS, Adapted, ForeignModelError, is_foreign_spec
 from ..train import runs as run_files
-from ..train.manager import InvalidRun, Run, RunConflict, RunManager
+from ..train.manager import InvalidRun, Run, RunConflict, RunManager, RunOptions
 from .state import AppState, ServedModel
 
 __all__ = ["MODEL_PREFIX", "Runs"]
@@ -100,27 +101,26 @@ class Runs:
         """The model ids a run may train: the built-ins, then your own served models."""
         return [*MODELS, *self.own]
 
-    def start(
-        self,
-        model: str,
-        recipe: str = "fast",
-        *,
-        steps: int | None = None,
-        epochs: float | None = None,
-        seed: int = 0,
-    ) -> Run:
+    def start(self, model: str, recipe: str = "fast", **options: Unpack[RunOptions]) -> Run:
         """Start a run of ``model`` (a built-in, or your own model by its served id)."""
         own = self.own.get(model)
         if own is None and model not in MODELS:
             valid = ", ".join(self.trainable())
             raise InvalidRun("model", f"unknown model {model[:80]!r}; valid: {valid}")
         if own is None:
-            return self.manager.start(model, recipe, steps=steps, epochs=epochs, seed=seed)
+            return self.manager.start(model, recipe, **options)
         h, w = own.input_shape[1:]
-        return self.manager.start(
-            own.spec, recipe, steps=steps, epochs=epochs, seed=seed,
-            normalize=own.normalize, input_size=(h, w),
-        )  # fmt: skip
+        options["normalize"], options["input_size"] = own.normalize, (h, w)
+        return self.manager.start(own.spec, recipe, **options)
+
+    def delete(self, run_id: str) -> Run:
+        """Delete a run that does not train, and stop serving its checkpoint."""
+        with self._sync_lock:  # no sync re-adds it while its folder goes
+            run = self.manager.delete(run_id)
+            self.state.remove_model(self.model_id(run))
+            self._loaded.pop(run.id, None)
+            self._layouts.pop(run.id, None)
+        return run
 
     def resume(self, run_id: str) -> Run:
         run = self.manager.get(run_id)

@@ -382,6 +382,11 @@ class RunStarted(BaseModel):
     model: str = Field(description="the model id the run is served as once it has a checkpoint")
 
 
+class RunDeleted(BaseModel):
+    id: str
+    model: str = Field(description="the model id it was served as, now gone from the picker")
+
+
 class RunSettings(BaseModel):
     model: str = Field(description="a built-in's name, or your own model's path/net.py:Net")
     recipe: str

@@ -286,6 +286,17 @@ class AppState:
         self.fast.shutdown()
         self.slow.shutdown()
 
+    def remove_model(self, model_id: str) -> None:
+        """Stop serving ``model_id`` (a deleted run's); requests holding it finish with it."""
+        old = self.by_id.get(model_id)
+        if old is None:
+            return
+        self.by_id = {k: v for k, v in self.by_id.items() if k != model_id}
+        self.models = [x for x in self.models if x.id != model_id]
+        old.stopping.set()
+        old.renders.shutdown()
+        old.predictions.retire()
+
     def add_model(self, m: ServedModel) -> None:
         """Serve ``m`` too (a training run's newest checkpoint), in place of a model of the
         same id: requests already holding the old one finish with it."""

@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .._io import atomic_write_text
 from ..data import VALIDATION_SIZE
@@ -51,6 +52,7 @@ __all__ = [
     "Run",
     "RunConflict",
     "RunManager",
+    "RunOptions",
     "Tail",
     "UnknownRun",
 ]
@@ -69,6 +71,17 @@ CHECKPOINT_EVERY = 100
 SNAPSHOT_SIZE = 1000  # half the CLI's 2,000: a live t-SNE frame in about a second
 STOP_WAIT_S = 10.0
 _ID = re.compile(r"^[a-z0-9_]+-\d{8}-\d{6}(-\d+)?$")
+
+
+class RunOptions(TypedDict, total=False):
+    """What a request may set beside the model and recipe; each is checked by
+    :meth:`RunManager.resolve`. ``normalize`` and ``input_size`` are your own model's only."""
+
+    steps: int | None  # total optimizer steps (else the recipe's length, or epochs)
+    epochs: float | None  # passes over the training set (not with steps)
+    seed: int
+    normalize: tuple[float, float] | None
+    input_size: tuple[int, int] | None
 
 
 class InvalidRun(ValueError):
@@ -320,27 +333,14 @@ class RunManager:
             return [r for r in self._runs.values() if self._running(r)]
 
     # ---- start, stop, resume -----------------------------------------------------
-    def start(
-        self,
-        model: str,
-        recipe: str = "fast",
-        *,
-        steps: int | None = None,
-        epochs: float | None = None,
-        seed: int = 0,
-        normalize: tuple[float, float] | None = None,
-        input_size: tuple[int, int] | None = None,
-    ) -> Run:
+    def start(self, model: str, recipe: str = "fast", **options: Unpack[RunOptions]) -> Run:
         """Create a run folder and start training it; see :meth:`resolve` for the checks.
 
         ``model`` is a built-in's name or your own model's spec (``path/net.py:Net``: the
         caller vouches for the code it names; the server passes only the models it was
         started with), with its ``normalize`` and ``input_size`` as ``--model`` takes them.
         """
-        settings = self.resolve(
-            model, recipe, steps=steps, epochs=epochs, seed=seed,
-            normalize=normalize, input_size=input_size,
-        )  # fmt: skip
+        settings = self.resolve(model, recipe, **options)
         with self._lock:
             self._check_capacity()
             run_id = self._new_id(_id_prefix(model))
@@ -356,20 +356,14 @@ class RunManager:
             return run
 
     def resolve(
-        self,
-        model: str,
-        recipe: str = "fast",
-        *,
-        steps: int | None = None,
-        epochs: float | None = None,
-        seed: int = 0,
-        normalize: tuple[float, float] | None = None,
-        input_size: tuple[int, int] | None = None,
+        self, model: str, recipe: str = "fast", **options: Unpack[RunOptions]
     ) -> dict[str, Any]:
         """A run's settings from a request, steps resolved; :class:`InvalidRun` names the
         field at fault (unknown model or recipe, steps ≤ 0 or beyond :data:`MAX_STEPS`)."""
         from ..models import MODELS, is_foreign_spec
 
+        steps, epochs, seed = options.get("steps"), options.get("epochs"), options.get("seed", 0)
+        normalize, input_size = options.get("normalize"), options.get("input_size")
         own = is_foreign_spec(model)
         if not own and model not in MODELS:
             raise InvalidRun("model", f"unknown model {model[:80]!r}; valid: {', '.join(MODELS)}")
@@ -433,6 +427,22 @@ class RunManager:
                 raise RunConflict(f"run {run.id} is done: all {run.total_steps} steps trained")
             self._check_capacity()
             self._launch(run)
+            return run
+
+    def delete(self, run_id: str) -> Run:
+        """Remove a run that does not train: its folder (weights, metrics, snapshots, the
+        TensorBoard log) is deleted. A queued or running run is refused: stop it first."""
+        run = self.get(run_id)
+        with self._lock:
+            status = self.status(run)
+            if status in ("queued", "running"):
+                raise RunConflict(f"run {run.id} is {status}: stop it before deleting it")
+            if run.folder.parent.resolve() != self.folder.resolve():  # never outside the folder
+                raise RunConflict(f"run {run.id} is not in {self.folder}")
+            shutil.rmtree(run.folder, ignore_errors=True)
+            if run.folder.exists():
+                raise RunConflict(f"run {run.id}: {run.folder} could not be removed completely")
+            del self._runs[run.id]
             return run
 
     def _check_capacity(self) -> None:

@@ -98,6 +98,7 @@ def test_unknown_run_is_404(client: TestClient) -> None:
         ("GET", "/api/runs/nope/events"),
         ("POST", "/api/runs/nope/stop"),
         ("POST", "/api/runs/nope/resume"),
+        ("DELETE", "/api/runs/nope"),
         ("GET", "/api/runs/../../etc/passwd"),
     ]:
         r = client.request(method, url)
@@ -110,6 +111,7 @@ def test_training_off_is_403_with_the_reason(tmp_path: Path) -> None:
     assert r.status_code == 403
     assert "--allow-training" in r.json()["detail"]
     assert c.get("/api/training").json()["enabled"] is False
+    assert c.delete("/api/runs/x").status_code == 403  # deleting is training's too
     assert c.get("/api/runs").json() == []
     assert list(tmp_path.iterdir()) == []
 
@@ -191,11 +193,29 @@ def test_stop_then_resume_finishes_the_run(client: TestClient, runs_dir: Path) -
     resumed = client.post(f"/api/runs/{run_id}/resume")
     assert resumed.status_code == 202
     assert client.post(f"/api/runs/{run_id}/resume").status_code == 409  # already going
+    refused = client.delete(f"/api/runs/{run_id}")  # not while it trains
+    assert refused.status_code == 409 and "stop it" in refused.json()["detail"]
     detail = _wait(client, run_id, lambda d: d["status"] in ("done", "failed"))
     assert detail["status"] == "done" and detail["step"] == 200
     train_steps = [m["step"] for m in detail["metrics"] if m["split"] == "train"]
     assert train_steps == sorted(set(train_steps))  # no step twice after the resume
     assert [m["step"] for m in detail["metrics"] if m["split"] == "validation"] == [100, 200]
+
+    # Deleted: its folder, its place in the list and in the model picker are gone.
+    assert f"run:{run_id}" in [m["id"] for m in client.get("/api/models").json()]
+    deleted = client.delete(f"/api/runs/{run_id}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"id": run_id, "model": f"run:{run_id}"}
+    assert not (runs_dir / run_id).exists()
+    assert run_id not in [x["id"] for x in client.get("/api/runs").json()]
+    assert f"run:{run_id}" not in [m["id"] for m in client.get("/api/models").json()]
+    assert client.get(f"/api/runs/{run_id}").status_code == 404
+    assert (
+        client.post(
+            "/api/predict", json={"pixels": [0] * 784, "model": f"run:{run_id}"}
+        ).status_code
+        == 404
+    )
 
 
 OWN = f"{Path(__file__).parents[2] / 'models' / 'unlike_ours.py'}:UnlikeOurs"

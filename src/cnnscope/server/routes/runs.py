@@ -29,6 +29,7 @@ from ...train.manager import (
 from ..runs import Runs
 from ..schemas import (
     Embedding,
+    RunDeleted,
     RunDetail,
     RunInfo,
     RunProgress,
@@ -144,6 +145,18 @@ def resume(run_id: str, runs: RunsDep) -> RunInfo:
         raise HTTPException(409, str(e)) from e
     runs.watch()
     return RunInfo(**_info(runs, run))  # type: ignore[arg-type]
+
+
+@router.delete("/api/runs/{run_id}", response_model=RunDeleted)
+def delete(run_id: str, runs: RunsDep) -> RunDeleted:
+    """Delete a run's folder (not while it trains: 409) and drop it from the model picker."""
+    runs.require_training()
+    _get(runs, run_id)
+    try:
+        run = runs.delete(run_id)
+    except RunConflict as e:
+        raise HTTPException(409, str(e)) from e
+    return RunDeleted(id=run.id, model=runs.model_id(run))
 
 
 @router.get("/api/runs/{run_id}/embedding", response_model=Embedding)

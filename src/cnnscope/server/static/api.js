@@ -46,13 +46,14 @@ async function detail(r) {
   return typeof d === "string" ? d : d ? JSON.stringify(d) : r.statusText;
 }
 
-/** JSON from `url`; `body` (an object) is POSTed as JSON. Throws HttpError or AbortError. */
-export async function request(url, { body, signal } = {}) {
+/** JSON from `url`; `body` (an object) is POSTed as JSON; `method` another verb (DELETE).
+ * Throws HttpError or AbortError. */
+export async function request(url, { body, signal, method } = {}) {
   const release = busy();
   try {
     for (let attempt = 1; ; attempt++) {
-      const init = body === undefined ? { signal }
-        : { signal, method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+      const init = body === undefined ? { signal, method }
+        : { signal, method: method || "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
       const r = await fetch(url, init);
       // Busy (a full queue) says when to come back; any other 503 (no test data) is final.
       const after = Number(r.headers.get("Retry-After"));

@@ -287,6 +287,7 @@ const architecture = new ArchitectureView($("arch-diagram"), (name) => {
 });
 const trainView = new TrainView({
   onCheckpoint: () => refreshModels(), // the run's newest weights, in the picker
+  onDelete: () => refreshModels(), // a deleted run leaves the picker
   onSnapshot: (runId) => embedding.follow(runId), // the Embedding tab grows a frame
 });
 const VIEWS = ["draw-view", "arch-view", "eval-view", "embed-view", "feat-view", "train-view"];
@@ -330,14 +331,15 @@ function fillTargets() {
     ...names.map((n, k) => new Option(n === String(k) ? `class ${k}` : `${k}: ${n}`, String(k))));
   if (Number(keep) < names.length) $("attr-target").value = keep;
 }
-$("model").onchange = (e) => {
-  state.model = e.target.value;
+$("model").onchange = (e) => pickModel(e.target.value);
+function pickModel(id) {
+  state.model = id;
   embedding.unfollow();
   fillTargets();
   drawingChanged(state.drawing.source, false); // the same drawing, asked of the new model
   if (state.attr.method && !FAST.has(state.attr.method)) computeSlowAttribution();
   showModelIn(VIEWS.find((v) => !$(v).hidden));
-};
+}
 $("view").onchange = (e) => update((s) => { s.view = e.target.value; });
 $("scale").onchange = (e) => update((s) => { s.scale = e.target.value; });
 // The grids are sized to the window: repaint them (once the resizing pauses).
@@ -353,12 +355,17 @@ function fillModelPicker() {
   if (state.model) $("model").value = state.model;
 }
 
-/** The served models again: a training run's checkpoint joins them (or is updated). */
+/** The served models again: a training run's checkpoint joins them (or is updated), or a
+ * deleted run leaves them (the page then shows the default model). */
 async function refreshModels() {
   try {
     state.models = await getJSON("api/models");
   } catch (e) { if (!isAbort(e)) update((s) => { s.error = e.message; }); return; }
   fillModelPicker();
+  if (state.model && !state.models.some((m) => m.id === state.model)) {
+    $("model").value = state.models[0].id;
+    pickModel(state.models[0].id);
+  }
 }
 
 async function init() {

@@ -64,10 +64,12 @@ export function duration(s) {
 export class TrainView {
   /**
    * `onCheckpoint(runId, modelId)`: new weights (the model picker gains or updates the
-   * run); `onSnapshot(runId)`: a new representation snapshot (the Embedding tab grows).
+   * run); `onSnapshot(runId)`: a new representation snapshot (the Embedding tab grows);
+   * `onDelete(runId)`: a run was deleted (it leaves the model picker).
    */
-  constructor({ onCheckpoint, onSnapshot }) {
+  constructor({ onCheckpoint, onSnapshot, onDelete }) {
     this.onCheckpoint = onCheckpoint;
+    this.onDelete = onDelete;
     this.onSnapshot = onSnapshot;
     this.training = null; // /api/training
     this.run = null; // the run followed: {id, total}
@@ -81,6 +83,7 @@ export class TrainView {
     $("train-form").onsubmit = (e) => { e.preventDefault(); this.start(); };
     $("train-stop").onclick = () => this.act("stop");
     $("train-resume").onclick = () => this.act("resume");
+    $("train-delete").onclick = () => this.remove();
   }
 
   /** Fill the form from the server once; list the runs. */
@@ -144,6 +147,28 @@ export class TrainView {
     this.listRuns();
   }
 
+  /** Delete the followed run (not while it trains), after asking. */
+  async remove() {
+    if (!this.run || ACTIVE.has(this.status)) return;
+    const id = this.run.id;
+    if (!window.confirm(`Delete run ${id}? Its weights, curves and snapshots are removed from disk.`)) return;
+    try {
+      await request(`api/runs/${encodeURIComponent(id)}`, { method: "DELETE" });
+    } catch (e) { this.say(e.message); return; }
+    this.source?.close();
+    this.source = null;
+    this.run = null;
+    this.status = null;
+    this.records.clear();
+    for (const box of ["train-filters", "train-filters-note", "train-classes", "train-classes-note"]) $(box).replaceChildren();
+    this.classesWanted = null;
+    this.drawCharts();
+    this.buttons();
+    this.say(`deleted ${id}`);
+    this.onDelete?.(id);
+    this.listRuns();
+  }
+
   /** Follow run `id`: replay what it has written, then its events as they come. */
   follow(id, again = false) {
     if (this.run?.id === id && this.source && !again) return;
@@ -198,6 +223,7 @@ export class TrainView {
     $("train-start").disabled = !on || ACTIVE.has(this.status);
     $("train-stop").disabled = !on || !ACTIVE.has(this.status);
     $("train-resume").disabled = !on || !["stopped", "failed"].includes(this.status);
+    $("train-delete").disabled = !on || !this.run || !this.status || ACTIVE.has(this.status);
   }
 
   schedule() {
