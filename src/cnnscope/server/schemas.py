@@ -371,7 +371,7 @@ class RunRequest(BaseModel):
         description="a built-in architecture, or the id of your own model this server serves "
         "(started with --model net.py:Net): /api/training lists them",
     )
-    recipe: str = Field(default="fast", max_length=200, description="fast or seed")
+    recipe: str = Field(default="fast", max_length=200, description="fast, seed or best")
     epochs: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     steps: int | None = Field(default=None, description="optimizer steps (capped)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
