@@ -17,28 +17,21 @@ in the same run.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
-import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.rerender import rerender
-
-from cnnscope.data import load_mnist
+from bench.drawers import Load, closed_loop, drawings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,20 +40,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def drawings(n: int) -> list[bytes]:
-    """Request bodies as the page sends them: a canvas PNG as a data URL."""
-    d = load_mnist()
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        canvas = (rerender(d.test_images[i].numpy() / 255.0, rng) * 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(canvas).save(buf, format="PNG")
-        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        out.append(json.dumps({"png": url, "model": "deep_mnist"}).encode())
-    return out
 
 
 def _cpu_s(pid: int) -> float:
@@ -79,69 +58,6 @@ def _cpu_s(pid: int) -> float:
     return total
 
 
-@dataclass
-class Load:
-    clients: int
-    seconds: float
-    ok: int
-    errors: int
-    latencies: list[float]
-    cpu_ms: float = float("nan")  # server CPU per answer: comparable on a busy machine
-
-    @property
-    def rps(self) -> float:
-        return self.ok / self.seconds
-
-    def pct(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
-
-
-def run_load(port: int, bodies: list[bytes], clients: int, seconds: float) -> Load:
-    """``clients`` closed-loop clients for ``seconds``: one request in flight each."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
-    stop = [0.0]
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip"}
-
-    def client(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine: list[float] = []
-        bad = 0
-        i = k
-        start.wait()
-        while time.perf_counter() < stop[0]:
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", "/api/predict", bodies[i % len(bodies)], headers)
-                r = conn.getresponse()
-                r.read()
-                if r.status == 200:
-                    mine.append((time.perf_counter() - t0) * 1000)
-                else:
-                    bad += 1
-            except (OSError, http.client.HTTPException):
-                bad += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            i += clients
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += bad
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    stop[0] = time.perf_counter() + seconds
-    t0 = time.perf_counter()
-    start.wait()
-    for t in threads:
-        t.join()
-    return Load(clients, time.perf_counter() - t0, len(latencies), errors[0], latencies)
-
-
 def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
     server = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -154,7 +70,8 @@ def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> s
         except OSError:
             pass
         if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
+            server.terminate()  # SIGKILL would leave its worker processes running
+            server.wait(timeout=30)
             raise SystemExit(f"server did not start: {' '.join(cmd)}")
         time.sleep(0.3)
 
@@ -174,11 +91,15 @@ def settle(port: int) -> None:
 
 def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
     port = _port()
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    # The checkout's own package first; what the caller's PYTHONPATH adds after it.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
     server = start_server([*cmd, "--port", str(port)], env, port, cwd)
     try:
         settle(port)
-        run_load(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
+        closed_loop(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
         conn, health = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
         for _ in range(50):
             t0 = time.perf_counter()
@@ -189,7 +110,7 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
         loads = []
         for n in (1, args.clients):
             cpu0 = _cpu_s(server.pid)
-            loads.append(run_load(port, bodies, n, args.seconds))
+            loads.append(closed_loop(port, bodies, n, args.seconds))
             loads[-1].cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / max(loads[-1].ok, 1)
     finally:
         server.terminate()
@@ -199,7 +120,8 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
             f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "
             f"{load.ok:>6} ok {load.errors:>4} errors  {load.rps:6.0f} req/s  "
             f"p50 {load.pct(50):6.1f}  p95 {load.pct(95):6.1f}  p99 {load.pct(99):6.1f} ms  "
-            f"server CPU {load.cpu_ms:4.1f} ms/answer",
+            f"CPU/answer: server {load.cpu_ms:4.2f} ms, client {load.client_cpu_ms:4.2f} ms"
+            f"{'  errors by status ' + str(load.statuses) if load.errors else ''}",
             flush=True,
         )
     one, many = loads

@@ -11,9 +11,7 @@ ratio of the busy p95 to the idle p95 (the goal: ≤ 3).
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
-import io
 import json
 import re
 import signal
@@ -24,45 +22,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.rerender import rerender
-
-from cnnscope.data import load_mnist
-
-
-def _bodies(n: int) -> list[bytes]:
-    d = load_mnist()
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        canvas = (rerender(d.test_images[i].numpy() / 255.0, rng) * 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(canvas).save(buf, format="PNG")
-        out.append(json.dumps({"png": base64.b64encode(buf.getvalue()).decode()}).encode())
-    return out
+from bench.drawers import drawings, sequential
 
 
 class _Client:
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
-        t0 = time.perf_counter()
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         self.conn.request(method, path, body, {"Content-Type": "application/json"})
         r = self.conn.getresponse()
-        data = r.read()
-        return r.status, data, (time.perf_counter() - t0) * 1000
-
-
-def _latencies(client: _Client, bodies: list[bytes]) -> list[float]:
-    out = []
-    for body in bodies:
-        status, data, ms = client.call("POST", "/api/predict", body)
-        assert status == 200, data[:200]
-        out.append(ms)
-    return out
+        return r.status, r.read()
 
 
 def main() -> None:
@@ -71,7 +43,7 @@ def main() -> None:
     p.add_argument("--model", default="deep_mnist", help="architecture the run trains")
     args = p.parse_args()
 
-    bodies = _bodies(args.requests)
+    bodies = drawings(args.requests, model=None)
     runs_dir = tempfile.mkdtemp(prefix="cnnscope-bench-runs-")
     server = subprocess.Popen(
         [sys.executable, "-m", "cnnscope", "serve", "--port", "0", "--runs-dir", runs_dir],
@@ -82,24 +54,25 @@ def main() -> None:
         assert server.stdout is not None
         match = re.search(r":(\d+)/", server.stdout.readline())
         assert match, "serve did not say where it listens"
-        client = _Client(int(match.group(1)))
-        _latencies(client, bodies[:20])  # warm-up: first forward passes, allocator
-        idle = _latencies(client, bodies)
+        port = int(match.group(1))
+        client = _Client(port)
+        sequential(port, bodies[:20])  # warm-up: first forward passes, allocator
+        idle = sequential(port, bodies)
 
         body = json.dumps({"model": args.model, "steps": 20_000, "seed": 0}).encode()
-        status, data, _ = client.call("POST", "/api/runs", body)
+        status, data = client.call("POST", "/api/runs", body)
         assert status == 202, data
         run_id = json.loads(data)["id"]
         t0 = time.monotonic()
         while True:  # until it trains (not while it loads the data)
-            _, data, _ = client.call("GET", f"/api/runs/{run_id}")
+            _, data = client.call("GET", f"/api/runs/{run_id}")
             detail = json.loads(data)
             if detail["step"] >= 10 or time.monotonic() - t0 > 60:
                 break
             time.sleep(0.5)
         step0 = detail["step"]
-        busy = _latencies(client, bodies)
-        _, data, _ = client.call("GET", f"/api/runs/{run_id}")
+        busy = sequential(port, bodies)
+        _, data = client.call("GET", f"/api/runs/{run_id}")
         steps = json.loads(data)["step"] - step0
         client.call("POST", f"/api/runs/{run_id}/stop")
     finally:

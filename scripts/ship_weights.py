@@ -2,6 +2,7 @@
 
     python scripts/ship_weights.py runs/deep_mnist runs/hvass ...
     python scripts/ship_weights.py --features-of deep_mnist   # re-render shipped images only
+    python scripts/ship_weights.py --features-of deep_mnist --only logits/prior conv1/prior
     python scripts/ship_weights.py runs/best --layouts best --frames 6  # + 6 layouts
 
 For each run: the weights in float16 (refused if that changes test accuracy by more than
@@ -31,13 +32,16 @@ from cnnscope.data import load_mnist
 from cnnscope.store import SHIPPED_DIR, feature_key, shipped
 
 
-def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
-    """Every unit's preferred image, every method (fc1: regularized only), as uint8."""
-    from safetensors.numpy import save_file
+def ship_features(model, name: str, only: list[str] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Every unit's preferred image, every method (fc1: regularized only), as uint8.
+
+    ``only``: re-render just these ``stage/method`` keys and keep the file's others.
+    """
+    from safetensors.numpy import load_file, save_file
 
     from cnnscope.analysis.features import METHODS, config_for, layer_images
 
-    images = {}
+    images = load_file(str(shipped(name, "features.safetensors"))) if only else {}
     from cnnscope.models import stage_infos
 
     kinds = {name: info.kind for name, info in stage_infos(model).items()}
@@ -45,6 +49,8 @@ def ship_features(model, name: str) -> None:  # type: ignore[no-untyped-def]
         for method in METHODS:
             if stage == "fc1" and method != "regularized":
                 continue  # 0.8 MB each (plain: images nobody can read); rendered on demand
+            if only and feature_key(stage, method) not in only:
+                continue
             x = layer_images(model, stage, config=config_for(method))
             images[feature_key(stage, method)] = np.round(x * 255).astype(np.uint8)
     atomic_write(shipped(name, "features.safetensors"), lambda tmp: save_file(images, str(tmp)))
@@ -77,6 +83,11 @@ def main() -> None:
         help="shipped models whose feature images to re-render (after a renderer change)",
     )
     p.add_argument(
+        "--only",
+        nargs="*",
+        help="with --features-of: re-render only these stage/method keys (logits/prior …)",
+    )
+    p.add_argument(
         "--snapshots", nargs="*", default=["deep_mnist"], help="architectures whose snapshots ship"
     )
     p.add_argument(
@@ -90,7 +101,7 @@ def main() -> None:
     args = p.parse_args()
     for name in args.features_of:
         model, _ = load_weights(shipped(name, "safetensors"), expect=name)
-        ship_features(model, name)
+        ship_features(model, name, args.only)
     data = load_mnist()
     for run in args.runs:
         model, meta = load_weights(run / "model.safetensors")

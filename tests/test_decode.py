@@ -20,6 +20,34 @@ def test_decode_png_alpha_counts_as_black() -> None:
     assert gray[3, 3] == 1.0 and gray[7, 7] == 0.0 and gray[0, 0] == 0.0
 
 
+@pytest.mark.parametrize("mode", ["L", "RGBA", "RGB", "LA", "P"])
+def test_decode_png_is_the_mean_of_rgb_times_alpha_in_every_mode(mode: str) -> None:
+    """Grey canvases (an L PNG, an opaque grey RGBA one) take a shortcut: the same float32
+    values as the general (R + G + B) · alpha / (3 · 255²)."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (30, 40), dtype=np.uint8)
+    img = Image.fromarray(grey).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    rgba = np.asarray(img.convert("RGBA")).astype(np.uint32)
+    total = (rgba[..., 0] + rgba[..., 1] + rgba[..., 2]) * rgba[..., 3]
+    expected = total.astype(np.float32) * np.float32(1.0 / (3 * 255 * 255))
+    out = decode_png(buf.getvalue())
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+
+
+def test_decode_png_coloured_and_translucent() -> None:
+    rgba = np.random.default_rng(1).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    rgba[0, 0] = [30, 60, 90, 255]  # opaque, not grey
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    out = decode_png(buf.getvalue())
+    assert out[0, 0] == pytest.approx(60 / 255)
+    wide = rgba.astype(np.float64)
+    expected = wide[..., :3].sum(-1) * wide[..., 3] / (3 * 255 * 255)
+    assert np.allclose(out, expected, atol=1e-6)
+
+
 def _png(image: np.ndarray, **save: object) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((image * 255).astype(np.uint8)).save(buf, format="PNG", **save)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from cnnscope import devices
 from cnnscope.cli import main
-from cnnscope.devices import available_devices, resolve_device
+from cnnscope.devices import available_devices, native_bf16, resolve_device
 
 
 def test_cpu_and_auto() -> None:
@@ -33,3 +36,26 @@ def test_an_absent_device_names_what_there_is(capsys: pytest.CaptureFixture[str]
 def test_unknown_names(name: str) -> None:
     with pytest.raises(ValueError, match="not a device"):
         resolve_device(name)
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu avx2 avx512f avx512bw", False),  # AVX-512 without BF16: emulated
+        ("fpu avx512f avx512_bf16", True),  # e.g. AMD Zen 4
+        ("fpu amx_bf16 amx_tile", True),  # Intel Sapphire Rapids on
+    ],
+)
+def test_native_bf16_reads_the_cpu_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str, native: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\n")
+    assert devices._cpu_flags(cpuinfo) == frozenset(flags.split())
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset(flags.split()))
+    assert native_bf16(torch.device("cpu")) is native
+    assert native_bf16(torch.device("mps")) is False
+
+
+def test_no_cpuinfo_means_no_flags(tmp_path: Path) -> None:
+    assert devices._cpu_flags(tmp_path / "absent") == frozenset()

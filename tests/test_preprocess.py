@@ -124,6 +124,67 @@ def test_specks_far_and_small_are_dropped_near_or_big_kept() -> None:
     assert _drop_specks(two)[1] == 0
 
 
+def test_specks_are_the_same_on_the_inks_bounding_box() -> None:
+    """prepare drops specks on the crop of the ink, not the whole canvas: the same digit
+    comes out, faint fringes and a dropped dot included."""
+    from cnnscope.preprocess import _crop, _drop_specks
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((280, 280), np.float32)
+    img[60:200, 90:210] = _ring(200)[30:170, 40:160]
+    img[40:45, 230:235] = 1.0  # a speck, 40 px from the ring
+    img[180:185, 147:152] = 1.0  # a dot near enough to be kept
+    img += rng.random(img.shape, dtype=np.float32) * 0.08 * (img == 0)  # a faint fringe
+    whole, dropped = _drop_specks(img)
+    cropped, dropped_cropped = _drop_specks(_crop(img))
+    assert dropped == dropped_cropped == 1
+    assert np.array_equal(_crop(whole, margin=2), _crop(cropped, margin=2))
+
+
+def test_distance_transform_is_scipys() -> None:
+    """_edt gives scipy's distances exactly, everywhere or read at given pixels."""
+    from scipy import ndimage
+
+    from cnnscope.preprocess import _edt
+
+    rng = np.random.default_rng(0)
+    for shape in [(37, 53), (120, 90)]:
+        mask = ndimage.binary_opening(rng.random(shape) > 0.3)
+        reference = ndimage.distance_transform_edt(mask)
+        assert np.array_equal(_edt(mask), reference)
+        assert np.array_equal(_edt(mask, at=mask), reference[mask])
+        assert np.array_equal(_edt(~mask, at=mask), ndimage.distance_transform_edt(~mask)[mask])
+
+
+def test_nan_inf_and_out_of_range_values_are_cleaned_and_the_input_kept() -> None:
+    from cnnscope.preprocess import _clean
+
+    img = np.array([[np.nan, np.inf, -np.inf], [-0.5, 0.25, 7.0]], np.float32)
+    assert np.array_equal(_clean(img), [[0, 1, 0], [0, 0.25, 1]])
+    assert np.isnan(img[0, 0])  # not written into
+    ring = _ring() * 3 - 1  # values −1 and 2
+    kept = ring.copy()
+    assert np.array_equal(prepare(ring).image, prepare(_ring()).image)
+    assert np.array_equal(ring, kept)
+
+
+def test_quick_stroke_decides_only_well_inside_mnists_range() -> None:
+    """A large crop is measured at WORK pixels first; near the range's ends (or outside)
+    the full-size measure decides, so the same drawings are re-stroked as before."""
+    from cnnscope.preprocess import STROKE_RANGE, WORK, _extent, _quick_stroke, _stroke_width
+
+    ordinary = _ring(240, 90, 24)  # 24 / 204 = 0.12
+    quick = _quick_stroke(ordinary)
+    assert quick is not None and quick == pytest.approx(_stroke_width(ordinary > 0.5), rel=0.05)
+    for width in (14.0, 16.0, 50.0):  # ratios 0.071, 0.081 (within the margin), 0.23
+        ring = _ring(240, 90, width)
+        mask = ring > 0.5
+        assert _quick_stroke(ring) is None, _stroke_width(mask) / _extent(mask)
+    thin = _ring(240, 90, 10)  # 0.05: re-stroked, as the full measure says
+    assert _quick_stroke(thin) is None and prepare(thin).restroked
+    assert STROKE_RANGE[0] <= 14 / 194 and max(ordinary.shape) > WORK
+
+
 @pytest.mark.parametrize("width", [4.0, 10.0, 16.0])
 def test_stroke_width_is_measured(width: float) -> None:
     from cnnscope.preprocess import _stroke_width

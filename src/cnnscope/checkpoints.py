@@ -456,6 +456,13 @@ def load_training_state(
                 _, idx, slot = key.split("/", 2)
                 state.setdefault(int(idx), {})[slot] = value
         optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+        # Each slot laid out as its parameter (channels-last convolutions): the file holds
+        # them contiguous, and a fused step reads a parameter and its slots as the same
+        # flat memory, so a contiguous slot of a channels-last weight was a wrong update.
+        for param, slots in optimizer.state.items():
+            for slot, value in slots.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    slots[slot] = torch.empty_like(param, dtype=value.dtype).copy_(value)
         torch.set_rng_state(tensors["rng/torch"])
         return dict(header["info"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:

@@ -30,6 +30,14 @@ PngImagePlugin.MAX_TEXT_CHUNK = min(PngImagePlugin.MAX_TEXT_CHUNK, 64 * 1024)
 PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, 256 * 1024)
 Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_PNG_PIXELS, MAX_PNG_PIXELS)
 
+# Grey level v (0–255) of an opaque grey pixel → its value, computed as decode_png's sum
+# does for any pixel: (R + G + B) · alpha / (3 · 255 · 255) in float32.
+_GREY = (np.arange(256, dtype=np.uint32) * (3 * 255)).astype(np.float32) * np.float32(
+    1.0 / (3 * 255 * 255)
+)
+_OPAQUE_GREY = np.uint32(0x010101)  # v in R, G and B
+_OPAQUE = np.uint32(0xFF000000)  # alpha 255
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # What a drawing needs: the header, a palette and its transparency, the pixels. Every
 # other chunk (text, zTXt, iCCP, EXIF, animation…) is dropped unread.
@@ -81,6 +89,8 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     data = _needed_chunks(data, max_pixels)
     try:
         img = Image.open(io.BytesIO(data), formats=["PNG"])
+        if img.mode == "L" and "transparency" not in img.info:
+            return _GREY.take(np.asarray(img))  # (H, W): what the RGBA path gives, cheaper
         rgba = img.convert("RGBA")
     except Image.DecompressionBombError as e:
         raise PreprocessError(f"image exceeds the limit of {max_pixels:,} pixels ({e})") from e
@@ -91,6 +101,13 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     # Exact integer sums, then one float conversion: ~10 ms for a megapixel, where
     # converting the (H, W, 4) array to float32 first took ~90 ms, all of it holding the GIL.
     arr = np.asarray(rgba)  # (H, W, 4) uint8
+    # A canvas is opaque grey (white strokes on black): each pixel, read as one uint32,
+    # is its grey level v repeated in R, G and B under alpha 255, and a table gives its
+    # value in one pass, the same float32 as the sum below.
+    packed = arr.view("<u4")[..., 0]  # (H, W): R + G·2⁸ + B·2¹⁶ + alpha·2²⁴
+    grey = packed.astype(np.uint8)  # R
+    if np.array_equal(packed, grey.astype(np.uint32) * _OPAQUE_GREY + _OPAQUE):
+        return _GREY.take(grey)
     total = arr[..., 0].astype(np.uint32)
     total += arr[..., 1]
     total += arr[..., 2]

@@ -7,9 +7,12 @@ crash deep inside a forward pass.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
-__all__ = ["DEVICES", "available_devices", "resolve_device"]
+__all__ = ["DEVICES", "available_devices", "native_bf16", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -58,3 +61,27 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
     return torch.device(name)
+
+
+@functools.cache
+def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them; none elsewhere."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so that bf16 training pays: a CUDA
+    GPU that supports it, or an x86 CPU with AMX or AVX-512 BF16 (Intel since Sapphire
+    Rapids, AMD since Zen 4). Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return False

@@ -76,6 +76,39 @@ def test_batched_equals_one_at_a_time(method: str) -> None:
     assert np.allclose(together, alone, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["regularized", "prior"])
+def test_restarts_keep_each_class_images_best_start(method: str) -> None:
+    # A start can end in a poor optimum; of three, each unit keeps the one scoring highest.
+    model = build_model("lenet5").eval() if method == "prior" else _tiny()
+    torch.manual_seed(0)
+    base = dataclasses.replace(RenderConfig(method=method, steps=8, **STILL), restarts=1)
+    best = dataclasses.replace(base, restarts=3)
+    units = list(range(10))
+
+    def scores(images: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            out = forward_until(model, torch.from_numpy(images)[:, None], {"logits"})
+        return out["logits"][units, units]
+
+    one, three = (
+        layer_images(model, "logits", units, base),
+        layer_images(model, "logits", units, best),
+    )
+    assert (scores(three) >= scores(one) - 1e-4).all()
+    assert (scores(three) > scores(one) + 1e-3).any()  # some unit found a better start
+    # Block 0 of the restarts is the single start: units whose first start won are equal.
+    same = [u for u in units if np.allclose(three[u], one[u], atol=1e-4)]
+    assert same and len(same) < 10
+    # Layers other than the class images keep one start.
+    assert np.allclose(
+        layer_images(model, "conv1", [0, 1], best),
+        layer_images(model, "conv1", [0, 1], base),
+        atol=1e-4,
+    )
+    with pytest.raises(ValueError, match="restarts"):
+        RenderConfig(restarts=0).validate()
+
+
 def test_hooks_released_and_weights_untouched_after_exception() -> None:
     model = _tiny()
     before = [p.clone() for p in model.parameters()]

@@ -90,6 +90,7 @@ def test_settle_phase_sees_the_image_untransformed() -> None:
 def test_methods_are_listed_once() -> None:
     assert list(METHODS) == ["regularized", "prior", "plain"]
     assert config_for("plain").method == "plain" and config_for("plain").settle == 0
+    assert config_for("plain").restarts == 1  # the tutorials' method, exactly
     with pytest.raises(ValueError, match="valid: regularized, prior, plain"):
         config_for("magic")
 

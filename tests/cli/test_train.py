@@ -110,6 +110,6 @@ def test_recipe_defaults_to_the_models_own(tmp_path: Path, monkeypatch, argv, re
     assert config.recipe == recipe
     if recipe == "best":
         augment = "--no-augment" not in argv
-        assert (config.augment, config.precision, config.batch_size) == (augment, "bf16", 256)
+        assert (config.augment, config.precision, config.batch_size) == (augment, "auto", 256)
     else:
         assert not config.augment

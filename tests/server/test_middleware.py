@@ -86,3 +86,16 @@ def test_cross_origin_requests_do_not_start_work(mnist) -> None:
     assert c.post("/api/predict", json=body).status_code == 200
     # A link from another site to the page itself still opens it.
     assert c.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+def test_gzipped_compresses_only_what_the_client_accepts_and_is_worth_it() -> None:
+    import gzip
+
+    from cnnscope.server.middleware import GZIP_MIN_BYTES, gzipped
+
+    body = b'{"data": "' + b"AAAA" * GZIP_MIN_BYTES + b'"}'
+    out, headers = gzipped(body, "gzip, deflate, br")
+    assert headers == {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    assert gzip.decompress(out) == body and len(out) < len(body) / 10
+    assert gzipped(body, "identity") == (body, {})
+    assert gzipped(b"{}", "gzip") == (b"{}", {})  # too small to be worth a header

@@ -106,6 +106,19 @@ def test_each_worker_builds_the_same_app_from_the_settings(monkeypatch) -> None:
     assert blocked.status_code == 403
 
 
+def test_workers_get_time_to_start_on_a_busy_machine() -> None:
+    """uvicorn kills a worker that misses a 5-s ping; one loading torch on a busy machine
+    did, and was restarted forever. Older uvicorn (no such setting) pinged for 5 s."""
+    import inspect
+
+    from cnnscope.server import serving
+
+    config = serving.worker_config(2)
+    assert config.workers == 2 and config.factory and config.limit_concurrency
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        assert config.timeout_worker_healthcheck == serving.WORKER_HEALTHCHECK_S >= 30
+
+
 def test_app_from_env_without_settings_says_how_to_start(monkeypatch) -> None:
     from cnnscope.server import serving
 

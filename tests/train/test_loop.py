@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from cnnscope.analysis.snapshots import load_snapshots
 from cnnscope.checkpoints import CheckpointError, load_weights
-from cnnscope.train import Callback, TrainConfig, TrainState, fit
+from cnnscope.train import Callback, TrainConfig, TrainState, fit, loop
 
 
 def _config(tmp_path: Path, **overrides) -> TrainConfig:
@@ -112,21 +115,78 @@ class _OutputDtypes(Callback):
         )
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_precision_of_the_training_forward(tmp_path: Path, mnist, precision) -> None:
+@pytest.mark.parametrize(
+    ("precision", "native", "ran"),
+    [
+        ("fp32", True, "fp32"),
+        ("bf16", False, "bf16"),
+        ("auto", True, "bf16"),  # a CPU with AMX or AVX-512 BF16
+        ("auto", False, "fp32"),  # elsewhere bfloat16 is emulated: slower
+    ],
+)
+def test_precision_of_the_training_forward(
+    tmp_path: Path, mnist, monkeypatch, precision, native, ran
+) -> None:
+    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
     dtypes = _OutputDtypes()
     config = _config(tmp_path, precision=precision, epochs=1, snapshot_size=0)
     result = fit(config, [dtypes], data=mnist)
     train = {dtype for training, dtype in dtypes.seen if training}
     evaluation = {dtype for training, dtype in dtypes.seen if not training}
     # The 10 training steps run in the precision asked for; validation and test in float32.
-    assert train == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert train == {torch.bfloat16 if ran == "bf16" else torch.float32}
     assert evaluation == {torch.float32}
     assert sum(training for training, _ in dtypes.seen) == 10
-    # The weights stay float32, and the run records its precision with them.
+    # The weights stay float32, and the run records the precision that ran with them.
     model, meta = load_weights(result.weights)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    assert meta["train_config"]["precision"] == precision
+    assert meta["train_config"]["precision"] == ran
+
+
+def test_auto_precision_resumes(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path, precision="auto")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(4)], data=mnist)
+    assert fit(config, resume=True, data=mnist).steps == 20
+
+
+def test_a_state_saved_before_precision_existed_resumes_as_fp32(tmp_path: Path, mnist) -> None:
+    config = _config(tmp_path, precision="fp32")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, [_InterruptAt(4)], data=mnist)
+    state = Path(config.run_dir) / "state.safetensors"
+    with safe_open(state, "pt") as f:
+        (key, text), *_ = f.metadata().items()
+    header = json.loads(text)
+    del header["info"]["config"]["precision"]
+    save_file(load_file(state), state, metadata={key: json.dumps(header)})
+    assert fit(config, resume=True, data=mnist).steps == 20
+    with pytest.raises(CheckpointError, match="other settings \\(precision\\)"):
+        fit(_config(tmp_path, precision="bf16"), resume=True, data=mnist)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_optimizer_fused_where_torch_has_it(tmp_path: Path, mnist, optimizer, monkeypatch) -> None:
+    # torch ≥ 2.4 has fused CPU steps of all three; 2.3 (the declared floor) of none.
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    config = _config(tmp_path, optimizer=optimizer, snapshot_size=0)
+    fused = loop._Run(config, mnist, resume=False)
+    assert bool(fused.optimizer.defaults.get("fused")) == ((major, minor) >= (2, 4))
+    for _ in range(3):
+        fused.step()
+    # The same run with torch's unfused step (the same seed: the same weights and dropout)
+    # ends at the same weights, to float rounding.
+    monkeypatch.setattr(loop, "_fused_runs", lambda kind, device_type: False)
+    plain = loop._Run(
+        dataclasses.replace(config, run_dir=str(tmp_path / "plain")), mnist, resume=False
+    )
+    assert not plain.optimizer.defaults.get("fused")
+    for _ in range(3):
+        plain.step()
+    fused.log.close()
+    plain.log.close()
+    for k, v in fused.model.state_dict().items():
+        torch.testing.assert_close(v, plain.model.state_dict()[k], rtol=1e-4, atol=1e-5)
 
 
 def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
@@ -188,7 +248,7 @@ def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
         ("batch_size", 0, "batch_size"),
         ("optimizer", "rmsprop", "optimizer"),
         ("model", "x", "valid"),
-        ("precision", "fp16", "precision: fp32 or bf16"),
+        ("precision", "fp16", "precision: auto, fp32, bf16"),
     ],
 )
 def test_invalid_config(tmp_path: Path, field, value, message) -> None:

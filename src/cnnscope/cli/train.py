@@ -45,7 +45,8 @@ _FLAGS: dict[str, str] = {
     "log_every": "steps between metric lines",
     "checkpoint_every": "steps between checkpoints (validation, weights, state); 0 = epochs only",
     "snapshot_size": "test images in the embedding snapshots; 0 = none",
-    "precision": "the training step's forward pass: fp32, or bf16 under autocast",
+    "precision": "the training step's forward pass: fp32, bf16 (autocast), or auto: bf16 "
+    "where the device computes it natively",
     "augment": "random affine augmentation: ±10° turns, ±2 px shifts, ×0.9–1.1 scaling",
 }
 

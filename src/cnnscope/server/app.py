@@ -22,7 +22,14 @@ from .. import __version__, store
 from .._extras import MissingExtra
 from ..data import MNIST
 from . import background
-from .middleware import MAX_BODY_BYTES, BodyLimit, LocalOnly, ServerTiming
+from .middleware import (
+    GZIP_LEVEL,
+    GZIP_MIN_BYTES,
+    MAX_BODY_BYTES,
+    BodyLimit,
+    LocalOnly,
+    ServerTiming,
+)
 from .routes import ROUTERS
 from .runs import Runs
 from .state import AppState, ServedModel, served_models
@@ -89,8 +96,7 @@ def create_app(
     )
     app.state.cnnscope = state
     app.state.runs = runs
-    # Level 1: 27.6 kB for a typical 55 kB answer in 0.8 ms; level 9 saves 5 % for 2× time.
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(MissingExtra, _missing_extra)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)

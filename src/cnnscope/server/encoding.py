@@ -27,12 +27,18 @@ def encode(values: np.ndarray, per_map: bool) -> EncodedStage:
     lo = maps.min(axis=1, keepdims=True)
     hi = maps.max(axis=1, keepdims=True)
     span = np.where(hi > lo, hi - lo, 1.0)
-    q = np.rint((maps - lo) / span * 255.0).astype(np.uint8)
+    # rint((maps - lo) / span · 255) in place: one array instead of four.
+    q = maps - lo
+    if not np.issubdtype(q.dtype, np.floating):
+        q = q.astype(np.float64)  # as the division made it
+    q /= span
+    q *= 255.0
+    np.rint(q, out=q)
     return EncodedStage(
         shape=list(values.shape),
         min=[round(float(v), 6) for v in lo[:, 0]],
         max=[round(float(v), 6) for v in hi[:, 0]],
-        data=b64(q.tobytes()),
+        data=b64(q.astype(np.uint8).tobytes()),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "app_from_env",
     "run_workers",
     "uvicorn_options",
+    "worker_config",
 ]
 
 HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go's ReadHeaderTimeout
@@ -43,6 +46,11 @@ HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go'
 MAX_CONNECTIONS = 256
 SETTINGS_ENV = "CNNSCOPE_SERVE_SETTINGS"  # how run_workers hands Settings to each worker
 GRACEFUL_SHUTDOWN_S = 2
+# uvicorn's supervisor kills a worker that does not answer its ping within this many
+# seconds (5 by default). A worker starting on a busy machine imports torch and loads the
+# models for longer than that without letting its ping thread run: killed, restarted and
+# killed again, it never served (seen with 2 workers at a load average of 8 on 2 cores).
+WORKER_HEALTHCHECK_S = 60
 
 
 class HeaderTimeout(HttpToolsProtocol):
@@ -176,15 +184,19 @@ def app_from_env() -> FastAPI:
 def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:
     """Serve on ``sock`` with ``workers`` processes (uvicorn's supervisor restarts any that
     dies); returns when the server is stopped (Ctrl-C, SIGTERM)."""
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))  # inherited by the workers
-    config = uvicorn.Config(
-        f"{__name__}:app_from_env",
-        factory=True,
-        workers=workers,
-        log_level="warning",
-        **uvicorn_options(),
+    Multiprocess(worker_config(workers), sockets=[sock]).run()
+
+
+def worker_config(workers: int) -> uvicorn.Config:
+    """uvicorn's configuration for ``workers`` processes building their app from the env."""
+    import uvicorn
+
+    options = uvicorn_options()
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_S  # uvicorn ≥ 0.37
+    return uvicorn.Config(
+        f"{__name__}:app_from_env", factory=True, workers=workers, log_level="warning", **options
     )
-    Multiprocess(config, sockets=[sock]).run()

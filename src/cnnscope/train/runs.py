@@ -241,12 +241,14 @@ def read_metrics(path: Path) -> list[tuple[int, str]]:
 
 
 _FREE = ("run_dir", "checkpoint_every")  # settings a resume may change
+# Settings added since a state could have been saved, with the value its run had.
+_ADDED = {"precision": "fp32"}
 
 
 def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> None:
     """Refuse to resume a run saved with other settings (``run_dir`` may differ, and
     ``checkpoint_every``, which changes when the run is saved, not what it learns)."""
-    saved = {k: v for k, v in saved.items() if k not in _FREE}
+    saved = {k: v for k, v in {**_ADDED, **saved}.items() if k not in _FREE}
     mine = {
         k: v
         for k, v in json.loads(json.dumps(dataclasses.asdict(config))).items()

@@ -63,6 +63,20 @@ def test_response_is_compact(client, mnist) -> None:
     assert len(r.content) <= 70_000
 
 
+def test_answer_is_gzipped_once_when_asked(client, mnist) -> None:
+    """The route gzips its answer on a worker thread; the middleware must not again."""
+    body = {"pixels": (mnist.test_images[3].flatten().float() / 255).tolist()}
+    plain = client.post("/api/predict", json=body, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    r = client.post("/api/predict", json=body, headers={"Accept-Encoding": "gzip, br"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in r.headers["vary"].lower()
+    a, b = r.json(), plain.json()  # httpx undoes one gzip: twice would not parse
+    a.pop("server_ms"), b.pop("server_ms")
+    assert a == b
+    assert int(r.headers["content-length"]) < len(plain.content) / 1.5
+
+
 def test_other_model_and_no_stages(client, mnist) -> None:
     body = {"pixels": [0.0] * 784, "model": "tiny", "stages": "none"}
     res = client.post("/api/predict", json=body).json()

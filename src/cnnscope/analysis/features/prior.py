@@ -55,10 +55,14 @@ class Decoder(nn.Module):
         out: torch.Tensor = self.net(z).view(-1, 1, 28, 28)
         return out
 
+    def sketch(self, z: torch.Tensor) -> torch.Tensor:
+        """The digits of ``z`` before the sigmoid (N, 1, 28, 28): logits of ink."""
+        out: torch.Tensor = self.net[:-1](z).view(-1, 1, 28, 28)
+        return out
+
     def draw(self, z: torch.Tensor, crisp: torch.Tensor | float = 1.0) -> torch.Tensor:
         """The digits of ``z``, strokes ``crisp`` (≥ 1, per image) times sharper-edged."""
-        logits = self.net[:-1](z).view(-1, 1, 28, 28)  # before the sigmoid
-        return torch.sigmoid(logits * crisp)
+        return torch.sigmoid(self.sketch(z) * crisp)
 
 
 class _Encoder(nn.Module):

@@ -3,8 +3,8 @@
 The route validates against the model and hands the rest to worker threads in three
 steps: decoding and preprocessing the drawing (fast pool), the forward pass (the model's
 batcher, shared with every concurrent request: ``server/batching.py``), then encoding the
-maps and rendering the JSON (fast pool). Only the forward pass holds the model's lock;
-nothing that scales with the input runs on the event loop.
+maps, rendering the JSON and gzipping it (fast pool). Only the forward pass holds the
+model's lock; nothing that scales with the input runs on the event loop.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import time
 
 import numpy as np
 import torch
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from ...analysis.attribution import Attribution
 from ...decode import decode_png
 from ...preprocess import PreprocessError, ink_on_black, prepare
 from ..encoding import encode
+from ..middleware import gzipped
 from ..schemas import (
     AttributionMap,
     ExplainRequest,
@@ -101,8 +102,10 @@ def _respond(
     inverted: bool,
     row: dict[str, torch.Tensor],
     t0: float,
-) -> bytes:
-    """The JSON answer from one image's row of a batched forward pass, on a worker thread."""
+    accept_encoding: str = "",
+) -> tuple[bytes, dict[str, str]]:
+    """The JSON answer from one image's row of a batched forward pass, on a worker thread,
+    gzipped there when the client accepts it; and its headers."""
     logits = row["logits"]
     probs = torch.softmax(logits, 0)
     stages = m.sent if req.stages == "all" else []
@@ -125,7 +128,7 @@ def _respond(
         server_ms=round((time.perf_counter() - t0) * 1000, 3),
     )
     # Rendered here, once: FastAPI would validate the model again before rendering.
-    return response.model_dump_json().encode()
+    return gzipped(response.model_dump_json().encode(), accept_encoding)
 
 
 def _own_copy() -> str:
@@ -136,15 +139,16 @@ def _own_copy() -> str:
 
 
 @router.post("/api/predict", response_model=PredictResponse)
-async def predict(req: PredictRequest, state: State) -> Response:
+async def predict(req: PredictRequest, state: State, request: Request) -> Response:
     t0 = time.perf_counter()
     m = state.served(req.model)
     # Live Grad-CAM explains the model's last conv stage, whatever it is called.
     layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
     image, inverted = await state.fast.run(input_image, req, m)
     row = await m.predictions.submit(image)
-    body = await state.fast.run(_respond, m, req, layer, image, inverted, row, t0)
-    return Response(body, media_type="application/json")
+    accept = request.headers.get("accept-encoding", "")
+    body, headers = await state.fast.run(_respond, m, req, layer, image, inverted, row, t0, accept)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _explain(m: ServedModel, req: ExplainRequest, layer: str, t0: float) -> ExplainResponse:
