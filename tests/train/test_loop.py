@@ -257,7 +257,7 @@ def test_invalid_config(tmp_path: Path, field, value, message) -> None:
 
 
 def test_unknown_recipe() -> None:
-    with pytest.raises(ValueError, match="valid: fast, seed"):
+    with pytest.raises(ValueError, match="valid: fast, seed, best"):
         TrainConfig.from_recipe("slow")
 
 
