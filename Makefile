@@ -56,6 +56,7 @@ fuzz: setup  ## schemathesis over the OpenAPI schema: ≥ 5,000 cases, 0 server 
 bench: setup  ## every benchmark in bench/ but install_size.py (network), ~30 minutes on 2 cores
 	$(PY) bench/train_speed.py
 	$(PY) bench/train_profile.py
+	$(PY) bench/best_model.py --speed
 	$(PY) bench/predict_latency.py
 	$(PY) bench/serve_many.py $(if $(BASELINE),--baseline $(BASELINE))  # BASELINE=DIR: another checkout
 	$(PY) bench/first_paint.py --views

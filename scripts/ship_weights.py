@@ -3,15 +3,19 @@
     python scripts/ship_weights.py runs/deep_mnist runs/hvass ...
     python scripts/ship_weights.py --features-of deep_mnist   # re-render shipped images only
     python scripts/ship_weights.py --features-of deep_mnist --only logits/prior conv1/prior
+    python scripts/ship_weights.py runs/best --layouts best --frames 6  # + 6 layouts
 
 For each run: the weights in float16 (refused if that changes test accuracy by more than
 0.05 points), their metadata, the training curves (metrics.jsonl) and, where asked, the
-representation snapshots compacted to the leading principal components of fc1.
+representation snapshots compacted to the leading principal components of fc1; or, where
+asked with --layouts, only the t-SNE layouts of up to --frames snapshots (the Embedding tab
+of a model whose snapshots would not fit the package).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +26,7 @@ import torch
 from cnnscope._io import atomic_write
 from cnnscope.analysis.embedding import embed_snapshots
 from cnnscope.analysis.evaluation import evaluate
-from cnnscope.analysis.snapshots import compact, load_snapshots
+from cnnscope.analysis.snapshots import Snapshots, compact, load_snapshots
 from cnnscope.checkpoints import load_weights, save_weights
 from cnnscope.data import load_mnist
 from cnnscope.store import SHIPPED_DIR, feature_key, shipped
@@ -52,6 +56,21 @@ def ship_features(model, name: str, only: list[str] | None = None) -> None:  # t
     atomic_write(shipped(name, "features.safetensors"), lambda tmp: save_file(images, str(tmp)))
 
 
+def thin(snaps: Snapshots, frames: int) -> Snapshots:
+    """At most ``frames`` snapshots, evenly spread, the first and the last kept."""
+    n = len(snaps.steps)
+    if n <= frames:
+        return snaps
+    keep = sorted({round(i * (n - 1) / (frames - 1)) for i in range(frames)})
+    return dataclasses.replace(
+        snaps,
+        steps=[snaps.steps[i] for i in keep],
+        epochs=[snaps.epochs[i] for i in keep],
+        subset_accuracy=[snaps.subset_accuracy[i] for i in keep],
+        stages={k: [v[i] for i in keep] for k, v in snaps.stages.items()},
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,6 +90,13 @@ def main() -> None:
     p.add_argument(
         "--snapshots", nargs="*", default=["deep_mnist"], help="architectures whose snapshots ship"
     )
+    p.add_argument(
+        "--layouts",
+        nargs="*",
+        default=[],
+        help="architectures whose embedding layouts ship without their snapshots",
+    )
+    p.add_argument("--frames", type=int, default=10, help="snapshots laid out for --layouts")
     p.add_argument("--components", type=int, default=50, help="fc1 principal components kept")
     args = p.parse_args()
     for name in args.features_of:
@@ -94,6 +120,8 @@ def main() -> None:
             "test_per_class_accuracy": half.per_class_accuracy,
         }
         extra = {k: v for k, v in meta.items() if k in ("train_config", "data", "threads")}
+        if isinstance(extra.get("data"), dict):  # the folder it was read from is this machine's
+            extra["data"] = {k: v for k, v in extra["data"].items() if k != "source"}
         save_weights(
             model,
             shipped(name, "safetensors"),
@@ -108,6 +136,11 @@ def main() -> None:
             _, payload = embed_snapshots(load_snapshots(packed), model)
             (shipped(name, "embedding.json")).write_text(json.dumps(payload) + "\n")
             ship_features(model, name)
+        elif name in args.layouts:
+            _, payload = embed_snapshots(
+                thin(load_snapshots(run / "snapshots"), args.frames), model
+            )
+            (shipped(name, "embedding.json")).write_text(json.dumps(payload) + "\n")
         sizes = {f.name: f.stat().st_size for f in SHIPPED_DIR.glob(f"{name}.*")}
         print(
             json.dumps(

@@ -219,3 +219,19 @@ def test_incomplete_training_state_named(tmp_path: Path) -> None:
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(CheckpointError, match=r"s\.safetensors: incomplete training state"):
         load_training_state(path, model, opt)
+
+
+def test_batchnorm_counts_stay_integers_in_float16_files(tmp_path: Path) -> None:
+    model = build_model("best")
+    model.train()
+    model(torch.rand(8, 1, 28, 28))  # one batch: running statistics and a count of 1
+    path = save_weights(model, tmp_path / "w.safetensors", dtype=torch.float16)
+    from safetensors.torch import load_file
+
+    raw = load_file(str(path))
+    assert raw["bn1.num_batches_tracked"].dtype == torch.int64
+    assert raw["bn1.running_var"].dtype == torch.float16
+    loaded, meta = load_weights(path)
+    assert meta["dtype"] == "float16"
+    assert int(loaded.bn1.num_batches_tracked) == 1
+    assert torch.allclose(loaded.bn1.running_mean, model.bn1.running_mean, atol=1e-3)

@@ -45,3 +45,18 @@ def test_default_snapshots_ship_small_and_show_learning() -> None:
 def test_package_weights_stay_small() -> None:
     total = sum(f.stat().st_size for f in SHIPPED_DIR.iterdir())
     assert total <= 25_000_000
+
+
+def test_best_model_reaches_99_6_with_weights_not_chosen_on_test() -> None:
+    _, meta = cnnscope.load_model("best")  # its accuracy is re-measured by the test above
+    metrics, config = meta["metrics"], meta["train_config"]
+    assert metrics["test_accuracy"] >= 0.996
+    assert (config["recipe"], config["augment"]) == ("best", True)
+    assert metrics["train_seconds"] <= 20 * 60
+    # The shipped weights are the run's last: its final validation line is theirs.
+    curves = [
+        json.loads(line) for line in shipped("best", "metrics.jsonl").read_text().splitlines()
+    ]
+    last = [c for c in curves if c["split"] == "validation"][-1]
+    assert last["step"] == metrics["steps"]
+    assert last["accuracy"] == metrics["validation_accuracy"]

@@ -203,10 +203,10 @@ def load(
     Parameters
     ----------
     model
-        A built-in name (``deep_mnist``, ``hvass``, ``single_conv``, ``lenet5``), a weights
-        file written by ``cnnscope train`` for a built-in, or your own model as
-        ``"path/to/file.py:Class"`` or ``"package.module:Class"`` (a class or a
-        zero-argument factory).
+        A built-in name (``deep_mnist``, ``hvass``, ``single_conv``, ``lenet5``,
+        ``best``), a weights file written by ``cnnscope train`` for a built-in, or your
+        own model as ``"path/to/file.py:Class"`` or ``"package.module:Class"`` (a class
+        or a zero-argument factory).
     weights
         Built-in: a ``.safetensors`` file of that architecture (default: the shipped
         weights). Your own: ``.safetensors`` or a ``.pt``/``.pth`` state dict (read with

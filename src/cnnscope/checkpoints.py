@@ -59,6 +59,7 @@ _HEADER_KEY = "cnnscope"
 # beyond this is a crafted or damaged header, not a model (fc1 alone would need > 4 GB).
 _MAX_WIDTH = 1 << 16
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_INT_DTYPES = ("I64", "I32", "I16", "I8", "U8")  # only where the model's own is an integer
 _FIX = "re-run `cnnscope train` or restore the file"
 
 
@@ -111,7 +112,10 @@ def save_weights(
     # `model.load_state_dict(safetensors.torch.load_file(path))` works in your code too.
     own = model.net if isinstance(model, Adapted) else model
     tensors = {
-        k: (v.detach().to(dtype) if dtype is not None else v.detach()).contiguous().cpu()
+        # dtype applies to the floating-point tensors; counts (BatchNorm's batches) stay ints
+        k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach())
+        .contiguous()
+        .cpu()
         for k, v in own.state_dict().items()
     }
     header: dict[str, Any] = (
@@ -126,7 +130,9 @@ def save_weights(
     meta = {
         **header,
         "created_at": _now(),
-        "dtype": str(next(iter(tensors.values())).dtype).removeprefix("torch."),
+        "dtype": str(
+            next((t for t in tensors.values() if t.is_floating_point()), torch.empty(0)).dtype
+        ).removeprefix("torch."),
         **(metadata or {}),
         "weights_file": path.name,
         "weights_sha256": _sha256(path),
@@ -206,12 +212,20 @@ def _check_tensors(path: Path, arch: str, config: dict[str, Any]) -> None:
         with safe_open(str(path), framework="pt") as f:
             slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118 - not a dict
             found = {k: tuple(s.get_shape()) for k, s in slices.items()}
-            odd = sorted(k for k, s in slices.items() if s.get_dtype() not in _FLOAT_DTYPES)
+            dtypes = {k: s.get_dtype() for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable tensor index ({e}); {_FIX}.") from e
+    own = skeleton.state_dict()
+    # A count such as BatchNorm's num_batches_tracked is an integer; everything else floats.
+    counts = {k for k, v in own.items() if not v.is_floating_point()}
+    odd = sorted(
+        k
+        for k, dtype in dtypes.items()
+        if dtype not in _FLOAT_DTYPES and not (k in counts and dtype in _INT_DTYPES)
+    )
     if odd:
         raise CheckpointError(f"{path}: tensors {', '.join(odd)} are not floating point; {_FIX}.")
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in own.items()}
     _check_shapes(path, arch, expected, found)
 
 
@@ -295,7 +309,9 @@ def load_weights(
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors data ({e}).") from e
-    _load_state(model, {k: v.float() for k, v in state.items()}, path)
+    _load_state(
+        model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, path
+    )
     model.eval()
     return model, meta
 

@@ -116,3 +116,32 @@ def test_errors_name_stage_and_position(deep, seven) -> None:
         unit_arithmetic(deep, seven, "conv1", 0, 0, 28)
     with pytest.raises(ValueError, match="channel 10"):
         unit_arithmetic(deep, seven, "logits", 10)
+
+
+def test_batchnorm_between_conv_and_relu(deep, seven) -> None:
+    model = build_model("best")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # statistics and affine parameters far from the identity
+        for bn in (model.bn1, model.bn2):
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=g))
+            bn.running_var.copy_(torch.rand(c, generator=g) + 0.1)
+            bn.weight.copy_(torch.randn(c, generator=g))
+            bn.bias.copy_(torch.randn(c, generator=g))
+    model.eval()
+    rec = _recorded(model, seven)
+    for stage, norm, relu, (c, y, x) in [
+        ("conv1", "bn1", "relu1", (3, 14, 13)),
+        ("conv2", "bn2", "relu2", (7, 5, 6)),
+    ]:
+        a = unit_arithmetic(model, seven, stage, c, y, x)
+        assert a.bias == 0.0 and abs(a.sum - rec[stage][c, y, x]) < 1e-5  # convs without bias
+        n = a.norm
+        assert n is not None and (n["stage"], n["module"]) == (norm, "BatchNorm2d")
+        assert n["value"] == float(rec[norm][c, y, x])
+        assert abs(a.value * n["scale"] + n["shift"] - n["value"]) < 1e-5
+        assert a.activation is not None and a.activation["stage"] == relu
+        assert abs(a.activation["value"] - max(0.0, n["value"])) < 1e-6
+    assert unit_arithmetic(model, seven, "conv1", 3, 14, 13).pool["stage"] == "pool1"
+    # A model without normalisation has none to show.
+    assert unit_arithmetic(deep, seven, "conv1", 0, 10, 11).norm is None

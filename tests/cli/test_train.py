@@ -78,3 +78,38 @@ def test_resume_after_a_torn_metrics_line(tmp_path: Path, capsys) -> None:
     assert len(torn) == 1 and torn[0].startswith("cnnscope train: warning: "), err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(r["step"] <= 10 for r in records)
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "recipe"),
+    [
+        (["--model", "best"], "best"),  # the best model trains with its own recipe…
+        (["--model", "best", "--recipe", "fast"], "fast"),  # …unless told
+        (["--model", "best", "--no-augment"], "best"),
+        (["--model", "lenet5"], "fast"),
+        ([], "fast"),
+    ],
+)
+def test_recipe_defaults_to_the_models_own(tmp_path: Path, monkeypatch, argv, recipe) -> None:
+    import cnnscope.train
+
+    seen = []
+
+    def fake_fit(config, *args, **kwargs):
+        seen.append(config)
+        raise _Captured
+
+    monkeypatch.setattr(cnnscope.train, "fit", fake_fit)
+    with pytest.raises(_Captured):
+        main(["train", *argv, "--run-dir", str(tmp_path / "run")])
+    config = seen[0]
+    assert config.recipe == recipe
+    if recipe == "best":
+        augment = "--no-augment" not in argv
+        assert (config.augment, config.precision, config.batch_size) == (augment, "auto", 256)
+    else:
+        assert not config.augment

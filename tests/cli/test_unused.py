@@ -25,3 +25,16 @@ def test_default_layers_come_from_stage_kinds(capsys) -> None:
     assert main(["unused", "--model", "lenet5", "--json"]) == 0
     stages = [r["stage"] for r in json.loads(capsys.readouterr().out)]
     assert stages == ["relu1", "pool1", "relu2", "pool2", "fc1", "fc2"]
+
+
+def test_normalised_stages_are_measured_after_their_activation() -> None:
+    from cnnscope.cli.unused import stages
+    from cnnscope.models import build_model
+
+    model = build_model("best")
+    # A BatchNorm map is signed like its conv's: by default not measured at all, and when
+    # asked for, measured where the conv's channels fire.
+    default = [measured for _, measured in stages(model, None)]
+    assert not any(s.startswith(("conv", "bn")) for s in default)
+    assert default[:3] == ["relu1", "pool1", "relu2"] and default[-2:] == ["pool3", "fc1"]
+    assert stages(model, "bn2,conv3") == [("bn2", "relu2"), ("conv3", "relu3")]

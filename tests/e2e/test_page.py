@@ -596,6 +596,21 @@ def test_arithmetic_of_conv2_fc1_and_logits(page) -> None:
         page.keyboard.press("Escape")
 
 
+def test_arithmetic_of_the_best_models_batchnorm(page) -> None:
+    """best: conv → BatchNorm → ReLU; the panel spells out the BatchNorm step between the
+    conv's sum and the ReLU, and the ReLU takes the normalised value."""
+    page.select_option("#model", "best")
+    _draw(page, SEVEN)
+    _idle(page)
+    assert page.locator("#status").inner_text().startswith("best: ")
+    page.locator('canvas.grid[data-stage="conv2"]').click(position={"x": 3, "y": 3})
+    page.wait_for_selector('[data-panel="arithmetic"][data-stage="conv2"]', timeout=15_000)
+    text = page.locator('[data-panel="arithmetic"]').inner_text()
+    assert "BatchNorm2d (bn2)" in text and "ReLU (relu2)" in text
+    assert text.index("BatchNorm2d (bn2)") < text.index("ReLU (relu2)")
+    page.keyboard.press("Escape")
+
+
 def test_words_on_every_panel_labelled_logits_and_legends(page) -> None:
     _draw(page, SEVEN)
     _idle(page)

@@ -7,7 +7,8 @@ the module's real weights, and spells out the value at ``(channel, y, x)``:
 * a conv position: the input patch under the kernel (padding zeros included), the
   kernel, their element-wise products and sums (per input channel when there are
   several, with the largest single products), plus the bias = the pre-activation; then
-  the activation that follows the conv, and which position of the pooling window won;
+  the normalisation that follows the conv (BatchNorm in eval mode: value × scale + shift),
+  the activation, and which position of the pooling window won;
 * a fully connected unit: its largest contributions (weight × input), the rest summed,
   plus the bias, then the unit's activation;
 * the logits: the same for one class, and the softmax with its numbers.
@@ -68,6 +69,7 @@ class Arithmetic:
     partials: list[float] = field(default_factory=list)
     top: list[dict[str, Any]] = field(default_factory=list)
     rest: float = 0.0
+    norm: dict[str, Any] | None = None  # {"stage", "module", "scale", "shift", "value"}
     activation: dict[str, Any] | None = None  # {"stage", "module", "value"}
     pool: dict[str, Any] | None = None  # {"stage", "module", "y", "x", "window", ...}
     softmax: dict[str, Any] | None = None  # {"logits", "exp", "total", "probabilities"}
@@ -155,7 +157,9 @@ def unit_arithmetic(
         **out,
     )
     if info.kind == "conv":
-        result.activation, result.pool = _followers(model, outputs, stage, channel, y, x)
+        result.norm, result.activation, result.pool = _followers(
+            model, outputs, stage, channel, y, x
+        )
     elif isinstance(module, LinearReLU):  # the stage's output is after its own ReLU
         result.activation = {"stage": stage, "module": "ReLU", "value": value}
     if info.kind == "logits":
@@ -255,15 +259,23 @@ def _linear(module: nn.Linear, inp: np.ndarray, unit: int) -> dict[str, Any]:
 
 def _followers(
     model: StagedModel, outputs: dict[str, torch.Tensor], conv: str, channel: int, y: int, x: int
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The activation after ``conv`` at (y, x), and the pooling window holding (y, x)."""
-    activation = pool = None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """The normalisation and the activation after ``conv`` at (y, x), and the pooling
+    window holding (y, x)."""
+    norm = activation = pool = None
     before = conv
     for info in stage_infos(model).values():
         if info.parent != conv:
             continue
         module = model.get_submodule(info.name)
-        if info.kind == "act" and activation is None:
+        if info.kind == "norm" and norm is None:
+            norm = {
+                "stage": info.name,
+                "module": type(module).__name__,
+                **_norm_affine(module, channel),
+                "value": float(outputs[info.name][0, channel, y, x]),
+            }
+        elif info.kind == "act" and activation is None:
             activation = {
                 "stage": info.name,
                 "module": type(module).__name__,
@@ -274,7 +286,20 @@ def _followers(
                 module, info.name, outputs[before][0, channel], outputs[info.name][0, channel], y, x
             )
         before = info.name
-    return activation, pool
+    return norm, activation, pool
+
+
+def _norm_affine(module: nn.Module, channel: int) -> dict[str, float | None]:
+    """A BatchNorm's per-channel ``scale`` and ``shift`` in eval mode, where the value is
+    input × scale + shift; ``None`` for a norm that depends on the whole map (GroupNorm…)."""
+    if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_var is None:
+        return {"scale": None, "shift": None}
+    var = float(module.running_var[channel])
+    mean = float(module.running_mean[channel])  # type: ignore[index]
+    gamma = float(module.weight[channel].detach()) if module.weight is not None else 1.0
+    beta = float(module.bias[channel].detach()) if module.bias is not None else 0.0
+    scale = gamma / (var + module.eps) ** 0.5
+    return {"scale": scale, "shift": beta - mean * scale}
 
 
 def _max_pool(

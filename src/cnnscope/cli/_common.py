@@ -141,8 +141,8 @@ def add_model_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         action=_InOrder,
         default=argparse.SUPPRESS,
         metavar="NAME",
-        help="a built-in (deep_mnist, hvass, single_conv, lenet5; default deep_mnist) or your "
-        "own model as path/to/file.py:Class or package.module:Class" + more,
+        help="a built-in (deep_mnist, hvass, single_conv, lenet5, best; default deep_mnist) "
+        "or your own model as path/to/file.py:Class or package.module:Class" + more,
     )
     g.add_argument(
         "--weights",

@@ -47,15 +47,17 @@ _FLAGS: dict[str, str] = {
     "snapshot_size": "test images in the embedding snapshots; 0 = none",
     "precision": "the training step's forward pass: fp32, bf16 (autocast), or auto: bf16 "
     "where the device computes it natively",
+    "augment": "random affine augmentation: ±10° turns, ±2 px shifts, ×0.9–1.1 scaling",
 }
 
 
 def add(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--recipe",
-        default="fast",
-        choices=["fast", "seed"],
-        help="fast: tuned for CPU; seed: the TensorFlow tutorial's",
+        default=None,
+        choices=["fast", "seed", "best"],
+        help="fast: tuned for CPU; seed: the TensorFlow tutorial's; best: augmented, long, "
+        "for the best model (default: the model's own recipe, best for best, else fast)",
     )
     add_model_flags(p)
     _add_config_flags(p)
@@ -93,12 +95,21 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         # Counts and seeds are never negative, numbers never NaN; TrainConfig.validate
         # owns the finer ranges.
         kind = {int: int_in(0), float: finite_float}.get(kind, kind)
-        if f.name in RECIPES["fast"]:
+        if any(f.name in recipe for recipe in RECIPES.values()):
             shown = ", ".join(f"{r}: {v.get(f.name, default)}" for r, v in RECIPES.items())
         else:
             shown = f"{default}"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:  # --augment / --no-augment
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=f"{_FLAGS[f.name]} ({shown})",
+            )
+            continue
         p.add_argument(
-            "--" + f.name.replace("_", "-"),
+            flag,
             type=kind,
             choices=choices.get(f.name),
             default=argparse.SUPPRESS,
@@ -110,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoints import open_model
-    from ..models import is_foreign_spec
+    from ..models import DEFAULT_MODEL, get_spec, is_foreign_spec
     from ..train import TrainConfig, choose_threads, fit
     from ._progress import ProgressBar
 
@@ -131,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
             "log_every": 5,
             **overrides,
         }
-    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    recipe = args.recipe
+    if recipe is None:  # the model's own: `--model best` trains with the best recipe
+        recipe = "fast" if foreign else get_spec(choice.model or DEFAULT_MODEL).recipe
+    config = TrainConfig.from_recipe(recipe, **overrides)
     config.validate()  # out-of-range flags fail before the data loads
     if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")

@@ -39,7 +39,8 @@ def stages(model: Any, requested: str | None) -> list[tuple[str, str]]:
 
     infos = stage_infos(model)
     if not requested:
-        return [(s, s) for s, info in infos.items() if info.kind not in ("conv", "logits")]
+        # conv and norm maps are signed (read after their activation, itself listed)
+        return [(s, s) for s, info in infos.items() if info.kind not in ("conv", "norm", "logits")]
     names = [s.strip() for s in requested.split(",") if s.strip()]
     for name in names:
         resolve_stage(model, name)

@@ -287,16 +287,19 @@ def resolve_stage(model: nn.Module, name: str) -> nn.Module:
 
 
 def activation_stage(model: nn.Module, stage: str) -> str:
-    """The stage that shows what ``stage`` *fires*: a conv stage's activation, else itself.
+    """The stage that shows what ``stage`` *fires*: a conv stage's activation (or that of
+    the conv a normalisation follows), else itself.
 
     A pre-activation conv map is signed and linear in its input, so its mean, its
     Grad-CAM weighting and its ranking of images all mislead (an empty map, a white or
-    black image, the images with least ink); its activation's output does not.
+    black image, the images with least ink); its activation's output does not. A
+    normalised map (BatchNorm) is as signed as the conv's.
     """
     infos = stage_infos(model)
-    if stage in infos and infos[stage].kind == "conv":
+    if stage in infos and infos[stage].kind in ("conv", "norm"):
+        conv = stage if infos[stage].kind == "conv" else infos[stage].parent
         for info in infos.values():
-            if info.kind == "act" and info.parent == stage:
+            if info.kind == "act" and info.parent == conv:
                 return info.name
     return stage
 

@@ -346,6 +346,11 @@ class ArithmeticResponse(BaseModel):
     partials: list[float] = Field(description="conv: each input channel's sum")
     top: list[dict[str, object]] = Field(description="the largest weight × input terms")
     rest: float = Field(description="the sum of the terms not in top")
+    norm: dict[str, object] | None = Field(
+        default=None,
+        description="conv: the normalisation before its activation (BatchNorm: value × "
+        "scale + shift), {stage, module, scale, shift, value}",
+    )
     activation: dict[str, object] | None
     pool: dict[str, object] | None
     softmax: dict[str, object] | None
@@ -366,7 +371,7 @@ class RunRequest(BaseModel):
         description="a built-in architecture, or the id of your own model this server serves "
         "(started with --model net.py:Net): /api/training lists them",
     )
-    recipe: str = Field(default="fast", max_length=200, description="fast or seed")
+    recipe: str = Field(default="fast", max_length=200, description="fast, seed or best")
     epochs: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     steps: int | None = Field(default=None, description="optimizer steps (capped)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

@@ -31,6 +31,7 @@ from ..data import MNIST, DataError, load_mnist, to_float
 from ..devices import native_bf16
 from ..models import StagedModel, build_model, num_classes
 from . import runs
+from .augment import random_affine
 from .config import TrainConfig
 
 __all__ = ["Callback", "TrainResult", "TrainState", "fit"]
@@ -234,6 +235,9 @@ class _Run:
             self.perm, self.perm_epoch = torch.randperm(self.n, generator=g), epoch
         idx = self.perm[i * self.batch_size : (i + 1) * self.batch_size]
         x = to_float(self.train_x[idx]).to(self.device)  # (B, 1, H, W) float32
+        if self.config.augment:  # seeded by (seed, step): a resumed run sees the same images
+            seed = self.config.seed * 1_000_003 + 500_000 + self.state.step
+            x = random_affine(x, torch.Generator().manual_seed(seed))
         x = x.contiguous(memory_format=self.memory_format)
         y = self.labels[idx].to(self.device)
 

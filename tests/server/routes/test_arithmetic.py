@@ -79,3 +79,29 @@ def test_a_layer_it_cannot_spell_out_is_422(mnist) -> None:
     )
     res = TestClient(app).post("/api/arithmetic", json={"pixels": _pixels(mnist), "stage": "conv1"})
     assert res.status_code == 422 and res.json()["detail"].startswith("stage: conv1 is a Conv2d")
+
+
+def test_batchnorm_step_of_the_best_model(mnist) -> None:
+    from fastapi.testclient import TestClient
+
+    import cnnscope
+    from cnnscope.server.app import ServedModel, create_app
+
+    model, meta = cnnscope.load_model("best")
+    served = [ServedModel("best", model, meta, "shipped")]
+    app = create_app(served, data=mnist, allowed_hosts=["testserver"])
+    client = TestClient(app)
+    body = {"pixels": _pixels(mnist), "stage": "conv2", "channel": 7, "y": 6, "x": 7}
+    a = client.post("/api/arithmetic", json=body).json()
+    rec = record(model, to_float(mnist.test_images[0][None]))
+    n = a["norm"]
+    assert (n["stage"], n["module"]) == ("bn2", "BatchNorm2d")
+    assert n["value"] == pytest.approx(float(rec["bn2"][0, 7, 6, 7]), abs=1e-6)
+    assert a["value"] * n["scale"] + n["shift"] == pytest.approx(n["value"], abs=1e-5)
+    assert a["activation"]["value"] == pytest.approx(max(0.0, n["value"]), abs=1e-6)
+    assert client.post("/api/arithmetic", json={**body, "stage": "conv1"}).json()["norm"]
+
+
+def test_no_norm_without_normalisation(client, mnist) -> None:
+    body = {"pixels": _pixels(mnist), "stage": "conv2", "channel": 7, "y": 6, "x": 7}
+    assert client.post("/api/arithmetic", json=body).json()["norm"] is None  # deep_mnist

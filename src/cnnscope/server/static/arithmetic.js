@@ -96,9 +96,18 @@ export class ArithmeticView {
       a.kind === "conv" ? ` (the pre-activation ${a.stage} value)` : "");
     // The result: the sum, then what the activation and the pooling make of it.
     const result = [sum];
+    // A normalisation between the conv and its activation (BatchNorm: value × scale + shift).
+    const n = a.kind === "conv" ? a.norm : null;
+    if (n) {
+      result.push(el("p", { className: "sum" }, `${n.module} (${n.stage}): `,
+        n.scale == null ? `${n.module}(${num(a.value)})` : `${num(a.value)} × ${num(n.scale)}`,
+        ...(n.scale == null ? [] : [op("+"), `${num(n.shift)}`]), op("="),
+        el("strong", { textContent: num(n.value) })));
+    }
+    const before = n ? n.value : a.value;
     if (a.kind === "conv" && a.activation) {
       result.push(el("p", { className: "sum" }, `${a.activation.module} (${a.activation.stage}): `,
-        a.activation.module === "ReLU" ? `max(0, ${num(a.value)})` : `${a.activation.module}(${num(a.value)})`, op("="),
+        a.activation.module === "ReLU" ? `max(0, ${num(before)})` : `${a.activation.module}(${num(before)})`, op("="),
         el("strong", { textContent: num(a.activation.value) })));
     }
     if (a.pool) result.push(this.pool(a));
