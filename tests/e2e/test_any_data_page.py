@@ -22,7 +22,7 @@ def shapes_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = build_model("lenet5", num_classes=4).eval()
     meta = {"classes": list(NAMES), "data": {"source": str(folder / "shapes.npz")}}
     app = create_app([ServedModel("shapes", model, meta, "test")], data_dir=str(folder), seed=0)
-    with serving(app, join_timeout=10) as url:
+    with serving(app) as url:
         yield url
 
 

@@ -30,7 +30,7 @@ def sized_url(mnist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         torch.save(load_foreign(f"{FILE}:{name}").net.state_dict(), folder / f"{name}.pt")
         choices.append(ModelChoice(f"{FILE}:{name}", str(folder / f"{name}.pt")))
     models = served_models([*choices, ModelChoice("lenet5")])
-    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+    with serving(create_app(models, data=mnist, seed=0)) as url:
         yield url
 
 

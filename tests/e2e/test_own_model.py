@@ -27,7 +27,7 @@ def own_url(mnist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models = served_models(
         [ModelChoice(SPEC, str(folder / "w.pt"), (0.1307, 0.3081)), ModelChoice("lenet5")]
     )
-    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+    with serving(create_app(models, data=mnist, seed=0)) as url:
         yield url
 
 

@@ -25,7 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def server_url(mnist) -> Iterator[str]:
     models = [ServedModel(n, *cnnscope.load_model(n), "shipped") for n in cnnscope.bundled_models()]
     models.sort(key=lambda m: m.id != "deep_mnist")
-    with serving(create_app(models, data=mnist, seed=0), join_timeout=10) as url:
+    with serving(create_app(models, data=mnist, seed=0)) as url:
         yield url
 
 

@@ -30,9 +30,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(app: Any, join_timeout: float = 20.0) -> Iterator[str]:
+def serving(app: Any, join_timeout: float = 30.0) -> Iterator[str]:
     """``app`` on a free 127.0.0.1 port until the block ends; yields its URL. The server's
-    shutdown must finish within ``join_timeout`` seconds (a hung shutdown fails)."""
+    shutdown must finish within ``join_timeout`` seconds (a hung shutdown fails; the app
+    itself gives its background indexing 10 s to stop, at its next batch)."""
     port = free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
