@@ -1,6 +1,6 @@
 """How recognisable and how faithful are each shipped model's class images? (issue 13's table)
 
-    python bench/features_check.py [--models deep_mnist,hvass,single_conv,lenet5] [--png F]
+    python bench/features_check.py [--models deep_mnist,hvass,single_conv,lenet5,best] [--png F]
 
 Judges trained on MNIST pixels (logistic regression, 5-NN; never the model explained)
 name each class image. Faithfulness: each class image's own *logit* (before the softmax)
@@ -22,7 +22,7 @@ from cnnscope.data import load_mnist
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="deep_mnist,hvass,single_conv,lenet5")
+    p.add_argument("--models", default="deep_mnist,hvass,single_conv,lenet5,best")
     p.add_argument("--methods", default=",".join(METHODS), help="default: every method")
     p.add_argument("--png", help="also write the class images, one row per model and method")
     args = p.parse_args()
