@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -32,10 +32,23 @@ __all__ = [
 ]
 
 
+def _subplots(
+    *grid: int,
+    figsize: tuple[float, float],
+    layout: Literal["constrained"] = "constrained",
+    **kw: Any,
+) -> tuple[Figure, Any]:
+    """A figure and its axes made without pyplot: nothing keeps it once the caller lets
+    go (a command run many times in one process kept every figure: pyplot's warning after
+    20), and no GUI backend is involved."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*grid, **kw)
+
+
 def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=size, layout="constrained")
+    fig, new_ax = _subplots(figsize=size, layout="constrained")
     return fig, new_ax
 
 
@@ -76,7 +89,7 @@ def mistakes_figure(
     from ``classes``, else the label numbers)."""
     count = max(1, len(mistakes))
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, columns, figsize=(columns * 1.3, rows * 1.5), layout="constrained", squeeze=False
     )
     for ax in axes.flat:
@@ -91,7 +104,7 @@ def mistakes_figure(
 
 def attribution_figure(image: np.ndarray, attributions: Sequence[Attribution]) -> Figure:
     """The input beside each attribution map (diverging colours, zero white)."""
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1,
         len(attributions) + 1,
         figsize=(2.2 * (len(attributions) + 1), 2.6),
@@ -181,7 +194,7 @@ def embedding_figure(
 
 def class_points_figure(points: dict[str, list[list[float]]]) -> Figure:
     """The 10 class weight vectors (and class means) in 2-D, labelled by digit."""
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1, len(points), figsize=(4 * len(points), 4), layout="constrained", squeeze=False
     )
     names = {

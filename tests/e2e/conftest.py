@@ -1,4 +1,7 @@
-"""Browser tests: one headless Debian Chromium for the session, and the page-error list."""
+"""Browser tests: one headless Debian Chromium per module, and the page-error list.
+
+Per module, not per session: Playwright's sync API keeps an event loop running on the
+main thread while it is open, and later tests that call ``asyncio.run`` then fail."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 from tests.support.chromium import EXECUTABLE, launch
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(EXECUTABLE).exists():
         if os.environ.get("CI"):
