@@ -55,3 +55,20 @@ def test_empty_and_malformed_input() -> None:
     assert tile_sheet(np.zeros((0, 28, 28))).size[0] > 0
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         tile_sheet(np.zeros((28, 28)))
+
+
+def test_figures_are_not_kept_by_pyplot() -> None:
+    """A command run many times in one process (a test suite, a notebook) made a pyplot
+    figure each time and kept it: past 20, pyplot warned (an error under the suite)."""
+    import matplotlib.pyplot as plt
+
+    from cnnscope.analysis.attribution import Attribution
+    from cnnscope.plots import attribution_figure
+
+    before = len(plt.get_fignums())
+    image = np.zeros((28, 28), np.float32)
+    found = Attribution(np.ones((28, 28)), "saliency", 3, [0.1] * 10)
+    for _ in range(25):
+        fig = attribution_figure(image, [found])
+        assert len(fig.axes) == 2
+    assert len(plt.get_fignums()) == before

@@ -356,3 +356,22 @@ def test_bf16_render_matches_fp32_and_leaves_the_model_as_it_was() -> None:
     assert not np.array_equal(fp32, bf16)  # it did run in bfloat16
     with pytest.raises(ValueError, match="precision must be auto, fp32 or bf16"):
         RenderConfig(precision="fp16").validate()
+
+
+def test_class_images_render_in_float32_where_auto_would_pick_bf16(monkeypatch) -> None:
+    """precision="auto" means bf16 on a CPU with AMX, but not for the ten class images:
+    their judges and faithfulness were measured in float32 (bf16 lost one image). The big
+    layers keep bf16."""
+    import importlib
+
+    render_mod = importlib.import_module("cnnscope.analysis.features.render")
+    monkeypatch.setattr(render_mod, "bf16_native", lambda device: True)
+    torch.manual_seed(0)
+    model = build_model("deep_mnist", conv1=8, conv2=8, hidden=32).eval()
+    cfg = RenderConfig(steps=10, restarts=1, **STILL)
+    fp32, bf16 = (dataclasses.replace(cfg, precision=p) for p in ("fp32", "bf16"))
+    auto = layer_images(model, "logits", range(3), cfg)
+    assert np.array_equal(auto, layer_images(model, "logits", range(3), fp32))
+    assert not np.array_equal(auto, layer_images(model, "logits", range(3), bf16))
+    hidden = layer_images(model, "fc1", range(3), cfg)  # a big layer: bf16 under auto
+    assert np.array_equal(hidden, layer_images(model, "fc1", range(3), bf16))
