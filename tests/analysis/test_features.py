@@ -365,7 +365,7 @@ def test_class_images_render_in_float32_where_auto_would_pick_bf16(monkeypatch) 
     import importlib
 
     render_mod = importlib.import_module("cnnscope.analysis.features.render")
-    monkeypatch.setattr(render_mod, "bf16_native", lambda device: True)
+    monkeypatch.setattr(render_mod, "native_bf16", lambda device: True)
     torch.manual_seed(0)
     model = build_model("deep_mnist", conv1=8, conv2=8, hidden=32).eval()
     cfg = RenderConfig(steps=10, restarts=1, **STILL)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...devices import native_bf16
 from ...models import StagedModel, logits_stage, stage_infos
 from ...models.builtin import LinearReLU
 from ..activations import forward_until
@@ -202,7 +203,7 @@ def render(
     start = torch.stack(
         [torch.rand(*model.input_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
     ).to(device)  # (tries·total, C, H, W) uniform [0, 1), on the model's device
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_native(device))
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
     with _frozen(model, bf16) as work:
         if cfg.method == "plain":
             out = _render_plain(work, objective, start, cfg, progress)
@@ -255,17 +256,6 @@ def _forward(model: StagedModel, x: torch.Tensor, objective: Objective) -> torch
         x = x.to(dtype).contiguous(memory_format=torch.channels_last)
     outputs = forward_until(model, x, objective.stages)
     return objective({k: v.float() for k, v in outputs.items()})
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (a CPU with AMX tiles, a GPU with bf16):
-    where ``precision="auto"`` renders in bf16. Elsewhere bf16 is emulated, slower than fp32."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch ≥ 2.3's private probe
-        return bool(amx()) if amx is not None else False
-    return False
 
 
 def _expand(objective: Objective, variants: int) -> Objective:
