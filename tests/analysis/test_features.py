@@ -375,3 +375,25 @@ def test_class_images_render_in_float32_where_auto_would_pick_bf16(monkeypatch) 
     assert not np.array_equal(auto, layer_images(model, "logits", range(3), bf16))
     hidden = layer_images(model, "fc1", range(3), cfg)  # a big layer: bf16 under auto
     assert np.array_equal(hidden, layer_images(model, "fc1", range(3), bf16))
+
+
+def test_bf16_render_keeps_a_grey_models_maps_channels_last() -> None:
+    """A one-channel input's NCHW strides also pass as channels-last, so
+    ``.contiguous(memory_format=channels_last)`` left it NCHW and oneDNN made conv1's maps
+    NCHW: each step then converted them back and forth (a quarter of its time)."""
+    from cnnscope.analysis.features import Objective
+    from cnnscope.analysis.features.render import _forward, _frozen
+
+    seen: dict[str, torch.Tensor] = {}
+
+    def probe(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        seen.update(outputs)
+        return outputs["conv2"].mean(dim=(1, 2, 3))
+
+    stages = {"conv1", "relu1", "pool1", "conv2"}
+    with _frozen(_tiny(), bf16=True) as work:
+        _forward(work, torch.rand(2, 1, 28, 28), Objective(probe, stages, "probe"))
+    assert set(seen) == stages
+    for name, out in seen.items():
+        cl = out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        assert cl, (name, out.stride())
