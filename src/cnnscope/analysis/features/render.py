@@ -233,7 +233,8 @@ def _frozen(model: StagedModel, bf16: bool) -> Iterator[StagedModel]:
             p.requires_grad_(False)
             if p.dim() == 4:  # conv kernels: the layout oneDNN picks maps by
                 p.data = _channels_last(p.data)
-        yield work
+        with _ChannelsLastGrads(work):
+            yield work
         return
     was_training = model.training
     grads = [p.requires_grad for p in model.parameters()]
@@ -257,6 +258,47 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     (23 % of a render step went to copies).
     """
     return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
+
+
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity forward; backward hands the gradient on channels-last."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+class _ChannelsLastGrads:
+    """Every 4-D map's gradient channels-last, as the map itself is; hooks released.
+
+    A map that a model flattens (pool2 → fc1) gets its gradient back as the flat
+    gradient's NCHW view, and max pooling's backward with an NCHW gradient and a
+    channels-last input took 5–8 ms where one conversion and the channels-last kernel
+    take 1.2 (deep_mnist, 128 images, one thread).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = [m for m in model.modules() if not any(m.children())]
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @staticmethod
+    def _hook(_module: nn.Module, _inputs: Any, out: Any) -> Any:
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and out.requires_grad:
+            return _ChannelsLastGrad.apply(out)  # type: ignore[no-untyped-call]
+        return None
+
+    def __enter__(self) -> _ChannelsLastGrads:
+        self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
 
 
 def _forward(model: StagedModel, x: torch.Tensor, objective: Objective) -> torch.Tensor:
