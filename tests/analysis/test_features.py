@@ -424,3 +424,25 @@ def test_bf16_render_pools_backward_on_channels_last_gradients() -> None:
     assert len(grads) == 2
     for g in grads:
         assert g.is_contiguous(memory_format=torch.channels_last) and not g.is_contiguous()
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (3, 3, 20, 24)])
+def test_penalty_gradient_in_closed_form_equals_autograds(shape: tuple[int, ...]) -> None:
+    """The render adds the penalties' gradient at the image instead of differentiating
+    their graph; PyTorch's autograd of the penalties is the oracle."""
+    from cnnscope.analysis.features.render import _frame, _penalties, _penalty_grad
+
+    cfg = RenderConfig(l2=0.3, tv=0.05, l1=0.02, frame=50.0)
+    x = torch.rand(*shape, dtype=torch.float64, requires_grad=True)
+    frame = _frame(*shape[-2:]).double()
+    _penalties(x, cfg, frame).backward()
+    assert x.grad is not None
+    assert torch.allclose(_penalty_grad(x.detach(), cfg, frame), x.grad, atol=1e-12)
+
+
+def test_affine_grid_equals_torchs() -> None:
+    from cnnscope.analysis.features.transforms import _affine_grid
+
+    theta = torch.randn(4, 2, 3)
+    want = torch.nn.functional.affine_grid(theta, [4, 1, 20, 24], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, 20, 24), want, atol=1e-6)
