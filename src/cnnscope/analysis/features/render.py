@@ -47,7 +47,7 @@ class RenderConfig:
     """
 
     method: str = "regularized"  # "regularized", "plain" or "prior"
-    steps: int = 100  # optimisation steps; 64–256 is typical (80: all fc1 in 54 s; 100: +25 %)
+    steps: int = 100  # optimisation steps; 64–256 is typical; the time grows with them linearly
     lr: float = 0.1  # Adam's step size on the parameterization (regularized only)
     jitter: int = 2  # random translation, pixels, each step (0 = off)
     scale: float = 0.1  # random scale in [1 − s, 1 + s] (0 = off)
