@@ -45,7 +45,7 @@ def _timed(what: str) -> Iterator[None]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fc1-only", action="store_true", help="time the 1,024 fc1 images only")
-    p.add_argument("--batch", type=int, default=512, help="units per batch (default: 512)")
+    p.add_argument("--batch", type=int, default=128, help="units per batch (default: 128)")
     args = p.parse_args()
     model, _ = cnnscope.load_model("deep_mnist")
     judge, _ = cnnscope.load_model("lenet5")
