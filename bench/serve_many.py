@@ -21,8 +21,6 @@ import http.client
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,48 +30,7 @@ import numpy as np
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.drawers import Load, closed_loop, drawings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds used so far by process ``pid`` and its descendants (Linux /proc)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
-    server = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/api/health")
-            if c.getresponse().status == 200:
-                return server
-        except OSError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.terminate()  # SIGKILL would leave its worker processes running
-            server.wait(timeout=30)
-            raise SystemExit(f"server did not start: {' '.join(cmd)}")
-        time.sleep(0.3)
+from bench.server import ROOT, serve
 
 
 def settle(port: int) -> None:
@@ -89,15 +46,9 @@ def settle(port: int) -> None:
             c.getresponse().read()
 
 
-def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
-    port = _port()
-    # The checkout's own package first; what the caller's PYTHONPATH adds after it.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    }
-    server = start_server([*cmd, "--port", str(port)], env, port, cwd)
-    try:
+def measure(label: str, args: list[str], checkout: Path, opts, bodies) -> list[Load]:
+    with serve(*args, checkout=checkout) as server:
+        port = server.port
         settle(port)
         closed_loop(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
         conn, health = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
@@ -108,13 +59,10 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
             health.append((time.perf_counter() - t0) * 1000)
         print(f"{label:<28} /api/health round trip p50 {np.median(health):.1f} ms", flush=True)
         loads = []
-        for n in (1, args.clients):
-            cpu0 = _cpu_s(server.pid)
-            loads.append(closed_loop(port, bodies, n, args.seconds))
-            loads[-1].cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / max(loads[-1].ok, 1)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for n in (1, opts.clients):
+            cpu0 = server.cpu_s()
+            loads.append(closed_loop(port, bodies, n, opts.seconds))
+            loads[-1].cpu_ms = (server.cpu_s() - cpu0) * 1000 / max(loads[-1].ok, 1)
     for load in loads:
         print(
             f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "
@@ -126,7 +74,7 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
         )
     one, many = loads
     print(
-        f"{'':<28} {args.clients} vs 1 client: {many.rps / one.rps:.2f}× the req/s, "
+        f"{'':<28} {opts.clients} vs 1 client: {many.rps / one.rps:.2f}× the req/s, "
         f"p95 {many.pct(95) / one.pct(95):.1f}× the 1-client p95",
         flush=True,
     )
@@ -151,21 +99,14 @@ def main() -> None:
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
     bodies = drawings(200)
     print(f"request: a 280×280 canvas PNG, {np.mean([len(b) for b in bodies]) / 1000:.1f} kB")
-    serve = [sys.executable, "-m", "cnnscope", "serve", "--threads", str(args.threads)]
+    serve_args = ["--threads", str(args.threads)]
     results: dict[str, list[Load]] = {}
     if args.baseline is not None:
         base = args.baseline.resolve()
-        results["baseline"] = measure(
-            f"baseline ({base.name})", serve, base, base / "src", args, bodies
-        )
+        results["baseline"] = measure(f"baseline ({base.name})", serve_args, base, args, bodies)
     for n in args.workers:
         results[f"w{n}"] = measure(
-            f"this checkout, --workers {n}",
-            [*serve, "--workers", str(n)],
-            ROOT,
-            ROOT / "src",
-            args,
-            bodies,
+            f"this checkout, --workers {n}", [*serve_args, "--workers", str(n)], ROOT, args, bodies
         )
     if "baseline" in results:
         _, ref = results["baseline"]
