@@ -7,11 +7,12 @@ branch) it runs one client, then ``--clients`` clients, each with one request in
 and the next sent as soon as the answer arrives, for ``--seconds`` each. The requests are
 what the page sends while someone draws: ``{"png": <280×280 canvas data URL>}`` of MNIST
 test digits redrawn along their centre line with a round pen, answered with every stage
-(gzip, as a browser asks). Prints, per server and load: answers, errors (anything but
-200, or a dropped connection), requests/s, p50/p95/p99 round trip, the server's CPU time
-per answer (its processes' user + system time: the figure that stays comparable on a
-busy machine), and the ratios against the 1-client run and against the baseline server
-in the same run.
+(gzip, as a browser asks); the PNG is the page's one-channel kind (``--png rgba``: the
+browser's own RGBA export, which the page sent before). Prints, per server and load:
+answers, errors (anything but 200, or a dropped connection), requests/s, p50/p95/p99
+round trip, the server's CPU time per answer (its processes' user + system time: the
+figure that stays comparable on a busy machine), and the ratios against the 1-client run
+and against the baseline server in the same run.
 """
 
 from __future__ import annotations
@@ -91,14 +92,22 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="serve --workers")
     p.add_argument("--baseline", type=Path, help="another checkout to serve as the reference")
     p.add_argument("--threads", type=int, default=1, help="serve --threads")
+    p.add_argument(
+        "--png",
+        choices=["page", "pillow", "rgba"],
+        default="page",
+        help="the drawings' PNG: the page's one-channel kind, Pillow's grey, or RGBA "
+        "(the browser's toDataURL, which the page sent before)",
+    )
     args = p.parse_args()
     # A SIGTERM (timeout, CI) unwinds through the finally clauses that stop the servers:
     # worker processes outlive a supervisor killed outright.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
-    bodies = drawings(200)
-    print(f"request: a 280×280 canvas PNG, {np.mean([len(b) for b in bodies]) / 1000:.1f} kB")
+    bodies = drawings(200, form=args.png)
+    size = np.mean([len(b) for b in bodies]) / 1000
+    print(f"request: a 280×280 canvas PNG ({args.png}), {size:.1f} kB")
     serve_args = ["--threads", str(args.threads)]
     results: dict[str, list[Load]] = {}
     if args.baseline is not None:

@@ -96,8 +96,10 @@ def serve(
         The signal that ends it: SIGTERM, or SIGINT for a graceful stop (training runs
         save their step). Never SIGKILL: worker processes would outlive their supervisor.
     """
-    path = os.pathsep.join(p for p in (str(checkout / "src"), os.environ.get("PYTHONPATH")) if p)
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": path}
+    full_env = {**os.environ, **(env or {})}
+    # The checkout's own package first; what the caller's PYTHONPATH adds after it.
+    path = (str(checkout / "src"), full_env.get("PYTHONPATH"))
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
     cmd = [sys.executable, "-m", "cnnscope", "serve", *args, "--port", "0"]
     process = subprocess.Popen(cmd, env=full_env, cwd=checkout, stdout=subprocess.PIPE, text=True)
     try:
