@@ -115,8 +115,9 @@ def _respond(
     t0: float,
     accept_encoding: str = "",
 ) -> Answer:
-    """The JSON answer from one image's row of a batched forward pass, on a worker thread,
-    gzipped there when the client accepts it; and its headers."""
+    """The JSON answer from one image's row of a batched forward pass, gzipped when the
+    client accepts it, and its headers: on the batcher's thread, or on a fast-pool thread
+    when a live attribution (that thread's model copy) is asked for."""
     logits, encoded = row
     probs = torch.softmax(logits, 0)
     response = PredictResponse(
