@@ -6,7 +6,8 @@ end): seconds of training until the test accuracy first reaches the target (chec
 ``--check-every`` steps; the checks themselves are not counted), the final test accuracy
 and training images/s; then their median, the process's peak memory and the load average.
 Last, images/s of the ``seed`` recipe (the TensorFlow tutorial's: batch 50, Adam 1e-4)
-over a short run. ``--precision fp32`` / ``bf16`` overrides the recipe's precision.
+over a short run. ``--precision fp32`` / ``bf16`` overrides the recipe's precision;
+``--device cuda`` trains on a GPU (the test checks run there too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from cnnscope.analysis.evaluation import evaluate
 from cnnscope.data import load_mnist
+from cnnscope.devices import DEVICES, resolve_device
 from cnnscope.train import PRECISIONS, Callback, TrainConfig, TrainState, choose_threads, fit
 
 
@@ -71,7 +73,9 @@ def main() -> None:
         "--seed-steps", type=int, default=300, help="steps of the seed recipe to time; 0: none"
     )
     p.add_argument("--history", action="store_true", help="print every test check")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where to train")
     args = p.parse_args()
+    device = resolve_device(args.device)
 
     torch.set_num_threads(choose_threads(args.threads))
     data = load_mnist()
@@ -79,7 +83,8 @@ def main() -> None:
     overrides = {} if args.precision is None else {"precision": args.precision}
     print(
         f"load average {loads[0]:.2f}; threads: {torch.get_num_threads()}  "
-        f"torch {torch.__version__}"
+        f"torch {torch.__version__}; device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
     reached: list[float] = []
     finals: list[float] = []
@@ -89,7 +94,7 @@ def main() -> None:
                 "fast", run_dir=f"{tmp}/fast{seed}", seed=seed, **overrides
             )
             timer = _TimeToTarget(data, args.target, args.check_every)
-            result = fit(config, [timer], data=data)
+            result = fit(config, [timer], data=data, device=device)
             train_seconds = timer.elapsed()
             loads.append(os.getloadavg()[0])
             images = result.steps * config.batch_size
@@ -123,7 +128,7 @@ def main() -> None:
                 "seed", run_dir=f"{tmp}/seed", steps=args.seed_steps, snapshot_size=0, **overrides
             )
             start = time.perf_counter()
-            seed = fit(seed_cfg, data=data)
+            seed = fit(seed_cfg, data=data, device=device)
             seed_seconds = seed.seconds
             print(
                 f"seed {seed_cfg.precision}: "

@@ -8,9 +8,12 @@
 >>> imgs = m.features("conv2", units=[0, 1, 2])     # preferred inputs
 >>> rep = m.evaluate()                               # the MNIST test set
 >>> attr = m.explain(image, method="ig")             # an (H, W) attribution map
+>>> m = cnnscope.load("best", device="cuda")         # or m.to("cuda"): any torch device
 
 Images are (H, W) arrays in [0, 1], white ink on black, at the model's input size (28×28
 for the built-ins); ``cnnscope.preprocess.to_mnist`` turns a drawing or a scan into one.
+What a method returns is on the CPU (NumPy arrays, or tensors for :meth:`Model.stages`),
+wherever the model runs.
 """
 
 from __future__ import annotations
@@ -53,6 +56,28 @@ class Model:
         )
 
     @property
+    def device(self) -> torch.device:
+        """Where the model runs: the CPU unless :func:`load` or :meth:`to` chose another."""
+        from .devices import device_of
+
+        return device_of(self.module)
+
+    def to(self, device: str | torch.device) -> Model:
+        """Run the model on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or
+        ``"auto"``, as ``--device`` takes); returns the model itself.
+
+        Examples
+        --------
+        >>> m.to("cuda").device
+        device(type='cuda', index=0)
+        """
+        from .devices import resolve_device
+
+        target = device if isinstance(device, torch.device) else resolve_device(device)
+        self.module.to(target)
+        return self
+
+    @property
     def stage_names(self) -> tuple[str, ...]:
         """The stages in forward order; the last is the logits."""
         return tuple(self.module.stage_names)
@@ -88,7 +113,7 @@ class Model:
         x = x.reshape(-1, c, h, w)
         if not torch.isfinite(x).all():
             raise ValueError("image has NaN or infinite values")
-        return x, single
+        return x.to(self.device), single
 
     @torch.no_grad()
     def predict(self, image: Any) -> np.ndarray:
@@ -100,7 +125,7 @@ class Model:
         7
         """
         x, single = self._batch(image)
-        probs = torch.softmax(self.module(x), dim=1).numpy()
+        probs = torch.softmax(self.module(x), dim=1).cpu().numpy()
         return probs[0] if single else probs
 
     def stages(self, image: Any, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -115,7 +140,7 @@ class Model:
 
         x, _ = self._batch(image)
         out = record(self.module, x[:1], list(names) if names is not None else None)
-        return {k: v[0] for k, v in out.items()}
+        return {k: v[0].cpu() for k, v in out.items()}
 
     def features(
         self,
@@ -197,6 +222,7 @@ def load(
     *,
     normalize: tuple[float, float] | None = None,
     input_size: tuple[int, int] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Model:
     """Load a built-in model or your own, as ``cnnscope --model … --weights …`` does.
 
@@ -216,6 +242,9 @@ def load(
         inside the model so that every method takes [0, 1] images.
     input_size
         ``(H, W)`` your model takes; default its ``input_shape`` attribute, else 28×28.
+    device
+        Where the model runs (``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``…); see
+        :meth:`Model.to`.
 
     Examples
     --------
@@ -227,6 +256,6 @@ def load(
     path = Path(text)
     if weights is None and path.suffix == ".safetensors":
         module, meta = open_model(None, path)  # a trained built-in's file
-        return Model(module, meta, path.stem)
+        return Model(module, meta, path.stem).to(device)
     module, meta = open_model(text, weights, normalize=normalize, input_size=input_size)
-    return Model(module, meta, text)
+    return Model(module, meta, text).to(device)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEVICES", "available_devices", "native_bf16", "resolve_device"]
+__all__ = ["DEVICES", "available_devices", "device_of", "native_bf16", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -61,6 +61,13 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
     return torch.device(name)
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` runs: its first parameter's device (the CPU if it has none).
+    Inputs follow it, and what cnnscope returns comes back to the CPU."""
+    first = next(iter(module.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._extras import require
+from .devices import device_of
 from .models import StagedModel
 
 __all__ = ["FORMATS", "check_onnx", "export_model"]
@@ -61,7 +62,14 @@ def export_model(model: StagedModel, fmt: str, out: str | os.PathLike[str]) -> P
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder; give a file name such as model.{fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
+    device = device_of(model)
+    try:
+        return _export(model.eval().cpu(), fmt, out)  # traced on the CPU: a portable file
+    finally:
+        model.to(device)  # the caller's model stays where it ran
+
+
+def _export(model: StagedModel, fmt: str, out: Path) -> Path:
     x = torch.rand(2, *model.input_shape)  # (2, C, H, W): a batch of 2 keeps the dim free
     if fmt == "torchscript":
         with _quiet(), torch.no_grad():
@@ -99,5 +107,5 @@ def check_onnx(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
-        want = model.eval().cpu()(x).numpy()
+        want = model.eval()(x.to(device_of(model))).cpu().numpy()
     return float(np.abs(got - want).max())

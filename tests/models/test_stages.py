@@ -53,11 +53,22 @@ def test_kinds_come_from_modules_not_names() -> None:
     assert activation_stage(_Odd(), "a") == "c"
 
 
-@pytest.mark.parametrize("name", ["deep_mnist", "hvass", "single_conv", "lenet5"])
+@pytest.mark.parametrize("name", ["deep_mnist", "hvass", "single_conv", "lenet5", "best"])
 def test_rf_covers_the_image_at_the_last_pool(name: str) -> None:
-    infos = [i for i in stage_infos(build_model(name)).values() if i.spatial]
-    sizes = [i.rf_size or 0 for i in infos]
-    assert sizes == sorted(sizes) and sizes[0] == 5  # grows monotonically from a 5×5 conv
+    model = build_model(name)
+    infos = [i for i in stage_infos(model).values() if i.spatial]
+    sizes = [i.rf_size for i in infos if i.rf_size is not None]  # None: a global pool
+    first = model.get_submodule(model.stage_names[0])
+    assert isinstance(first, nn.Conv2d)
+    # Grows monotonically from the first conv's kernel (5×5; best's 3×3).
+    assert sizes == sorted(sizes) and sizes[0] == first.kernel_size[0]
+
+
+def test_tracing_runs_where_the_model_is() -> None:
+    # A model on a GPU traced with a CPU probe failed every view (found on a GPU); the
+    # meta device stands in for one here.
+    model = build_model("best").to("meta")
+    assert stage_infos(model)["conv1"].shape == (32, 28, 28)
 
 
 def test_tracing_leaves_no_hooks_and_keeps_mode() -> None:

@@ -37,6 +37,7 @@ from captum.attr import (
     Saliency,
 )
 
+from ..devices import device_of
 from ..models import StagedModel, activation_stage, resolve_stage, stage_infos
 
 __all__ = [
@@ -147,12 +148,14 @@ class Explainer:
         ``target=None`` explains the predicted class.
         """
         shape = tuple(self.model.input_shape)  # (C, H, W)
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu()
         array = np.asarray(image, dtype=np.float32)
         if array.size != int(np.prod(shape)):
             raise ValueError(
                 f"image has {array.shape} values; this model takes {'×'.join(map(str, shape))}"
             )
-        x = torch.as_tensor(array).reshape(1, *shape)
+        x = torch.as_tensor(array).reshape(1, *shape).to(device_of(self.model))
         if not torch.isfinite(x).all():
             raise ValueError("image has NaN or infinite values")
         with torch.no_grad():
@@ -163,7 +166,7 @@ class Explainer:
             raise ValueError(f"target {target} outside 0–{probs.numel() - 1}")
         attr, details = self._attribute(x.clone().requires_grad_(True), target)
         return Attribution(
-            map=attr.detach()[0].sum(0).numpy().astype(np.float32),  # (H, W), channels summed
+            map=attr.detach()[0].sum(0).cpu().numpy().astype(np.float32),  # (H, W), channels summed
             method=self.method,
             target=target,
             probabilities=[float(p) for p in probs],

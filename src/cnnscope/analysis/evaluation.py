@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write
 from ..data import to_float
+from ..devices import device_of
 from ..models import MODELS, NUM_CLASSES, StagedModel
 from ..store import best_effort, fingerprint, predictions_cache
 
@@ -53,7 +54,7 @@ def predict(
     was_training = model.training
     model.eval()
     chunks = []
-    device = next(model.parameters()).device  # the CPU, or --device's GPU
+    device = device_of(model)  # the CPU, or --device's GPU
     try:
         for i in range(0, len(images), batch_size):
             chunks.append(model(to_float(images[i : i + batch_size]).to(device)).cpu())

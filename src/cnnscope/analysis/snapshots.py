@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from .._io import atomic_write, atomic_write_text
 from ..data import to_float
+from ..devices import device_of
 from ..models import StagedModel, logits_stage, representation_stage
 from ..store import shipped
 from .activations import record
@@ -67,8 +68,8 @@ class SnapshotWriter:
     def write(self, model: StagedModel, step: int, epoch: float) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         rep, final = representation_stage(model), logits_stage(model)
-        device = next(model.parameters()).device
-        outputs = {k: v.cpu() for k, v in record(model, self._x.to(device), [rep]).items()}
+        x = self._x.to(device_of(model))
+        outputs = {k: v.cpu() for k, v in record(model, x, [rep]).items()}
         accuracy = float((outputs[final].argmax(1) == self.labels).float().mean())
         name = f"step-{step:06d}.safetensors"
         roles = {"fc1": outputs[rep].flatten(1), "logits": outputs[final]}

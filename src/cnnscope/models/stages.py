@@ -15,6 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..devices import device_of
+
 __all__ = [
     "KINDS",
     "StageInfo",
@@ -145,7 +147,8 @@ def stage_infos(model: nn.Module) -> dict[str, StageInfo]:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *model.input_shape))  # type: ignore[misc]
+            # On the model's device: a model moved to a GPU traces there.
+            model(torch.zeros(1, *model.input_shape, device=device_of(model)))  # type: ignore[misc]
     finally:
         model.train(was_training)
         for h in handles:

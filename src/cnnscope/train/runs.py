@@ -28,6 +28,7 @@ from .._extras import MissingExtra, require
 from .._io import atomic_write_text
 from ..checkpoints import CheckpointError
 from ..data import MNIST
+from ..devices import device_of
 from ..models import StagedModel
 from .config import TrainConfig
 
@@ -100,8 +101,8 @@ class MetricsLog:
                 # TensorBoard's graph export still goes through torch.jit.trace, which
                 # PyTorch has deprecated; the graph it writes is fine.
                 warnings.simplefilter("ignore", DeprecationWarning)
-                device = next(model.parameters()).device
-                self.tb.add_graph(model, torch.zeros(1, *model.input_shape, device=device))
+                x = torch.zeros(1, *model.input_shape, device=device_of(model))
+                self.tb.add_graph(model, x)
             model.train(was_training)
 
     def write(self, record: dict[str, Any], prefix: str = "") -> None:
