@@ -84,7 +84,9 @@ def _export(model: StagedModel, fmt: str, out: Path) -> Path:
     # One self-contained file: recent torch writes the weights beside it (``out.data``)
     # unless told, and a copy of the .onnx alone then fails to load. These models are far
     # below protobuf's 2 GB limit.
-    one_file = {"external_data": False} if _takes(torch.onnx.export, "external_data") else {}
+    one_file: dict[str, Any] = (
+        {"external_data": False} if _takes(torch.onnx.export, "external_data") else {}
+    )
     with _quiet():
         torch.onnx.export(
             model,
