@@ -19,7 +19,9 @@ import io
 import json
 import selectors
 import socket
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,19 +30,45 @@ from tests.support.rerender import rerender
 
 from cnnscope.data import load_mnist
 
-__all__ = ["Load", "closed_loop", "drawings", "request", "sequential"]
+__all__ = ["Load", "closed_loop", "drawings", "page_png", "request", "sequential"]
 
 
-def drawings(n: int, model: str | None = "deep_mnist") -> list[bytes]:
-    """JSON bodies as the page sends them: a 280×280 canvas PNG as a data URL (seed 0)."""
+def page_png(canvas: np.ndarray) -> bytes:
+    """A (H, W) uint8 canvas as the page's ``greyPNG`` (codec.js) writes it: 8-bit grey,
+    every row unfiltered, deflated at zlib's default level (CompressionStream's)."""
+    h, w = canvas.shape
+    rows = np.zeros((h, w + 1), np.uint8)  # each row: filter byte 0, then its pixels
+    rows[:, 1:] = canvas
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    pixels = chunk(b"IDAT", zlib.compress(rows.tobytes()))
+    return b"\x89PNG\r\n\x1a\n" + header + pixels + chunk(b"IEND", b"")
+
+
+def drawings(n: int, model: str | None = "deep_mnist", form: str = "page") -> list[bytes]:
+    """JSON bodies as the page sends them: a 280×280 canvas PNG as a data URL (seed 0).
+
+    ``form``: ``"page"``, the page's own one-channel PNG; ``"pillow"``, a grey PNG with
+    Pillow's filters (what this bench sent before the page had its own encoder);
+    ``"rgba"``, the browser's ``canvas.toDataURL()`` (the page until then).
+    """
     d = load_mnist()
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
         canvas = (rerender(d.test_images[i].numpy() / 255.0, rng) * 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(canvas).save(buf, format="PNG")
-        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        if form == "page":
+            png = page_png(canvas)
+        else:
+            buf = io.BytesIO()
+            image = Image.fromarray(canvas)
+            (image.convert("RGBA") if form == "rgba" else image).save(buf, format="PNG")
+            png = buf.getvalue()
+        url = "data:image/png;base64," + base64.b64encode(png).decode()
         body = {"png": url} if model is None else {"png": url, "model": model}
         out.append(json.dumps(body).encode())
     return out

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,17 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The repository root: the bench helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.server import ROOT, serve
+
 import cnnscope
 from cnnscope.analysis.attribution import METHODS, Explainer
 from cnnscope.analysis.evaluation import report
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(c: http.client.HTTPConnection, path: str) -> float:
@@ -50,25 +44,12 @@ def _cold_server_ms(checkout: Path, cache: str, settled: bool) -> float:
     """ms of the first evaluation answer of a server started from ``checkout``, asked as
     soon as it answers ``/api/health`` (its background work, which loads the test set,
     has just begun) or, ``settled``, once a top-examples click has been answered."""
-    port = _port()
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "XDG_CACHE_HOME": cache}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cnnscope", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()  # printed once the socket listens, before uvicorn starts
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        _get(c, "/api/health")  # answered once the app runs: the server is up
+    # Up once /api/health answers: the app runs, its background work has just begun.
+    with serve(checkout=checkout, env={"XDG_CACHE_HOME": cache}) as server:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
         if settled:
             _get(c, "/api/top-examples/deep_mnist/fc1/7?k=9")  # the test set and index read
         return _get(c, "/api/evaluation/deep_mnist")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def cold_servers(baseline: Path | None, starts: int) -> None:

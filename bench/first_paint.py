@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,20 +24,13 @@ from pathlib import Path
 
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.server import serve
 from tests.support.chromium import launch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 _PAINT = """() => {
   const fcp = performance.getEntriesByName('first-contentful-paint')[0];
   return fcp ? fcp.startTime : null;
 }"""
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get_ms(port: int, path: str) -> tuple[int, float]:
@@ -73,24 +63,17 @@ def main() -> None:
         help="an empty disk cache: the server builds its indexes while the page loads",
     )
     args = p.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {}
     if args.fresh_cache:
         env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cnnscope-bench-cache-")
     cold, warm = [], []
     with sync_playwright() as pw:
         browser = launch(pw)
         for r in range(args.repeats):
-            port = _port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "cnnscope", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert server.stdout is not None
-                server.stdout.readline()  # printed once the socket listens
-                url = f"http://127.0.0.1:{port}/"
+            # Up once it listens: the app is still being built when the page asks.
+            with serve(env=env, ready="listening") as server:
+                port = server.port
+                url = server.url
                 for into in (cold, warm):
                     page = browser.new_page(viewport={"width": 1440, "height": 900})
                     into.append(_load(page, url))
@@ -108,9 +91,6 @@ def main() -> None:
                     print(f"top examples, first click: {ms:.0f} ms ({status})")
                     status, ms = _get_ms(port, "/api/top-examples/deep_mnist/conv2/3?k=9")
                     print(f"top examples, another stage: {ms:.0f} ms ({status})")
-            finally:
-                server.terminate()
-                server.wait(timeout=20)
         browser.close()
     fcp = statistics.median(c[0] for c in cold)
     ready = statistics.median(c[1] for c in cold)

@@ -18,9 +18,7 @@ import http.client
 import io
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,16 +29,11 @@ from PIL import Image
 
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.server import serve
 from tests.support.chromium import launch
 from tests.support.rerender import rerender
 
 from cnnscope.data import load_mnist
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -173,23 +166,9 @@ def main() -> None:
     p.add_argument("--no-browser", action="store_true")
     args = p.parse_args()
 
-    port = _port()
-    exe = Path(sys.executable).with_name("cnnscope")
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        print(server.stdout.readline().strip(), flush=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with serve() as server:
+        port = server.port
+        print(server.banner, flush=True)
         print(f"cpu cores: {os.cpu_count()}", flush=True)
         pixels, pngs, compat = _bodies(args.n)
         _sequential(port, "/api/predict", pixels, "predict (28×28 pixels)")
@@ -203,10 +182,7 @@ def main() -> None:
         _sequential(port, "/api/explain", ig, "explain ig (32 steps)")
         _load(port, pixels, args.clients, args.seconds)
         if not args.no_browser:
-            _redraw(f"http://127.0.0.1:{port}/")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+            _redraw(server.url)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ branch) it runs one client, then ``--clients`` clients, each with one request in
 and the next sent as soon as the answer arrives, for ``--seconds`` each. The requests are
 what the page sends while someone draws: ``{"png": <280×280 canvas data URL>}`` of MNIST
 test digits redrawn along their centre line with a round pen, answered with every stage
-(gzip, as a browser asks). Prints, per server and load: answers, errors (anything but
-200, or a dropped connection), requests/s, p50/p95/p99 round trip, the server's CPU time
-per answer (its processes' user + system time: the figure that stays comparable on a
-busy machine), and the ratios against the 1-client run and against the baseline server
-in the same run.
+(gzip, as a browser asks); the PNG is the page's one-channel kind (``--png rgba``: the
+browser's own RGBA export, which the page sent before). Prints, per server and load:
+answers, errors (anything but 200, or a dropped connection), requests/s, p50/p95/p99
+round trip, the server's CPU time per answer (its processes' user + system time: the
+figure that stays comparable on a busy machine), and the ratios against the 1-client run
+and against the baseline server in the same run.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import http.client
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,48 +31,7 @@ import numpy as np
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.drawers import Load, closed_loop, drawings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds used so far by process ``pid`` and its descendants (Linux /proc)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def start_server(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
-    server = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/api/health")
-            if c.getresponse().status == 200:
-                return server
-        except OSError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.terminate()  # SIGKILL would leave its worker processes running
-            server.wait(timeout=30)
-            raise SystemExit(f"server did not start: {' '.join(cmd)}")
-        time.sleep(0.3)
+from bench.server import ROOT, serve
 
 
 def settle(port: int) -> None:
@@ -89,15 +47,9 @@ def settle(port: int) -> None:
             c.getresponse().read()
 
 
-def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> list[Load]:
-    port = _port()
-    # The checkout's own package first; what the caller's PYTHONPATH adds after it.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    }
-    server = start_server([*cmd, "--port", str(port)], env, port, cwd)
-    try:
+def measure(label: str, args: list[str], checkout: Path, opts, bodies) -> list[Load]:
+    with serve(*args, checkout=checkout) as server:
+        port = server.port
         settle(port)
         closed_loop(port, bodies, 4, 2.0)  # warm-up: every worker process has answered
         conn, health = http.client.HTTPConnection("127.0.0.1", port, timeout=30), []
@@ -108,13 +60,10 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
             health.append((time.perf_counter() - t0) * 1000)
         print(f"{label:<28} /api/health round trip p50 {np.median(health):.1f} ms", flush=True)
         loads = []
-        for n in (1, args.clients):
-            cpu0 = _cpu_s(server.pid)
-            loads.append(closed_loop(port, bodies, n, args.seconds))
-            loads[-1].cpu_ms = (_cpu_s(server.pid) - cpu0) * 1000 / max(loads[-1].ok, 1)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for n in (1, opts.clients):
+            cpu0 = server.cpu_s()
+            loads.append(closed_loop(port, bodies, n, opts.seconds))
+            loads[-1].cpu_ms = (server.cpu_s() - cpu0) * 1000 / max(loads[-1].ok, 1)
     for load in loads:
         print(
             f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "
@@ -126,7 +75,7 @@ def measure(label: str, cmd: list[str], cwd: Path, src: Path, args, bodies) -> l
         )
     one, many = loads
     print(
-        f"{'':<28} {args.clients} vs 1 client: {many.rps / one.rps:.2f}× the req/s, "
+        f"{'':<28} {opts.clients} vs 1 client: {many.rps / one.rps:.2f}× the req/s, "
         f"p95 {many.pct(95) / one.pct(95):.1f}× the 1-client p95",
         flush=True,
     )
@@ -143,29 +92,30 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="serve --workers")
     p.add_argument("--baseline", type=Path, help="another checkout to serve as the reference")
     p.add_argument("--threads", type=int, default=1, help="serve --threads")
+    p.add_argument(
+        "--png",
+        choices=["page", "pillow", "rgba"],
+        default="page",
+        help="the drawings' PNG: the page's one-channel kind, Pillow's grey, or RGBA "
+        "(the browser's toDataURL, which the page sent before)",
+    )
     args = p.parse_args()
     # A SIGTERM (timeout, CI) unwinds through the finally clauses that stop the servers:
     # worker processes outlive a supervisor killed outright.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
-    bodies = drawings(200)
-    print(f"request: a 280×280 canvas PNG, {np.mean([len(b) for b in bodies]) / 1000:.1f} kB")
-    serve = [sys.executable, "-m", "cnnscope", "serve", "--threads", str(args.threads)]
+    bodies = drawings(200, form=args.png)
+    size = np.mean([len(b) for b in bodies]) / 1000
+    print(f"request: a 280×280 canvas PNG ({args.png}), {size:.1f} kB")
+    serve_args = ["--threads", str(args.threads)]
     results: dict[str, list[Load]] = {}
     if args.baseline is not None:
         base = args.baseline.resolve()
-        results["baseline"] = measure(
-            f"baseline ({base.name})", serve, base, base / "src", args, bodies
-        )
+        results["baseline"] = measure(f"baseline ({base.name})", serve_args, base, args, bodies)
     for n in args.workers:
         results[f"w{n}"] = measure(
-            f"this checkout, --workers {n}",
-            [*serve, "--workers", str(n)],
-            ROOT,
-            ROOT / "src",
-            args,
-            bodies,
+            f"this checkout, --workers {n}", [*serve_args, "--workers", str(n)], ROOT, args, bodies
         )
     if "baseline" in results:
         _, ref = results["baseline"]

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.drawers import drawings, sequential
+from bench.server import serve
 
 
 class _Client:
@@ -45,16 +44,9 @@ def main() -> None:
 
     bodies = drawings(args.requests, model=None)
     runs_dir = tempfile.mkdtemp(prefix="cnnscope-bench-runs-")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cnnscope", "serve", "--port", "0", "--runs-dir", runs_dir],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        match = re.search(r":(\d+)/", server.stdout.readline())
-        assert match, "serve did not say where it listens"
-        port = int(match.group(1))
+    # SIGINT to stop: the run saves its step and ends with the server.
+    with serve("--runs-dir", runs_dir, stop=signal.SIGINT) as server:
+        port = server.port
         client = _Client(port)
         sequential(port, bodies[:20])  # warm-up: first forward passes, allocator
         idle = sequential(port, bodies)
@@ -75,9 +67,6 @@ def main() -> None:
         _, data = client.call("GET", f"/api/runs/{run_id}")
         steps = json.loads(data)["step"] - step0
         client.call("POST", f"/api/runs/{run_id}/stop")
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
 
     def row(name: str, ms: list[float]) -> str:
         p50, p95, p99 = (np.percentile(ms, q) for q in (50, 95, 99))

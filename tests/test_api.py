@@ -112,3 +112,13 @@ def test_a_model_of_another_input_size(tmp_path: Path) -> None:
     assert (
         a.input_stage == "input" and abs(a.value - float(m.stages(image)["conv"][1, 31, 23])) < 1e-5
     )
+
+
+@pytest.mark.parametrize("scale", [255.0, -1.0])
+def test_images_outside_0_1_are_refused(scale: float) -> None:
+    # Floats in 0–255 went in unscaled: every digit came back as one class at p = 1.0.
+    m = cnnscope.load("lenet5")
+    with pytest.raises(ValueError, match=r"give floats in \[0, 1\] or uint8"):
+        m.predict(_digit() * scale)
+    with pytest.raises(ValueError, match="give floats"):
+        m.explain(_digit() * scale)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import struct
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -121,3 +124,45 @@ def test_read_image_refuses_bombs_and_junk_naming_the_file(tmp_path) -> None:
     truncated.write_bytes(ok.read_bytes()[:200])
     with pytest.raises(PreprocessError, match=r"cut\.png"):
         read_image(truncated)
+
+
+def _page_png(pixels: np.ndarray, idat: bytes | None = None, filters: int = 0) -> bytes:
+    """An 8-bit grey PNG as the page's greyPNG writes it: every row unfiltered."""
+    h, w = pixels.shape
+    rows = np.zeros((h, w + 1), np.uint8)
+    rows[:, 0], rows[:, 1:] = filters, pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    body = chunk(b"IDAT", zlib.compress(rows.tobytes()) if idat is None else idat)
+    return b"\x89PNG\r\n\x1a\n" + header + body + chunk(b"IEND", b"")
+
+
+def test_the_pages_unfiltered_grey_png_is_read_without_pillow_and_as_pillow_reads_it(
+    monkeypatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    data = _page_png(pixels)
+    want = decode_png(_png(pixels / 255.0))  # Pillow's L path
+    assert np.array_equal(Image.open(io.BytesIO(data)), pixels)  # a valid PNG
+    monkeypatch.setattr("cnnscope.decode.Image.open", None)  # Pillow is not used
+    assert np.array_equal(decode_png(data), want)
+
+
+def test_an_unfiltered_grey_png_inflates_no_more_than_its_header_says() -> None:
+    # 100×100 pixels claimed, 100 MB of zeros deflated to 100 kB: never inflated whole.
+    bomb = _page_png(np.zeros((100, 100), np.uint8), idat=zlib.compress(bytes(100_000_000), 9))
+    tracemalloc.start()
+    try:
+        image = decode_png(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.shape == (100, 100) and not image.any()
+    assert peak < 2_000_000, peak
+    filtered = _page_png(np.full((4, 4), 3, np.uint8), filters=1)  # Sub: Pillow's path
+    assert np.allclose(decode_png(filtered)[0], np.array([3, 6, 9, 12]) / 255)

@@ -29,6 +29,19 @@ def test_onnx_matches_pytorch(tmp_path: Path) -> None:
     assert check_onnx(model, path) < 1e-4
 
 
+def test_onnx_is_one_file(tmp_path: Path) -> None:
+    # torch 2.9+ wrote the weights beside the .onnx (own.onnx.data) unless told; a copy of
+    # the .onnx alone then failed to load in ONNX Runtime.
+    ort = pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    pytest.importorskip("onnxscript", reason="the [onnx] extra is not installed")
+    path = export_model(build_model("deep_mnist"), "onnx", tmp_path / "out" / "m.onnx")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.onnx"]
+    moved = tmp_path / "moved.onnx"
+    path.rename(moved)
+    session = ort.InferenceSession(str(moved))
+    assert session.run(None, {"image": np.zeros((2, 1, 28, 28), np.float32)})[0].shape == (2, 10)
+
+
 def test_torchscript_matches_pytorch(tmp_path: Path) -> None:
     model = build_model("lenet5").eval()
     path = export_model(model, "torchscript", tmp_path / "lenet5.pt")

@@ -201,21 +201,27 @@ def test_offset_grows_and_shrinks_strokes() -> None:
 
 
 def test_restroke_leaves_mnist_strokes_and_fixes_the_rest() -> None:
-    from cnnscope.preprocess import STROKE_RANGE, STROKE_TARGET, _extent, _restroke, _stroke_width
+    from cnnscope.preprocess import (
+        STROKE_RANGE,
+        STROKE_THICKENED,
+        _extent,
+        _restroke,
+        _stroke_width,
+    )
 
     def ratio(img: np.ndarray) -> float:
         mask = img > 0.5
         return _stroke_width(mask) / _extent(mask)
 
     ordinary = _ring(120, 40, 12)  # 12 / 92 = 0.13: MNIST's median
-    out, width, restroked = _restroke(ordinary)
-    assert not restroked and out is ordinary and width == pytest.approx(12, rel=0.15)
+    out, width, pen = _restroke(ordinary)
+    assert pen == 0.0 and out is ordinary and width == pytest.approx(12, rel=0.15)
     thin = _ring(120, 40, 2)  # a thin pen
-    out, _, restroked = _restroke(thin)
-    assert restroked and ratio(out) == pytest.approx(STROKE_TARGET, rel=0.2)
+    out, width, pen = _restroke(thin)
+    assert pen > width and ratio(out) == pytest.approx(STROKE_THICKENED, rel=0.1)
     bold = _ring(120, 30, 30)  # a thick brush on a small digit
-    out, _, restroked = _restroke(bold)
-    assert restroked and STROKE_RANGE[0] <= ratio(out) <= STROKE_RANGE[1]
+    out, width, pen = _restroke(bold)
+    assert 0.0 < pen < width and STROKE_RANGE[0] <= ratio(out) <= STROKE_RANGE[1]
 
 
 def test_fit_places_a_seeded_blob_as_mnist_does() -> None:

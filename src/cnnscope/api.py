@@ -113,6 +113,13 @@ class Model:
         x = x.reshape(-1, c, h, w)
         if not torch.isfinite(x).all():
             raise ValueError("image has NaN or infinite values")
+        lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+        if lo < 0 or hi > 1:  # 0–255 floats or a normalized image: every answer would be wrong
+            raise ValueError(
+                f"image values run from {lo:g} to {hi:g}; give floats in [0, 1] or uint8 "
+                "grey levels 0–255 (a model trained on normalized images takes "
+                "normalize=(mean, std) in cnnscope.load and still [0, 1] images)"
+            )
         return x.to(self.device), single
 
     @torch.no_grad()

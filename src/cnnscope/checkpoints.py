@@ -434,6 +434,16 @@ def save_training_state(
     return path
 
 
+def read_training_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The training settings a state file was saved with (``TrainConfig``'s fields, as
+    JSON), read from its header without loading a tensor."""
+    path = Path(path)
+    config = _read_header(path).get("info", {}).get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its header holds no training settings; {_FIX}.")
+    return config
+
+
 def load_training_state(
     path: str | os.PathLike[str], model: StagedModel, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:

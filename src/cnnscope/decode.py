@@ -78,6 +78,40 @@ def _needed_chunks(data: bytes, max_pixels: int) -> bytes:
     return b"".join(kept)
 
 
+def _unfiltered_grey(data: bytes) -> np.ndarray | None:
+    """The (H, W) uint8 pixels of what the page sends (``codec.js`` greyPNG): 8-bit grey,
+    not interlaced, no palette or transparency, every row unfiltered; ``None`` for any
+    other PNG, which Pillow decodes.
+
+    Such a PNG is its pixels deflated with a filter byte of 0 before each row: one inflate,
+    bounded by the header's size, and a view (0.1 ms for the page's 280×280 canvas, where
+    Pillow took 0.4 ms). ``data`` holds only the needed chunks, its size checked.
+    """
+    width, height = struct.unpack(">II", data[16:24])
+    if data[24:29] != b"\x08\x00\x00\x00\x00":  # bit depth, colour type, methods, interlace
+        return None
+    idat, pos = [], len(_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind in (b"PLTE", b"tRNS"):
+            return None
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    size = height * (width + 1)
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(b"".join(idat), size)  # never more than the header says
+    except zlib.error:
+        return None  # Pillow says what is wrong
+    if len(raw) != size or not inflater.eof:
+        return None
+    rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
+    if rows[:, 0].any():  # a filtered row: Pillow undoes filters
+        return None
+    return rows[:, 1:]
+
+
 def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     """Decode a PNG (a canvas export) into a (H, W) float32 image, white ink on black.
 
@@ -87,6 +121,9 @@ def decode_png(data: bytes, *, max_pixels: int = MAX_PNG_PIXELS) -> np.ndarray:
     (text, colour profiles) are dropped unread.
     """
     data = _needed_chunks(data, max_pixels)
+    grey = _unfiltered_grey(data)
+    if grey is not None:
+        return _GREY.take(grey)  # (H, W): what Pillow's L path below gives
     try:
         img = Image.open(io.BytesIO(data), formats=["PNG"])
         if img.mode == "L" and "transparency" not in img.info:

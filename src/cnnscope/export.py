@@ -8,11 +8,13 @@ inside the graph, so the file needs no preprocessing beyond cnnscope's own.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +81,12 @@ def _export(model: StagedModel, fmt: str, out: Path) -> Path:
     require("onnx", "onnx", "cnnscope export --format onnx")
     require("onnxscript", "onnx", "cnnscope export --format onnx")
     batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
+    # One self-contained file: recent torch writes the weights beside it (``out.data``)
+    # unless told, and a copy of the .onnx alone then fails to load. These models are far
+    # below protobuf's 2 GB limit.
+    one_file: dict[str, Any] = (
+        {"external_data": False} if _takes(torch.onnx.export, "external_data") else {}
+    )
     with _quiet():
         torch.onnx.export(
             model,
@@ -89,8 +97,13 @@ def _export(model: StagedModel, fmt: str, out: Path) -> Path:
             output_names=["logits"],
             dynamic_shapes={"x": {0: batch}},
             verbose=False,
+            **one_file,
         )
     return out
+
+
+def _takes(fn: Any, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
 
 
 def check_onnx(

@@ -171,7 +171,7 @@ CASES: list[tuple[list[str], str]] = [
     (["export", "--model", "nope.py:Net", "--out", "o.onnx"], "nope.py: no such Python file"),
     (["models", "--model", "own.py:Nope"], "own.py: has no 'Nope'; its nn.Module classes: Own"),
     (["models", "--model", "broken.py:Net"], "broken.py: importing it failed (NameError"),
-    (["models", "--model", "own.py:Own", "--weights", "pickled.pt"], "not a plain state dict"),
+    (["models", "--model", "own.py:Own", "--weights", "pickled.pt"], "holds Python objects"),
     (["models", "--model", "own.py:Own", "--weights", "list.pt"], "holds a list"),
     (["models", "--model", "own.py:Own", "--weights", "other.pt"], "missing conv.bias, fc.bias"),
     (["models", "--model", "own.py:Own", "--normalize", "0.1,0"], "std must be above 0"),

@@ -113,3 +113,49 @@ def test_recipe_defaults_to_the_models_own(tmp_path: Path, monkeypatch, argv, re
         assert (config.augment, config.precision, config.batch_size) == (augment, "auto", 256)
     else:
         assert not config.augment
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_dry_run_never_writes_the_default_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    # `cnnscope train --dry-run` wrote 20 steps over runs/deep_mnist, a real run's weights.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dry-run", "--model", "lenet5", "--json"]) == 0
+    weights = Path(json.loads(capsys.readouterr().out)["weights"])
+    assert not (tmp_path / "runs").exists()
+    assert weights.name == "model.safetensors" and "cnnscope-dry-run-" in weights.parent.name
+
+
+def test_a_run_is_not_replaced_unless_asked(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--run-dir", str(run), "--json"]
+    assert main([*args, "--steps", "6"]) == 0
+    before = _digest(run / "model.safetensors")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a run already" in err and "--overwrite" in err
+    assert _digest(run / "model.safetensors") == before  # nothing lost
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 20
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # the old run's records went with it
+    index = json.loads((run / "snapshots" / "index.json").read_text())
+    assert max(s["step"] for s in index["snapshots"]) == 20
+
+
+def test_resume_takes_the_runs_own_settings(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    first = ["train", "--dry-run", "--model", "lenet5", "--steps", "10", "--run-dir", str(run)]
+    assert main([*first, "--json"]) == 0
+    capsys.readouterr()
+    # As the README and the interrupt message say: no other flag needed.
+    assert main(["train", "--resume", "--run-dir", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 10
+    assert main(["train", "--resume", "--run-dir", str(run), "--steps", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "steps 10 saved, 12 given" in err and err.count("\n") == 1

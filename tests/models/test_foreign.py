@@ -210,8 +210,13 @@ def test_bad_weights_are_one_line_naming_the_file(tmp_path: Path, net_files) -> 
         "missing head.fc.bias" in message and "features.0.weight (3, 3) vs (8, 1, 3, 3)" in message
     )
     torch.save(nn.Linear(2, 2), tmp_path / "module.pt")  # pickled code: refused unread
-    with pytest.raises(ForeignModelError, match="not a plain state dict"):
+    with pytest.raises(ForeignModelError, match="holds Python objects") as refused:
         read_state_dict(tmp_path / "module.pt")
+    # torch's own text advised weights_only=False, which would run the file's code.
+    assert "weights_only" not in str(refused.value) and "\x1b" not in str(refused.value)
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ForeignModelError, match=r"text\.pt: not a readable PyTorch file"):
+        read_state_dict(tmp_path / "text.pt")
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "lightning.pt")
     assert set(read_state_dict(tmp_path / "lightning.pt")) == set(state)
 

@@ -162,3 +162,29 @@ def test_a_retired_batcher_answers_what_waits_then_lets_its_thread_go() -> None:
             t.join(5)
             assert not t.is_alive()
     assert asyncio.run(b.submit(3)) == 30  # a late request still gets its answer
+
+
+def test_then_runs_on_the_batch_thread_and_its_error_fails_its_request_alone() -> None:
+    # A prediction's JSON is rendered by the batcher's thread right after the pass: no
+    # hop back to the event loop and out to the pool again.
+    b = Batcher("t", lambda xs: [x * 10 for x in xs], window_s=0.05)
+    threads: list[str] = []
+
+    def then(r: int) -> str:
+        threads.append(threading.current_thread().name)
+        if r == 10:
+            raise ValueError("bad row")
+        return f"<{r}>"
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(3)]
+        for i, f in enumerate(futures):
+            b.put(i, loop, f, then)
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    first, bad, third = asyncio.run(main())
+    assert (first, third) == ("<0>", "<20>")
+    assert isinstance(bad, ValueError)
+    assert threads == ["cnnscope-batch-t"] * 3 and b.batches == 1
+    b.stop()

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from cnnscope.server.encoding import decode, encode
+from cnnscope.server.encoding import decode, encode, encode_rows
 
 
 def test_per_map_round_trip_within_half_a_step() -> None:
@@ -26,3 +27,15 @@ def test_vector_is_one_map_and_dict_input_works() -> None:
 def test_constant_map_decodes_to_itself() -> None:
     x = np.full((2, 3, 3), 0.25, np.float32)
     assert np.array_equal(decode(encode(x, per_map=True)), x)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 6, 6), (4, 10), (3, 8, 8)])
+def test_a_batch_is_encoded_row_by_row_exactly_as_one_at_a_time(shape) -> None:
+    # encode_rows is what a batched prediction uses: each row must be encode()'s answer.
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.normal(size=shape), 0).astype(np.float32)
+    x[1] = 0.5  # a constant row: span 1, all zeros
+    per_map = len(shape) == 4
+    rows = encode_rows(x, per_map)
+    assert [r.model_dump() for r in rows] == [encode(v, per_map).model_dump() for v in x]
+    assert rows[0].model_dump_json() == encode(x[0], per_map).model_dump_json()

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,21 @@ def add(p: argparse.ArgumentParser) -> None:
     _add_config_flags(p)
     add_data_flag(p)
     add_device_flag(p)
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.safetensors")
     p.add_argument(
-        "--dry-run", action="store_true", help="a seconds-long smoke run: 20 steps on 1,000 images"
+        "--resume",
+        action="store_true",
+        help="continue from RUN_DIR/state.safetensors, with the settings it was saved with",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --run-dir (without it, training there is refused)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="a seconds-long smoke run: 20 steps on 1,000 images (in a new temporary "
+        "folder unless --run-dir names one)",
     )
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument(
@@ -122,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoints import open_model
     from ..models import DEFAULT_MODEL, get_spec, is_foreign_spec
-    from ..train import TrainConfig, choose_threads, fit
+    from ..train import TrainConfig, choose_threads, fit, runs
     from ._progress import ProgressBar
 
     overrides = {name: getattr(args, name) for name in _FLAGS if hasattr(args, name)}
@@ -135,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.dry_run:
+        if "run_dir" not in overrides:  # never the default run's folder
+            overrides["run_dir"] = tempfile.mkdtemp(prefix="cnnscope-dry-run-")
         overrides = {
             "steps": 20,
             "train_limit": 1000,
@@ -147,8 +162,30 @@ def run(args: argparse.Namespace) -> int:
         recipe = "fast" if foreign else get_spec(choice.model or DEFAULT_MODEL).recipe
     config = TrainConfig.from_recipe(recipe, **overrides)
     config.validate()  # out-of-range flags fail before the data loads
-    if Path(config.run_dir).exists() and not Path(config.run_dir).is_dir():
+    folder = Path(config.run_dir)
+    if folder.exists() and not folder.is_dir():
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
+    if args.resume and (folder / runs.STATE).exists():
+        # The run's own settings; a flag given must agree with them (checked on load).
+        config = runs.saved_config(folder / runs.STATE, **{**overrides, "run_dir": str(folder)})
+        if is_foreign_spec(config.model) and not foreign:
+            raise UserError(
+                f"--run-dir {folder} trains your own model {config.model}; resume with "
+                f"--model {config.model} (cnnscope never imports code a file names)"
+            )
+    elif runs.holds_run(folder):
+        if not args.overwrite:
+            again = (
+                f"its {runs.STATE} is gone, so it cannot be resumed"
+                if args.resume
+                else ("continue it with --resume")
+            )
+            raise UserError(
+                f"--run-dir {folder} holds a run already; {again}, replace it with "
+                "--overwrite, or give another --run-dir"
+            )
+        runs.clear_run(folder)
+    config.validate()
     model = None
     if foreign or choice.weights:  # your own model, or starting weights: built here
         import torch
@@ -171,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\ninterrupted at step {progress.step}; its weights and state are saved. "
             "Continue with:\n"
-            f"  cnnscope train --resume --run-dir {config.run_dir} (and the same settings)",
+            f"  cnnscope train --resume --run-dir {config.run_dir}"
+            + (f" --model {config.model}" if foreign else ""),
             file=sys.stderr,
         )
         return 130

@@ -19,7 +19,9 @@ import importlib
 import importlib.util
 import inspect
 import os
+import pickle
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -158,11 +160,26 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"{path}: weights must be .safetensors, .pt or .pth (a state dict), not {suffix!r}"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # an UnpicklingError for anything but tensors and containers
+        with warnings.catch_warnings():  # e.g. an old pickle protocol: the error says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        said = str(e).lower()  # torch names the refused class ("Unsupported global: …")
+        if not any(word in said for word in ("global", "unsupported class", "allowlist")):
+            raise ForeignModelError(
+                f"{path}: not a readable PyTorch file; it is corrupt or not a state dict: "
+                "save one with torch.save(model.state_dict(), path)"
+            ) from e
+        # Objects beyond tensors and plain containers. Not torch's text: it suggests
+        # weights_only=False, which would run the file's code.
         raise ForeignModelError(
-            f"{path}: not a plain state dict ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            "save it with torch.save(model.state_dict(), path), not torch.save(model, path)"
+            f"{path}: holds Python objects, not just tensors, and cnnscope never unpickles "
+            "them; save a state dict: torch.save(model.state_dict(), path), or safetensors"
+        ) from e
+    except Exception as e:  # not a torch file at all: a truncated zip, text, …
+        raise ForeignModelError(
+            f"{path}: not a readable PyTorch file ({type(e).__name__}); it is corrupt or "
+            "not a state dict: save one with torch.save(model.state_dict(), path)"
         ) from e
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict"):

@@ -38,7 +38,8 @@ WAITING = 256  # jobs waiting at most; more answer 503 (4 full batches: ~100 ms 
 class _Job(Generic[T, R]):
     item: T
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[R]
+    future: asyncio.Future[Any]
+    then: Callable[[R], Any] | None = None  # run on the batcher's thread, after the batch
 
 
 class Batcher(Generic[T, R]):
@@ -85,7 +86,22 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """``item``'s result, computed in a batch with whatever else is waiting."""
         loop = asyncio.get_running_loop()
-        job: _Job[T, R] = _Job(item, loop, loop.create_future())
+        future: asyncio.Future[R] = loop.create_future()
+        self.put(item, loop, future)
+        return await future
+
+    def put(
+        self,
+        item: T,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        then: Callable[[R], Any] | None = None,
+    ) -> None:
+        """Queue ``item`` from any thread; ``future`` (of ``loop``) gets its result, or
+        ``then(result)`` when given: the rest of a request's work done on the batcher's
+        thread once the batch's pass is over, without a hop back to the event loop and
+        out to a worker thread again. ``then`` runs outside ``run``, so outside any lock
+        ``run`` holds; what it raises fails that request alone."""
         with self._cv:
             if self._stopped:
                 raise RuntimeError(f"batcher {self.name} is stopped")
@@ -96,9 +112,8 @@ class Batcher(Generic[T, R]):
                     target=self._serve, name=f"cnnscope-batch-{self.name}", daemon=True
                 )
                 self._thread.start()
-            self._jobs.append(job)
+            self._jobs.append(_Job(item, loop, future, then))
             self._cv.notify()
-        return await job.future
 
     def stop(self) -> None:
         """End the thread after the batch in hand; later :meth:`submit` calls raise."""
@@ -144,7 +159,15 @@ class Batcher(Generic[T, R]):
             self.batches += 1
             self.items += len(batch)
             for j, r in zip(batch, results, strict=True):
-                _post(j.loop, _answer, j.future, r)
+                if j.then is None:
+                    _post(j.loop, _answer, j.future, r)
+                    continue
+                try:
+                    answer = j.then(r)
+                except BaseException as e:  # this request's error, not the batch's
+                    _post(j.loop, _fail, j.future, e)
+                    continue
+                _post(j.loop, _answer, j.future, answer)
         with self._cv:  # stopped: nobody waits forever on a job left behind
             if not self._stopped:
                 return  # retired while idle: a later submit starts its own thread
@@ -158,11 +181,11 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) 
         loop.call_soon_threadsafe(fn, *args)
 
 
-def _answer(future: asyncio.Future[R], result: R) -> None:
+def _answer(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # a client that left cancelled its future
         future.set_result(result)
 
 
-def _fail(future: asyncio.Future[R], error: BaseException) -> None:
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

@@ -21,21 +21,33 @@ import numpy as np
 import torch
 from fastapi import Depends, HTTPException, Request
 
-from ..analysis.activations import record_rows
+from ..analysis.activations import record
 from ..analysis.attribution import Attribution, Explainer
 from ..analysis.evaluation import Report
 from ..analysis.features import UnitIndex
 from ..data import MNIST, DataError, class_names, load_for, load_test_set
-from ..models import StagedModel, num_classes, stage_infos
+from ..models import StagedModel, logits_stage, num_classes, stage_infos
 from ..models import StageInfo as Stage
 from ..store import fingerprint, shipped
 from ..train import runs
 from .batching import Batcher
+from .encoding import encode_rows
 from .pool import WorkerPool
-from .schemas import DerivedStage, EvaluationSummary, FeatureImages
+from .schemas import DerivedStage, EncodedStage, EvaluationSummary, FeatureImages
 
-__all__ = ["LRU", "AppState", "ServedModel", "State", "app_state", "served_models", "unprocessable"]
+__all__ = [
+    "LRU",
+    "AppState",
+    "Row",
+    "ServedModel",
+    "State",
+    "app_state",
+    "served_models",
+    "unprocessable",
+]
 
+# One image's share of a batched prediction: its logits (K,) and its sent stages, encoded.
+Row = tuple[torch.Tensor, dict[str, EncodedStage]]
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -149,9 +161,7 @@ class ServedModel:
         # Set when the server stops: a running render gives up at its next step.
         self.stopping = threading.Event()
         # /api/predict's forward passes: concurrent requests share one (server/batching.py).
-        self.predictions: Batcher[np.ndarray, dict[str, torch.Tensor]] = Batcher(
-            self.id, self.forward_rows
-        )
+        self.predictions: Batcher[np.ndarray, Row] = Batcher(self.id, self.forward_rows)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -159,14 +169,19 @@ class ServedModel:
         h, w = self.model.input_shape[-2:]
         return int(h), int(w)
 
-    def forward_rows(self, images: Sequence[np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        """Each (H, W) image's sent stages and logits, from one forward pass of them all.
+    def forward_rows(self, images: Sequence[np.ndarray]) -> list[Row]:
+        """Each (H, W) image's logits and sent stages (encoded for the wire), from one
+        forward pass of them all.
 
-        The only code that holds :attr:`lock` for predictions, for that pass alone.
+        The only code that holds :attr:`lock` for predictions, for that pass alone; each
+        stage is then encoded in one pass over the batch (:func:`.encoding.encode_rows`).
         """
         x = torch.from_numpy(np.stack(images)).view(len(images), *self.model.input_shape)
         with self.lock:
-            return record_rows(self.model, x, self.sent)
+            out = record(self.model, x, self.sent)
+        logits = out[logits_stage(self.model)]
+        stages = {name: encode_rows(out[name].numpy(), out[name].dim() == 4) for name in self.sent}
+        return [(logits[i], {name: stages[name][i] for name in self.sent}) for i in range(len(x))]
 
     def embedding_source(self) -> Path | None:
         """The file the Embedding view is made from: shipped layouts, shipped or run

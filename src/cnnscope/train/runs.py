@@ -32,7 +32,15 @@ from ..devices import device_of
 from ..models import StagedModel
 from .config import TrainConfig
 
-__all__ = ["MetricsLog", "check_resumable", "metadata", "read_metrics"]
+__all__ = [
+    "MetricsLog",
+    "check_resumable",
+    "clear_run",
+    "holds_run",
+    "metadata",
+    "read_metrics",
+    "saved_config",
+]
 
 WEIGHTS = "model.safetensors"
 STATE = "state.safetensors"
@@ -256,11 +264,51 @@ def check_resumable(path: Path, saved: dict[str, Any], config: TrainConfig) -> N
         if k not in _FREE
     }
     if saved != mine:
-        diff = sorted(k for k in mine if saved.get(k) != mine[k])
-        raise CheckpointError(
-            f"{path}: saved by a run with other settings ({', '.join(diff)}); "
-            "resume with the same settings or start a new --run-dir."
+        diff = ", ".join(
+            f"{k} {saved.get(k)!r} saved, {mine[k]!r} given"
+            for k in sorted(mine)
+            if saved.get(k) != mine[k]
         )
+        raise CheckpointError(
+            f"{path}: saved by a run with other settings ({diff}); resume without "
+            "those flags (the run's own settings are used) or start a new --run-dir."
+        )
+
+
+def saved_config(path: Path, **given: Any) -> TrainConfig:
+    """The settings the state file ``path`` was saved with, ``given`` laid over them: what
+    ``cnnscope train --resume`` continues with (``check_resumable`` then refuses a
+    change that would make it another run)."""
+    from ..checkpoints import read_training_config
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in read_training_config(path).items()
+        if k in fields
+    }
+    return TrainConfig(**{**saved, **given})
+
+
+RUN_FILES = (WEIGHTS, "model.json", STATE, METRICS, TENSORBOARD, SNAPSHOTS)
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's weights or state: training there anew would
+    replace them."""
+    return (folder / WEIGHTS).exists() or (folder / STATE).exists()
+
+
+def clear_run(folder: Path) -> None:
+    """Remove what a run wrote in ``folder`` (nothing else), so a new run starts clean."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def metadata(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
 import time
 
 import numpy as np
@@ -234,3 +235,31 @@ def test_black_on_white_is_inverted_and_said(client, mnist) -> None:
     paper[60:220, 130:150] = 0.0  # a black 1 on white paper, through the drawing path
     res = client.post("/api/predict", json={"png": png(paper)}).json()
     assert res["inverted"] is True and res["predicted"] == 1
+
+
+def test_a_prediction_takes_one_pool_hop_and_is_rendered_on_the_batch_thread(
+    client, mnist, monkeypatch
+) -> None:
+    # Decode on a fast-pool thread, forward + render on the batcher's: the fast pool is
+    # asked once per drawing (it was twice), a live attribution still renders on it.
+    from cnnscope.server.routes import predict
+
+    state = client.app.state.cnnscope
+    submits, threads = [], []
+    real_submit, real_respond = state.fast.submit, predict._respond
+
+    def submit(fn, *args):
+        submits.append(getattr(fn, "__name__", fn))
+        return real_submit(fn, *args)
+
+    def respond(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_respond(*args, **kwargs)
+
+    monkeypatch.setattr(state.fast, "submit", submit)
+    monkeypatch.setattr(predict, "_respond", respond)
+    body = {"png": png(digit_canvas(mnist.test_images[0].numpy() / 255.0))}
+    assert client.post("/api/predict", json=body).status_code == 200
+    assert len(submits) == 1 and threads == ["cnnscope-batch-deep_mnist"]
+    assert client.post("/api/predict", json={**body, "explain": "saliency"}).status_code == 200
+    assert threads[1].startswith("cnnscope-fast")

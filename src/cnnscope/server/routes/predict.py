@@ -1,19 +1,27 @@
 """A drawing in, probabilities and every stage's maps out; attribution maps on demand.
 
-The route validates against the model and hands the rest to worker threads in three
-steps: decoding and preprocessing the drawing (fast pool), the forward pass (the model's
-batcher, shared with every concurrent request: ``server/batching.py``), then encoding the
-maps, rendering the JSON and gzipping it (fast pool). Only the forward pass holds the
-model's lock; nothing that scales with the input runs on the event loop.
+A prediction hops between threads three times, and the event loop does none of its work:
+a fast-pool thread decodes and preprocesses the drawing and queues it on the model's
+batcher (``server/batching.py``, one forward pass shared with every concurrent request);
+the batcher's thread runs the pass, holding the model's lock for it alone, encodes the
+batch's maps, then renders and gzips each request's JSON; the event loop only sends it.
+A live attribution (a forward and a backward pass of its own) is computed on a fast-pool
+thread instead, with that thread's copy of the model, so it never holds up the batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import re
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +40,7 @@ from ..schemas import (
     PredictRequest,
     PredictResponse,
 )
-from ..state import ServedModel, State, unprocessable
+from ..state import Row, ServedModel, State, unprocessable
 
 router = APIRouter()
 
@@ -94,30 +102,33 @@ def attribute(
     return encoded, a
 
 
+Answer = tuple[bytes, dict[str, str]]  # the JSON (gzipped if asked) and its headers
+
+
 def _respond(
     m: ServedModel,
     req: PredictRequest,
     layer: str,
     image: np.ndarray,
     inverted: bool,
-    row: dict[str, torch.Tensor],
+    row: Row,
     t0: float,
     accept_encoding: str = "",
-) -> tuple[bytes, dict[str, str]]:
-    """The JSON answer from one image's row of a batched forward pass, on a worker thread,
-    gzipped there when the client accepts it; and its headers."""
-    logits = row["logits"]
+) -> Answer:
+    """The JSON answer from one image's row of a batched forward pass, gzipped when the
+    client accepts it, and its headers: on the batcher's thread, or on a fast-pool thread
+    when a live attribution (that thread's model copy) is asked for."""
+    logits, encoded = row
     probs = torch.softmax(logits, 0)
-    stages = m.sent if req.stages == "all" else []
-    encoded = {name: encode(row[name].numpy(), per_map=row[name].dim() == 3) for name in stages}
     response = PredictResponse(
         model=m.id,
         predicted=int(probs.argmax()),
-        probabilities=[round(float(p), 6) for p in probs],
-        logits=[round(float(v), 5) for v in logits],
+        # tolist(): the same Python floats as float() of each element, in one call
+        probabilities=[round(p, 6) for p in probs.tolist()],
+        logits=[round(v, 5) for v in logits.tolist()],
         input=encode(image, per_map=False),
         inverted=inverted,
-        stages=encoded,
+        stages=encoded if req.stages == "all" else {},
         derived=m.derived if req.stages == "all" else [],
         order=list(m.model.stage_names),
         attribution=(
@@ -138,16 +149,57 @@ def _own_copy() -> str:
     return f"fast-{threading.current_thread().name}"
 
 
+def _queue(
+    m: ServedModel,
+    req: PredictRequest,
+    layer: str,
+    t0: float,
+    accept: str,
+    loop: asyncio.AbstractEventLoop,
+    answer: asyncio.Future[Answer | Callable[[], Answer]],
+) -> None:
+    """On a fast-pool thread: the drawing decoded and queued on the model's batcher, whose
+    thread answers ``answer``: with the rendered JSON, or, for a live attribution, with
+    the call that renders it (run on a fast-pool thread by the route)."""
+    try:
+        image, inverted = input_image(req, m)
+
+        def then(row: Row) -> Answer | Callable[[], Answer]:  # on the batcher's thread
+            call = partial(_respond, m, req, layer, image, inverted, row, t0, accept)
+            return call if req.explain else call()
+
+        m.predictions.put(image, loop, answer, then)
+    except BaseException as e:  # a bad drawing (4xx) or a full queue (503): to the route
+        loop.call_soon_threadsafe(_fail, answer, e)
+
+
+def _dropped(
+    loop: asyncio.AbstractEventLoop, answer: asyncio.Future[Any], job: Future[None]
+) -> None:
+    """A queued job dropped by the pool's shutdown: its request ends instead of hanging."""
+    if job.cancelled():
+        with contextlib.suppress(RuntimeError):  # a closed loop: the request is gone
+            loop.call_soon_threadsafe(_fail, answer, RuntimeError("the server is stopping"))
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():  # a client that left cancelled its future
+        future.set_exception(error)
+
+
 @router.post("/api/predict", response_model=PredictResponse)
 async def predict(req: PredictRequest, state: State, request: Request) -> Response:
     t0 = time.perf_counter()
     m = state.served(req.model)
     # Live Grad-CAM explains the model's last conv stage, whatever it is called.
     layer = m.gradcam_layer(None, "explain") if req.explain == "gradcam" else ""
-    image, inverted = await state.fast.run(input_image, req, m)
-    row = await m.predictions.submit(image)
     accept = request.headers.get("accept-encoding", "")
-    body, headers = await state.fast.run(_respond, m, req, layer, image, inverted, row, t0, accept)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Answer | Callable[[], Answer]] = loop.create_future()
+    job = state.fast.submit(_queue, m, req, layer, t0, accept, loop, answer)
+    job.add_done_callback(partial(_dropped, loop, answer))
+    result = await answer
+    body, headers = await state.fast.run(result) if callable(result) else result
     return Response(body, media_type="application/json", headers=headers)
 
 

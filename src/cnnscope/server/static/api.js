@@ -46,11 +46,19 @@ async function detail(r) {
   return typeof d === "string" ? d : d ? JSON.stringify(d) : r.statusText;
 }
 
-/** JSON from `url`; `body` (an object) is POSTed as JSON; `method` another verb (DELETE).
- * Throws HttpError or AbortError. */
+/** `body` with each of its promised values (a drawing's PNG, still being encoded) awaited. */
+async function settled(body) {
+  if (body === undefined || !Object.values(body).some((v) => v instanceof Promise)) return body;
+  const entries = await Promise.all(Object.entries(body).map(async ([k, v]) => [k, await v]));
+  return Object.fromEntries(entries);
+}
+
+/** JSON from `url`; `body` (an object, whose values may be promises) is POSTed as JSON;
+ * `method` another verb (DELETE). Throws HttpError or AbortError. */
 export async function request(url, { body, signal, method } = {}) {
   const release = busy();
   try {
+    body = await settled(body);
     for (let attempt = 1; ; attempt++) {
       const init = body === undefined ? { signal, method }
         : { signal, method: method || "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };

@@ -5,7 +5,7 @@ import { FAST, renderAttribution } from "./attribution.js";
 import { HttpError, Latest, Predictor, busy, getJSON, isAbort, request } from "./api.js";
 import { ArchitectureView } from "./architecture.js";
 import { ArithmeticView } from "./arithmetic.js";
-import { b64bytes, decodeMaps, decodeStages } from "./codec.js";
+import { b64bytes, decodeMaps, decodeStages, greyPNG } from "./codec.js";
 import { Detail } from "./detail.js";
 import { $, el } from "./dom.js";
 import { EmbeddingView } from "./embed.js";
@@ -70,7 +70,7 @@ function inputBody() {
   const [h, w] = state.info[state.model].inputSize;
   return src.size[0] === h && src.size[1] === w
     ? { pixels: Array.from(src.pixels, (v) => v / 255), model: state.model }
-    : { png: digitCanvas(src.pixels, src.size).toDataURL("image/png"), model: state.model };
+    : { png: greyPNG(digitCanvas(src.pixels, src.size)), model: state.model };
 }
 
 // ---- predictions -------------------------------------------------------------

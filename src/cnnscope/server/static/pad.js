@@ -1,4 +1,5 @@
 // The drawing pad: pointer events (mouse, touch, pen), round strokes, undo.
+import { greyPNG } from "./codec.js";
 import { digitCanvas } from "./render.js";
 
 // The brush follows the drawing's size, as the user draws: 0.15 × the longer side of the
@@ -103,5 +104,6 @@ export class Pad {
     }
   }
 
-  toPNG() { return this.canvas.toDataURL("image/png"); }
+  /** A promise of the drawing as a PNG data URL (one grey channel: codec.js greyPNG). */
+  toPNG() { return greyPNG(this.canvas); }
 }
