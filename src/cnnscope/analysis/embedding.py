@@ -344,6 +344,9 @@ class Embedder:
             # takes 16 s against 38 s (openTSNE's default grid) and 27 s (Barnes-Hut), at
             # the same 2-D kNN accuracy (0.992 vs 0.993).
             negative_gradient_method="bh" if small else "fft",
+            # Exact neighbours below 5,000 points: 0.10 s for 2,000 in 50-D against Annoy's
+            # 0.47 s (its index build), and no approximation.
+            neighbors="exact" if small else "auto",
             ints_in_interval=2,
             # At 2,000 points a second thread costs more than it gives: 50 iterations took
             # 0.35 s of CPU on one thread, 0.9–1.7 s on two (and 2–5× the time when busy).
