@@ -30,7 +30,8 @@ def _complete_in_bash(script: Path, line: str) -> list[str]:
 def test_bash_completes_commands_and_flags(tmp_path: Path, capsys) -> None:
     assert main(["completion", "bash"]) == 0
     script = tmp_path / "cnnscope.bash"
-    script.write_text(capsys.readouterr().out)
+    script.write_text(out := capsys.readouterr().out)
+    assert out.endswith("\n")  # a file written once, as the README says: a whole last line
     subprocess.run(["bash", "-n", str(script)], check=True)  # it parses
     assert _complete_in_bash(script, "cnnscope pe") == ["peek"]
     assert "--test-index" in _complete_in_bash(script, "cnnscope peek --te")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = 'print a shell completion script: eval "$(cnnscope completion bash)"'
+HELP = (
+    "print a shell completion script; write it once: cnnscope completion bash > "
+    "~/.local/share/bash-completion/completions/cnnscope"
+)
 
 SHELLS = ("bash", "zsh", "tcsh")
 
@@ -48,5 +51,8 @@ def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(script(args.shell), end="")
+    # Written once to a file, not eval'ed in every new shell: building every command's
+    # parser imports torch (about 2 s).
+    text = script(args.shell)
+    print(text, end="" if text.endswith("\n") else "\n")
     return 0
