@@ -126,6 +126,11 @@ class PredictResponse(BaseModel):
     inverted: bool = Field(
         default=False, description="the input was dark ink on a bright background: inverted"
     )
+    blank: bool = Field(
+        default=False,
+        description="nothing was drawn: the prediction is only what the network answers to "
+        "an empty image",
+    )
     stages: dict[str, EncodedStage] = Field(description="sent stages, in forward order")
     derived: list[DerivedStage] = Field(description="stages to compute from the sent ones")
     order: list[str] = Field(description="every stage name in forward order")

@@ -237,6 +237,18 @@ def test_black_on_white_is_inverted_and_said(client, mnist) -> None:
     assert res["inverted"] is True and res["predicted"] == 1
 
 
+def test_a_blank_drawing_is_said_to_be_blank(client, mnist) -> None:
+    # An empty canvas was answered "predicted 3" (p 0.11) like any digit.
+    for body in (
+        {"pixels": [0.0] * 784},
+        {"png": png(np.zeros((280, 280), np.float32))},
+        {"png": png(np.ones((280, 280), np.float32))},  # blank white paper
+    ):
+        assert client.post("/api/predict", json=body).json()["blank"] is True
+    x = mnist.test_images[0].flatten().float() / 255
+    assert client.post("/api/predict", json={"pixels": x.tolist()}).json()["blank"] is False
+
+
 def test_a_prediction_takes_one_pool_hop_and_is_rendered_on_the_batch_thread(
     client, mnist, monkeypatch
 ) -> None:

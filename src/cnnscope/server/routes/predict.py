@@ -128,6 +128,7 @@ def _respond(
         logits=[round(v, 5) for v in logits.tolist()],
         input=encode(image, per_map=False),
         inverted=inverted,
+        blank=not image.any(),
         stages=encoded if req.stages == "all" else {},
         derived=m.derived if req.stages == "all" else [],
         order=list(m.model.stage_names),
