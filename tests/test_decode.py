@@ -166,3 +166,21 @@ def test_an_unfiltered_grey_png_inflates_no_more_than_its_header_says() -> None:
     assert peak < 2_000_000, peak
     filtered = _page_png(np.full((4, 4), 3, np.uint8), filters=1)  # Sub: Pillow's path
     assert np.allclose(decode_png(filtered)[0], np.array([3, 6, 9, 12]) / 255)
+
+
+def test_a_header_pillow_refuses_is_refused_on_the_fast_path_too() -> None:
+    # The fast path decoded a page-like PNG whose header CRC was wrong, where Pillow (and
+    # so the server before it) answered 400.
+    good = _page_png(np.full((8, 8), 200, np.uint8))
+    with pytest.raises(PreprocessError):
+        decode_png(good[:29] + bytes(4) + good[33:])
+    # A second header is Pillow's to judge: the fast path leaves it alone.
+    other = _page_png(np.full((4, 16), 200, np.uint8))
+    twice = good[:33] + other[8:33] + good[33:]
+    try:
+        pillow = np.asarray(Image.open(io.BytesIO(twice)).convert("L"))
+    except Exception:  # whatever Pillow refuses, decode_png refuses
+        with pytest.raises(PreprocessError):
+            decode_png(twice)
+    else:
+        assert np.array_equal(decode_png(twice), pillow / 255.0)

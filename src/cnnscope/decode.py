@@ -90,10 +90,15 @@ def _unfiltered_grey(data: bytes) -> np.ndarray | None:
     width, height = struct.unpack(">II", data[16:24])
     if data[24:29] != b"\x08\x00\x00\x00\x00":  # bit depth, colour type, methods, interlace
         return None
-    idat, pos = [], len(_SIGNATURE)
+    # A header Pillow would refuse (its length or CRC wrong) is left to Pillow to refuse.
+    if data[8:16] != b"\x00\x00\x00\x0dIHDR" or zlib.crc32(data[12:29]) != int.from_bytes(
+        data[29:33], "big"
+    ):
+        return None
+    idat, pos = [], len(_SIGNATURE) + 25  # past the header
     while pos + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind in (b"PLTE", b"tRNS"):
+        if kind in (b"PLTE", b"tRNS", b"IHDR"):  # a second header: Pillow says what is wrong
             return None
         if kind == b"IDAT":
             idat.append(data[pos + 8 : pos + 8 + length])

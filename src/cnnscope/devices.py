@@ -8,11 +8,19 @@ crash deep inside a forward pass.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["DEVICES", "available_devices", "device_of", "native_bf16", "resolve_device"]
+__all__ = [
+    "DEVICES",
+    "available_devices",
+    "device_of",
+    "fused_step_runs",
+    "native_bf16",
+    "resolve_device",
+]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -68,6 +76,20 @@ def device_of(module: torch.nn.Module) -> torch.device:
     Inputs follow it, and what cnnscope returns comes back to the CPU."""
     first = next(iter(module.parameters()), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+@functools.cache
+def fused_step_runs(kind: Callable[..., torch.optim.Optimizer], device_type: str) -> bool:
+    """Whether torch's fused step of optimizer ``kind`` runs on ``device_type``. On the
+    CPU it does since torch 2.4; torch 2.3 refuses fused Adam when it is built and fails
+    fused SGD's first step, so a step on a 2-element parameter decides."""
+    p = torch.nn.Parameter(torch.zeros(2, device=device_type))
+    p.grad = torch.ones_like(p)
+    try:
+        kind([p], lr=0.1, fused=True).step()
+    except RuntimeError:  # NotImplementedError too, its subclass
+        return False
+    return True
 
 
 @functools.cache

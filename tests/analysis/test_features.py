@@ -19,7 +19,9 @@ from cnnscope.analysis.features import (
     render,
     top_examples,
     unused_channels,
+    with_overrides,
 )
+from cnnscope.analysis.features.methods import config_for
 from cnnscope.cli import main
 from cnnscope.models import build_model
 from cnnscope.models.builtin import LinearReLU
@@ -446,3 +448,36 @@ def test_affine_grid_equals_torchs() -> None:
     theta = torch.randn(4, 2, 3)
     want = torch.nn.functional.affine_grid(theta, [4, 1, 20, 24], align_corners=False)
     assert torch.allclose(_affine_grid(theta, 20, 24), want, atol=1e-6)
+
+
+_IN_PLACE = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x), inplace=True)  # in place, on a stage's output
+        x = self.conv2(x)
+        x += 0.1  # and again
+        return self.fc(x.flatten(1))
+"""
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_model_that_changes_its_maps_in_place_renders(tmp_path: Path, precision: str) -> None:
+    # The bf16 path's channels-last gradients were a custom Function's view of each map,
+    # and an in-place op on it raised (found on a model of one's own with F.relu_).
+    from cnnscope.models import load_foreign
+
+    (tmp_path / "net.py").write_text(_IN_PLACE)
+    model = load_foreign(f"{tmp_path / 'net.py'}:Net")
+    cfg = with_overrides(config_for("regularized"), steps=3, precision=precision)
+    images = layer_images(model, "conv2", [0, 1], cfg)
+    assert images.shape == (2, 28, 28) and np.isfinite(images).all()

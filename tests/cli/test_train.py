@@ -159,3 +159,39 @@ def test_resume_takes_the_runs_own_settings(tmp_path: Path, capsys) -> None:
     assert main(["train", "--resume", "--run-dir", str(run), "--steps", "12"]) == 2
     err = capsys.readouterr().err
     assert "steps 10 saved, 12 given" in err and err.count("\n") == 1
+
+
+def test_resume_refuses_another_recipe_and_takes_an_old_states_precision(
+    tmp_path: Path, capsys
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    first = ["train", "--dry-run", "--model", "lenet5", "--steps", "6", "--run-dir", str(run)]
+    assert main([*first, "--precision", "fp32", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(run), "--recipe", "best"]) == 2
+    assert "recipe 'fast' saved, 'best' given" in capsys.readouterr().err
+    # A state from before `precision` existed: its run was fp32, whatever auto picks now.
+    state = run / "state.safetensors"
+    with safe_open(state, "pt") as f:
+        (key, text), *_ = f.metadata().items()
+    header = json.loads(text)
+    del header["info"]["config"]["precision"]
+    save_file(load_file(state), state, metadata={key: json.dumps(header)})
+    assert main(["train", "--resume", "--run-dir", str(run), "--json"]) == 0
+
+
+@pytest.mark.filterwarnings("default::RuntimeWarning")
+def test_resume_without_a_state_starts_over(tmp_path: Path, capsys) -> None:
+    # The page launches every run with --resume; weights left without their state (a kill
+    # between the two writes) must not make the run unstartable.
+    run = tmp_path / "run"
+    args = ["train", "--dry-run", "--model", "lenet5", "--steps", "6", "--run-dir", str(run)]
+    assert main([*args, "--json"]) == 0
+    (run / "state.safetensors").unlink()
+    capsys.readouterr()
+    assert main([*args, "--resume", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["steps"] == 6 and "starting over" in out.err

@@ -177,7 +177,7 @@ def test_optimizer_fused_where_torch_has_it(tmp_path: Path, mnist, optimizer, mo
         fused.step()
     # The same run with torch's unfused step (the same seed: the same weights and dropout)
     # ends at the same weights, to float rounding.
-    monkeypatch.setattr(loop, "_fused_runs", lambda kind, device_type: False)
+    monkeypatch.setattr(loop, "fused_step_runs", lambda kind, device_type: False)
     plain = loop._Run(
         dataclasses.replace(config, run_dir=str(tmp_path / "plain")), mnist, resume=False
     )

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -167,22 +168,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--run-dir {config.run_dir} is a file; give a folder")
     if args.resume and (folder / runs.STATE).exists():
         # The run's own settings; a flag given must agree with them (checked on load).
-        config = runs.saved_config(folder / runs.STATE, **{**overrides, "run_dir": str(folder)})
+        given = {**overrides, "run_dir": str(folder)}
+        if args.recipe is not None:
+            given["recipe"] = args.recipe
+        config = runs.saved_config(folder / runs.STATE, **given)
         if is_foreign_spec(config.model) and not foreign:
             raise UserError(
                 f"--run-dir {folder} trains your own model {config.model}; resume with "
                 f"--model {config.model} (cnnscope never imports code a file names)"
             )
     elif runs.holds_run(folder):
-        if not args.overwrite:
-            again = (
-                f"its {runs.STATE} is gone, so it cannot be resumed"
-                if args.resume
-                else ("continue it with --resume")
+        if args.resume:  # weights without a state (a kill between the two writes)
+            warnings.warn(
+                f"{folder} has weights but no {runs.STATE} to resume from; starting over",
+                RuntimeWarning,
+                stacklevel=2,
             )
+        elif not args.overwrite:
             raise UserError(
-                f"--run-dir {folder} holds a run already; {again}, replace it with "
-                "--overwrite, or give another --run-dir"
+                f"--run-dir {folder} holds a run already; continue it with --resume, "
+                "replace it with --overwrite, or give another --run-dir"
             )
         runs.clear_run(folder)
     config.validate()

@@ -14,7 +14,6 @@ exactly where an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ..analysis.evaluation import evaluate
 from ..analysis.snapshots import SnapshotWriter, snapshot_subset
 from ..checkpoints import load_training_state, save_training_state, save_weights
 from ..data import MNIST, DataError, load_mnist, to_float
-from ..devices import native_bf16
+from ..devices import fused_step_runs, native_bf16
 from ..models import StagedModel, build_model, num_classes
 from . import runs
 from .augment import random_affine
@@ -78,20 +77,6 @@ class TrainResult:
     seconds: float  # wall time of the training loop (this invocation)
 
 
-@functools.cache
-def _fused_runs(kind: Callable[..., torch.optim.Optimizer], device_type: str) -> bool:
-    """Whether torch's fused step of ``kind`` runs on ``device_type``. On the CPU it does
-    since torch 2.4; torch 2.3 refuses fused Adam when it is built and fails fused SGD's
-    first step, so a step on a 2-element parameter decides."""
-    p = torch.nn.Parameter(torch.zeros(2, device=device_type))
-    p.grad = torch.ones_like(p)
-    try:
-        kind([p], lr=0.1, fused=True).step()
-    except RuntimeError:  # NotImplementedError too, its subclass
-        return False
-    return True
-
-
 def _build_optimizer(
     config: TrainConfig, model: StagedModel, total_steps: int, device: torch.device
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -107,7 +92,7 @@ def _build_optimizer(
     # Fused: one pass over each parameter's memory per step instead of one per operation
     # (Adam's are ~8). deep_mnist's 3.3 M parameters made the unfused AdamW 45 % of a
     # batch-50 step; fused, the step trains 1.6× the images/s (bench/train_profile.py).
-    if _fused_runs(kind, device.type):
+    if fused_step_runs(kind, device.type):
         options["fused"] = True
     opt = kind(model.parameters(), **options)
     sched: torch.optim.lr_scheduler.LRScheduler

@@ -284,7 +284,7 @@ def saved_config(path: Path, **given: Any) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {
         k: tuple(v) if isinstance(v, list) else v
-        for k, v in read_training_config(path).items()
+        for k, v in {**_ADDED, **read_training_config(path)}.items()
         if k in fields
     }
     return TrainConfig(**{**saved, **given})

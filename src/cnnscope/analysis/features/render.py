@@ -21,14 +21,14 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...devices import native_bf16
+from ...devices import fused_step_runs, native_bf16
 from ...models import StagedModel, logits_stage, stage_infos
 from ...models.builtin import LinearReLU
 from ..activations import forward_until
@@ -260,19 +260,34 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
 
 
-class _ChannelsLastGrad(torch.autograd.Function):
-    """Identity forward; backward hands the gradient on channels-last."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous(memory_format=torch.channels_last)
+def _channels_last_grad(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
 
 
-class _ChannelsLastGrads:
+class _ForwardHooks:
+    """``_hook`` on each of ``modules`` while in a ``with`` block, released after."""
+
+    modules: list[nn.Module]
+
+    def _hook(self, module: nn.Module, inputs: Any, out: Any) -> Any:
+        raise NotImplementedError
+
+    def _active(self) -> bool:
+        return True
+
+    def __enter__(self) -> Self:
+        self.handles = (
+            [m.register_forward_hook(self._hook) for m in self.modules] if self._active() else []
+        )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+class _ChannelsLastGrads(_ForwardHooks):
     """Every 4-D map's gradient channels-last, as the map itself is; hooks released.
 
     A map that a model flattens (pool2 → fc1) gets its gradient back as the flat
@@ -283,22 +298,13 @@ class _ChannelsLastGrads:
 
     def __init__(self, model: nn.Module) -> None:
         self.modules = [m for m in model.modules() if not any(m.children())]
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    @staticmethod
-    def _hook(_module: nn.Module, _inputs: Any, out: Any) -> Any:
+    def _hook(self, _module: nn.Module, _inputs: Any, out: Any) -> Any:
+        # A hook on the tensor, not a new output: a model of your own may change its
+        # maps in place (relu_, +=), which a custom Function's view would refuse.
         if isinstance(out, torch.Tensor) and out.dim() == 4 and out.requires_grad:
-            return _ChannelsLastGrad.apply(out)  # type: ignore[no-untyped-call]
+            out.register_hook(_channels_last_grad)
         return None
-
-    def __enter__(self) -> _ChannelsLastGrads:
-        self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
 
 
 def _forward(model: StagedModel, x: torch.Tensor, objective: Objective) -> torch.Tensor:
@@ -526,7 +532,7 @@ class _LeakyLinearReLU(torch.autograd.Function):
         return pre_grad @ weight.to(pre_grad.dtype), None, None, None
 
 
-class _RedirectedReLUs:
+class _RedirectedReLUs(_ForwardHooks):
     """Let a silent ReLU pass a small gradient (Lucid's "redirected ReLU"), hooks released.
 
     A unit whose ReLU is at zero for the starting image has no gradient, so plain ascent
@@ -537,7 +543,6 @@ class _RedirectedReLUs:
     def __init__(self, model: StagedModel, leak: float) -> None:
         self.leak = leak
         self.modules = [m for m in model.modules() if isinstance(m, nn.ReLU | LinearReLU)]
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, module: nn.Module, inputs: Any, out: torch.Tensor) -> torch.Tensor:
         pre = inputs[0]
@@ -553,15 +558,8 @@ class _RedirectedReLUs:
             )
         return redirected
 
-    def __enter__(self) -> _RedirectedReLUs:
-        if self.leak > 0:
-            self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+    def _active(self) -> bool:
+        return self.leak > 0
 
 
 def _render_regularized(
@@ -583,7 +581,9 @@ def _render_regularized(
     else:
         param = SigmoidParam(lo + span * start)
     frame = _frame(*shape[-2:]).to(start.device)
-    opt = torch.optim.Adam(param.params, lr=cfg.lr, fused=True)  # one kernel, not seven
+    # One kernel, not seven, where torch has it (not torch 2.3's CPU build).
+    fused = fused_step_runs(torch.optim.Adam, start.device.type)
+    opt = torch.optim.Adam(param.params, lr=cfg.lr, fused=fused)
 
     redirect = _RedirectedReLUs(model, cfg.redirect)
     still_from = cfg.steps - round(cfg.settle * cfg.steps)  # the settle phase's first step
