@@ -12,25 +12,12 @@ from safetensors.torch import load_file, save_file
 from cnnscope.analysis.snapshots import load_snapshots
 from cnnscope.checkpoints import CheckpointError, load_weights
 from cnnscope.train import Callback, TrainConfig, TrainState, fit, loop
-
-
-def _config(tmp_path: Path, **overrides) -> TrainConfig:
-    base = {
-        "model": "hvass",
-        "epochs": 2,
-        "batch_size": 50,
-        "train_limit": 500,
-        "run_dir": str(tmp_path / "run"),
-        "log_every": 5,
-        "snapshot_steps": (0, 3),
-        "snapshot_size": 64,
-    }
-    return TrainConfig.from_recipe("fast", **{**base, **overrides})
+from tests.support.training import InterruptAt, small_config
 
 
 @pytest.mark.slow
 def test_learns_on_a_small_subset(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path, model="deep_mnist", epochs=1, train_limit=3000, batch_size=64)
+    config = small_config(tmp_path, model="deep_mnist", epochs=1, train_limit=3000, batch_size=64)
     result = fit(config, data=mnist)
     # Chance is 10 %; one short epoch on 3,000 digits gets well past 85 %.
     assert result.metrics["test_accuracy"] > 0.85
@@ -45,22 +32,13 @@ def _metrics(config: TrainConfig) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-class _InterruptAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("interrupt_at", [10, 13])  # an epoch boundary (10) and mid-epoch
 def test_resume_ends_where_uninterrupted_run_ends(tmp_path: Path, mnist, interrupt_at) -> None:
-    whole = fit(_config(tmp_path / "a"), data=mnist)
-    config = _config(tmp_path / "b")
+    whole = fit(small_config(tmp_path / "a"), data=mnist)
+    config = small_config(tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [_InterruptAt(interrupt_at)], data=mnist)
+        fit(config, [InterruptAt(interrupt_at)], data=mnist)
     resumed = fit(config, resume=True, data=mnist)
     assert resumed.steps == whole.steps == 20
     for (k, a), (_, b) in zip(
@@ -83,10 +61,10 @@ class _KeepWeights(Callback):
 
 
 def test_a_stop_writes_the_weights_of_its_step(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path)  # 10 steps an epoch: a checkpoint at step 10
+    config = small_config(tmp_path)  # 10 steps an epoch: a checkpoint at step 10
     kept = _KeepWeights()
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [kept, _InterruptAt(13)], data=mnist)
+        fit(config, [kept, InterruptAt(13)], data=mnist)
     model, meta = load_weights(Path(config.run_dir) / "model.safetensors")
     assert meta["complete"] is False
     assert meta["metrics"] == {
@@ -129,7 +107,7 @@ def test_precision_of_the_training_forward(
 ) -> None:
     monkeypatch.setattr(loop, "native_bf16", lambda device: native)
     dtypes = _OutputDtypes()
-    config = _config(tmp_path, precision=precision, epochs=1, snapshot_size=0)
+    config = small_config(tmp_path, precision=precision, epochs=1, snapshot_size=0)
     result = fit(config, [dtypes], data=mnist)
     train = {dtype for training, dtype in dtypes.seen if training}
     evaluation = {dtype for training, dtype in dtypes.seen if not training}
@@ -144,16 +122,16 @@ def test_precision_of_the_training_forward(
 
 
 def test_auto_precision_resumes(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path, precision="auto")
+    config = small_config(tmp_path, precision="auto")
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [_InterruptAt(4)], data=mnist)
+        fit(config, [InterruptAt(4)], data=mnist)
     assert fit(config, resume=True, data=mnist).steps == 20
 
 
 def test_a_state_saved_before_precision_existed_resumes_as_fp32(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path, precision="fp32")
+    config = small_config(tmp_path, precision="fp32")
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [_InterruptAt(4)], data=mnist)
+        fit(config, [InterruptAt(4)], data=mnist)
     state = Path(config.run_dir) / "state.safetensors"
     with safe_open(state, "pt") as f:
         (key, text), *_ = f.metadata().items()
@@ -163,14 +141,14 @@ def test_a_state_saved_before_precision_existed_resumes_as_fp32(tmp_path: Path, 
     assert fit(config, resume=True, data=mnist).steps == 20
     refused = r"other settings \(precision 'fp32' saved, 'bf16' given\)"
     with pytest.raises(CheckpointError, match=refused):
-        fit(_config(tmp_path, precision="bf16"), resume=True, data=mnist)
+        fit(small_config(tmp_path, precision="bf16"), resume=True, data=mnist)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_optimizer_fused_where_torch_has_it(tmp_path: Path, mnist, optimizer, monkeypatch) -> None:
     # torch ≥ 2.4 has fused CPU steps of all three; 2.3 (the declared floor) of none.
     major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-    config = _config(tmp_path, optimizer=optimizer, snapshot_size=0)
+    config = small_config(tmp_path, optimizer=optimizer, snapshot_size=0)
     fused = loop._Run(config, mnist, resume=False)
     assert bool(fused.optimizer.defaults.get("fused")) == ((major, minor) >= (2, 4))
     for _ in range(3):
@@ -191,26 +169,26 @@ def test_optimizer_fused_where_torch_has_it(tmp_path: Path, mnist, optimizer, mo
 
 
 def test_resume_with_other_settings_refused(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path)
+    config = small_config(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [_InterruptAt(4)], data=mnist)
-    other = _config(tmp_path, lr=0.1)
+        fit(config, [InterruptAt(4)], data=mnist)
+    other = small_config(tmp_path, lr=0.1)
     with pytest.raises(CheckpointError, match=r"other settings \(lr 0\.004 saved, 0\.1 given\)"):
         fit(other, resume=True, data=mnist)
 
 
 @pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path, mnist) -> None:
-    a = fit(_config(tmp_path / "a", epochs=1), data=mnist).model
-    b = fit(_config(tmp_path / "b", epochs=1), data=mnist).model
-    c = fit(_config(tmp_path / "c", epochs=1, seed=1), data=mnist).model
+    a = fit(small_config(tmp_path / "a", epochs=1), data=mnist).model
+    b = fit(small_config(tmp_path / "b", epochs=1), data=mnist).model
+    c = fit(small_config(tmp_path / "c", epochs=1, seed=1), data=mnist).model
     assert torch.equal(a.fc1.weight, b.fc1.weight)
     assert not torch.equal(a.fc1.weight, c.fc1.weight)
 
 
 @pytest.mark.slow
 def test_run_folder_contents(tmp_path: Path, mnist) -> None:
-    config = _config(tmp_path)
+    config = small_config(tmp_path)
     fit(config, data=mnist)
     run = Path(config.run_dir)
     lines = _metrics(config)
@@ -233,7 +211,7 @@ def test_run_folder_contents(tmp_path: Path, mnist) -> None:
 def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = _config(tmp_path, epochs=1)
+    config = small_config(tmp_path, epochs=1)
     fit(config, data=mnist)
     acc = EventAccumulator(str(Path(config.run_dir) / "tb"))
     acc.Reload()
@@ -252,9 +230,9 @@ def test_tensorboard_events_readable(tmp_path: Path, mnist) -> None:
         ("precision", "fp16", "precision: auto, fp32, bf16"),
     ],
 )
-def test_invalid_config(tmp_path: Path, field, value, message) -> None:
+def test_invalidsmall_config(tmp_path: Path, field, value, message) -> None:
     with pytest.raises(ValueError, match=message):
-        fit(_config(tmp_path, **{field: value}))
+        fit(small_config(tmp_path, **{field: value}))
 
 
 def test_unknown_recipe() -> None:
@@ -295,8 +273,8 @@ class _FirstBatches(Callback):
 def test_augment_warps_the_batches_reproducibly_and_resumes(tmp_path: Path, mnist) -> None:
     plain, warped = _FirstBatches(), _FirstBatches()
     base = {"epochs": 1, "snapshot_size": 0}
-    fit(_config(tmp_path / "plain", **base), [plain], data=mnist)
-    whole = fit(_config(tmp_path / "a", augment=True, **base), [warped], data=mnist)
+    fit(small_config(tmp_path / "plain", **base), [plain], data=mnist)
+    whole = fit(small_config(tmp_path / "a", augment=True, **base), [warped], data=mnist)
     # The same digits in the same order (the shuffle is the seed's), each warped: moved,
     # turned and scaled by 0.9–1.1, so its ink by 0.81–1.21 (less what leaves the frame).
     for p, w in zip(plain.seen, warped.seen, strict=True):
@@ -304,9 +282,9 @@ def test_augment_warps_the_batches_reproducibly_and_resumes(tmp_path: Path, mnis
         ink = w.sum((1, 2, 3)) / p.sum((1, 2, 3))
         assert float(ink.min()) > 0.75 and float(ink.max()) < 1.22
     # Seeded by (seed, step): an interrupted and resumed run ends where the whole one ends.
-    config = _config(tmp_path / "b", augment=True, **base)
+    config = small_config(tmp_path / "b", augment=True, **base)
     with pytest.raises(KeyboardInterrupt):
-        fit(config, [_InterruptAt(7)], data=mnist)
+        fit(config, [InterruptAt(7)], data=mnist)
     resumed = fit(config, resume=True, data=mnist)
     for (k, a), (_, b) in zip(
         whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
