@@ -6,10 +6,7 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from cnnscope.analysis.activations import record, record_rows
-from cnnscope.data import to_float
 from cnnscope.server.batching import Batcher
 from cnnscope.server.pool import Busy
 
@@ -102,17 +99,6 @@ def test_stopped_batcher_refuses_and_its_thread_ends() -> None:
     assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="stopped"):
         asyncio.run(b.submit(3))
-
-
-def test_record_rows_match_one_image_at_a_time(shipped, mnist) -> None:
-    model, _ = shipped
-    x = to_float(mnist.test_images[:5])
-    rows = record_rows(model, x, ["conv1", "fc1"])
-    for i, row in enumerate(rows):
-        alone = record(model, x[i : i + 1], ["conv1", "fc1"])
-        for name in ("conv1", "fc1", "logits"):
-            assert torch.allclose(row[name], alone[name][0], atol=1e-5), name
-    assert not any(m._forward_hooks for m in model.modules())  # hooks released
 
 
 def test_served_model_batches_concurrent_predictions(shipped, mnist) -> None:

@@ -26,7 +26,6 @@ __all__ = [
     "describe",
     "forward_until",
     "record",
-    "record_rows",
     "stage_shapes",
 ]
 
@@ -118,24 +117,6 @@ def record(
     finally:
         model.train(was_training)
     return {**rec.outputs, logits_stage(model): logits}
-
-
-@torch.no_grad()
-def record_rows(
-    model: StagedModel, images: torch.Tensor, stages: list[str]
-) -> list[dict[str, torch.Tensor]]:
-    """One forward pass over a batch (N, 1, 28, 28), split into one dict per image.
-
-    Each dict maps ``stages`` and ``"logits"`` to that image's row (a view into the
-    batch's outputs, no copy). The model is used as it is (serving keeps it in eval mode):
-    this is what micro-batched predictions of many requests share.
-    """
-    with StageRecorder(model, stages) as rec:
-        logits = model(images)
-    return [
-        {**{name: rec.outputs[name][i] for name in stages}, "logits": logits[i]}
-        for i in range(len(images))
-    ]
 
 
 def stage_shapes(model: StagedModel) -> dict[str, tuple[int, ...]]:
