@@ -61,12 +61,14 @@ def cpu_s(pid: int) -> float:
 
 
 def _health(port: int) -> bool:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         c.request("GET", "/api/health")
         return c.getresponse().status == 200
     except OSError:
         return False
+    finally:
+        c.close()
 
 
 @contextmanager
