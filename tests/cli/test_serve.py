@@ -13,16 +13,22 @@ from cnnscope.cli import main
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """uvicorn's Server.run replaced: records its config and the socket it was handed."""
+    """uvicorn's Server.run replaced: records its config, the socket it was handed, and
+    whether the heap was frozen first (not frozen here: the test process lives on)."""
     import uvicorn
 
+    from cnnscope.server import serving
+
     calls: list[dict] = []
+    frozen: list[bool] = []
 
     def fake_run(self, sockets=None) -> None:
         (sock,) = sockets
         calls.append({"config": self.config, "sock": sock, "addr": sock.getsockname()})
+        calls[-1]["frozen"] = bool(frozen)
 
     monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    monkeypatch.setattr(serving, "freeze_heap", lambda: frozen.append(True))
     return calls
 
 
@@ -48,6 +54,7 @@ def test_serve_uses_the_hardened_uvicorn_options(served, capsys) -> None:
 
     assert main(["serve", "--port", "0", "--model", "lenet5"]) == 0
     config = served[-1]["config"]
+    assert served[-1]["frozen"]  # no full collection walks torch and the models mid-load
     assert config.http is HeaderTimeout
     assert config.limit_concurrency == MAX_CONNECTIONS and config.timeout_keep_alive == 5
 

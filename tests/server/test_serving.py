@@ -88,7 +88,13 @@ def test_each_worker_builds_the_same_app_from_the_settings(monkeypatch) -> None:
         threads=1,
     )
     monkeypatch.setenv(serving.SETTINGS_ENV, json.dumps(asdict(settings)))
+    import gc
+
+    gc.unfreeze()
     app = serving.app_from_env()
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()  # this test process lives on
+    assert frozen > 0  # what the worker serves with: out of the collector's sight
     assert torch.get_num_threads() == 1
     c = TestClient(app, base_url="http://class.example")
     health = c.get("/api/health").json()

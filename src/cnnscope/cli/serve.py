@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..server.app import create_app, served_models
-    from ..server.serving import uvicorn_options
+    from ..server.serving import freeze_heap, uvicorn_options
 
     torch.set_num_threads(args.threads)
     choices = _model_choices(args)  # a model without weights fails before anything listens
@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             run_workers(sock, settings, args.workers)
             return 0
         config = uvicorn.Config(app, log_level="warning", **uvicorn_options())
+        freeze_heap()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -5,19 +5,22 @@ and sends its request headers slowly, or never (slowloris): each such connection
 forever. :class:`HeaderTimeout` closes a connection whose request line and headers have
 not all arrived within ``HEADER_TIMEOUT_S`` of its first byte (or of the connection).
 
-``serve --workers N`` runs N processes on one listening socket (:func:`run_workers`):
-each builds its own app with :func:`app_from_env` from the same :class:`Settings`, so the
-Host and Origin checks and every setting hold in each; the disk caches (predictions,
-feature images, unit indexes) are shared, keyed by the weights' fingerprint.
+``serve --workers N`` runs N processes (:func:`run_workers`), each handed its share of the
+connections by the one that accepts them (:mod:`.workers`): each builds its own app with
+:func:`app_from_env` from the same :class:`Settings`, so the Host and Origin checks and
+every setting hold in each; the disk caches (predictions, feature images, unit indexes)
+are shared, keyed by the weights' fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import json
 import os
+import signal
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,6 +155,19 @@ class Settings:
     training_off: str = ""
 
 
+def freeze_heap() -> None:
+    """Put everything alive now (torch, the models, the app: all of it lives as long as the
+    process) out of the garbage collector's sight, once ``serve`` has loaded it.
+
+    Python's full collection walks every tracked object; with torch and the models loaded,
+    one took 286 ms, in the middle of a 64-drawer load, and every request in flight
+    waited for it (p99 of /api/predict 414 ms; 197 ms with the heap frozen). Frozen, a
+    full collection walks only what was made since. As Instagram's servers do
+    (``gc.freeze``, Python ≥ 3.7)."""
+    gc.collect()
+    gc.freeze()
+
+
 def build_app(settings: Settings) -> FastAPI:
     """The app of :class:`Settings`: the models loaded, ``create_app`` wired."""
     import torch
@@ -161,7 +177,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     torch.set_num_threads(settings.threads)
     models = served_models(settings.models)
-    return create_app(
+    app = create_app(
         models,
         data_dir=settings.data_dir,
         allowed_hosts=settings.allowed_hosts,
@@ -169,6 +185,8 @@ def build_app(settings: Settings) -> FastAPI:
         training=settings.training,
         training_off=settings.training_off,
     )
+    freeze_heap()  # a worker process: everything it serves with is loaded
+    return app
 
 
 def app_from_env() -> FastAPI:
@@ -182,12 +200,30 @@ def app_from_env() -> FastAPI:
 
 
 def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:
-    """Serve on ``sock`` with ``workers`` processes (uvicorn's supervisor restarts any that
-    dies); returns when the server is stopped (Ctrl-C, SIGTERM)."""
-    from uvicorn.supervisors import Multiprocess
+    """Serve on ``sock`` with ``workers`` processes; returns when the server is stopped
+    (Ctrl-C, SIGTERM).
+
+    This process accepts every connection and hands it to the worker holding the fewest
+    (:class:`.workers.Balancer`), and starts again any worker that dies. Where sockets
+    cannot be passed between processes, uvicorn's supervisor runs the workers on the shared
+    socket instead (each takes whatever connections it accepts first).
+    """
+    from . import workers as balancing
 
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))  # inherited by the workers
-    Multiprocess(worker_config(workers), sockets=[sock]).run()
+    if not balancing.supported():
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(worker_config(workers), sockets=[sock]).run()
+        return
+    balancer = balancing.Balancer(sock, workers, balancing.serve_handed)
+    stop = lambda *_: balancer.stop()  # noqa: E731
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        balancer.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def worker_config(workers: int) -> uvicorn.Config:

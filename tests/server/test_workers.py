@@ -1,0 +1,181 @@
+"""``serve --workers N``: one process accepts, and every worker gets its share."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cnnscope.server import workers
+from cnnscope.server.workers import Balancer, least_loaded
+from tests.support.handed import pid_worker
+
+pytestmark = pytest.mark.skipif(not workers.supported(), reason="no socket passing here")
+
+
+def test_least_loaded_takes_the_fewest_and_takes_turns_among_equals() -> None:
+    assert least_loaded([3, None, 1, 1]) == 2
+    assert least_loaded([3, None, 1, 1], start=3) == 3  # a tie: the turn goes on from 3
+    assert least_loaded([0, 0], start=1) == 1
+    assert least_loaded([None, 5]) == 1  # a worker still starting takes nothing
+    assert least_loaded([None, None]) is None
+
+
+def _wait(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@contextmanager
+def _balanced(n: int) -> Iterator[tuple[Balancer, int]]:
+    sock = socket.create_server(("127.0.0.1", 0))
+    balancer = Balancer(sock, n, pid_worker)
+    thread = threading.Thread(target=balancer.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: None not in balancer.open_counts())
+        yield balancer, sock.getsockname()[1]
+    finally:
+        balancer.stop()
+        thread.join(15)
+        sock.close()
+    assert not thread.is_alive()
+
+
+def _pids(port: int, n: int) -> list[int]:
+    """Open ``n`` connections at once, then ask each which process serves it."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    try:
+        for c in conns:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return [int(c.recv(4096).split(b"\r\n\r\n", 1)[1]) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_connections_opened_together_are_shared_evenly() -> None:
+    """With a shared socket, 64 connections opened at once went 1/63, 4/60, 13/51 between
+    two uvicorn workers; handed over one by one, each worker gets half."""
+    with _balanced(2) as (balancer, port):
+        for _ in range(3):
+            counts = collections.Counter(_pids(port, 20))
+            assert sorted(counts.values()) == [10, 10]
+            _wait(lambda: balancer.open_counts() == [0, 0])  # closes are counted
+        assert balancer.handed == 60
+
+
+def test_a_worker_that_dies_is_replaced_and_the_others_serve_meanwhile() -> None:
+    with _balanced(2) as (balancer, port):
+        first = set(_pids(port, 4))
+        assert len(first) == 2
+        victim = first.pop()
+        os.kill(victim, signal.SIGKILL)
+        _wait(lambda: None in balancer.open_counts())  # noticed
+        assert set(_pids(port, 4)) <= {*first, *_restarted(balancer, victim)}
+        _wait(lambda: None not in balancer.open_counts())  # a new one is ready
+        after = set(_pids(port, 4))
+        assert len(after) == 2 and victim not in after
+
+
+def _restarted(balancer: Balancer, old: int) -> set[int]:
+    return {w.process.pid for w in balancer._workers if w is not None} - {old}
+
+
+def test_stopping_stops_every_worker() -> None:
+    with _balanced(2) as (_, port):
+        pids = set(_pids(port, 2))
+        assert len(pids) == 2
+    for pid in pids:  # reaped by the balancer: gone, not zombies
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+def _owner_of(local_ports: list[int], server_port: int, pids: list[int]) -> list[int]:
+    """For each client port, the server process holding the other end (Linux /proc)."""
+    inode_of = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        local, remote, inode = f[1], f[2], f[9]
+        if int(local.split(":")[1], 16) == server_port:
+            inode_of[int(remote.split(":")[1], 16)] = inode
+    held = {pid: _socket_inodes(pid) for pid in pids}
+    return [next(p for p, inodes in held.items() if inode_of[q] in inodes) for q in local_ports]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
+def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
+    """The real ``cnnscope serve --workers 2``: 24 drawers connecting at once get 12 and
+    12, every one is answered, and SIGTERM leaves no process behind."""
+    cmd = [sys.executable, "-m", "cnnscope", "serve", "--port", "0", "--model", "lenet5"]
+    proc = subprocess.Popen([*cmd, "--workers", "2", "--threads", "1"], stdout=subprocess.PIPE)
+    children: list[int] = []
+    conns: list[http.client.HTTPConnection] = []
+    try:
+        assert proc.stdout is not None
+        port = int(re.search(rb":(\d+)/", proc.stdout.readline()).group(1))
+        _wait(lambda: _health(port), timeout=120)
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        # The workers (multiprocessing's resource tracker, a child too, ends on its own).
+        children = [
+            int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
+        ]
+        assert len(children) == 2
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(24)]
+        for c in conns:
+            c.connect()
+        pixels = b'{"pixels": [' + b",".join([b"0.5"] * 784) + b"]}"
+        for c in conns:
+            c.request("POST", "/api/predict", pixels, {"Content-Type": "application/json"})
+        assert [c.getresponse().status for c in conns] == [200] * 24
+        owners = _owner_of([c.sock.getsockname()[1] for c in conns], port, children)
+        assert sorted(collections.Counter(owners).values()) == [12, 12]
+    finally:
+        for c in conns:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        proc.stdout.close()
+    assert proc.returncode == 0
+    time.sleep(0.5)
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _health(port: int) -> bool:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/api/health")
+        return c.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        c.close()

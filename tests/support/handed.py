@@ -1,0 +1,41 @@
+"""A stand-in worker for :class:`cnnscope.server.workers.Balancer`: no torch, no uvicorn.
+
+It speaks the balancer's protocol (``READY`` once, a socket with each ``HANDED`` byte,
+``CLOSED`` as each connection ends) and answers every request on a connection with
+its own pid, so a test sees which worker got which connection.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+
+from cnnscope.server.workers import CLOSED, READY
+
+
+def pid_worker(channel: socket.socket) -> None:
+    """Answer ``HTTP/1.1 200`` with this process's pid to every request, until the
+    supervisor's end of ``channel`` closes."""
+    sel = selectors.DefaultSelector()
+    sel.register(channel, selectors.EVENT_READ, None)
+    channel.send(READY)
+    body = str(os.getpid()).encode()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                data, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
+                if not data and not fds:
+                    return  # the supervisor is gone
+                for fd in fds:
+                    sel.register(socket.socket(fileno=fd), selectors.EVENT_READ, "conn")
+                continue
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
+            if conn.recv(4096):
+                conn.sendall(answer)
+            else:
+                sel.unregister(conn)
+                conn.close()
+                channel.send(CLOSED)
