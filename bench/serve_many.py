@@ -10,7 +10,8 @@ test digits redrawn along their centre line with a round pen, answered with ever
 (gzip, as a browser asks); the PNG is the page's one-channel kind (``--png rgba``: the
 browser's own RGBA export, which the page sent before). Prints, per server and load:
 answers, errors (anything but 200, or a dropped connection), requests/s, p50/p95/p99
-round trip, the server's CPU time per answer (its processes' user + system time: the
+round trip, how the connections were shared between the worker processes (Linux), the
+server's CPU time per answer (its processes' user + system time: the
 figure that stays comparable on a busy machine), and the ratios against the 1-client run
 and against the baseline server in the same run.
 """
@@ -23,7 +24,9 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,8 @@ import numpy as np
 # The repository root: test-only helpers (tests/support) are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.drawers import Load, closed_loop, drawings
-from bench.server import ROOT, serve
+from bench.server import ROOT, Server, serve
+from tests.support.sockets import holders, workers_of
 
 
 def settle(port: int) -> None:
@@ -47,6 +51,20 @@ def settle(port: int) -> None:
             c.getresponse().read()
 
 
+def _split(server: Server) -> str:
+    """How the open connections are shared between the server's worker processes, e.g.
+    ``32 / 32`` (Linux; empty elsewhere, or with one process)."""
+    try:
+        pids = workers_of(server.process.pid)
+        held = holders(server.port, pids)
+    except OSError:
+        return ""
+    if len(pids) < 2:
+        return ""
+    counts = Counter(held.values())
+    return " / ".join(str(counts.get(pid, 0)) for pid in pids)
+
+
 def measure(label: str, args: list[str], checkout: Path, opts, bodies) -> list[Load]:
     with serve(*args, checkout=checkout) as server:
         port = server.port
@@ -60,10 +78,15 @@ def measure(label: str, args: list[str], checkout: Path, opts, bodies) -> list[L
             health.append((time.perf_counter() - t0) * 1000)
         print(f"{label:<28} /api/health round trip p50 {np.median(health):.1f} ms", flush=True)
         loads = []
+        split: list[str] = []
         for n in (1, opts.clients):
             cpu0 = server.cpu_s()
+            if n > 1:
+                threading.Timer(2.0, lambda: split.append(_split(server))).start()
             loads.append(closed_loop(port, bodies, n, opts.seconds))
             loads[-1].cpu_ms = (server.cpu_s() - cpu0) * 1000 / max(loads[-1].ok, 1)
+        if split and split[0]:
+            print(f"{label:<28} connections per worker process: {split[0]}", flush=True)
     for load in loads:
         print(
             f"{label:<28} {load.clients:>3} client{'s' if load.clients > 1 else ' '}: "

@@ -21,6 +21,7 @@ import pytest
 from cnnscope.server import workers
 from cnnscope.server.workers import Balancer, least_loaded
 from tests.support.handed import pid_worker
+from tests.support.sockets import holders, workers_of
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="no socket passing here")
 
@@ -105,30 +106,6 @@ def test_stopping_stops_every_worker() -> None:
             os.kill(pid, 0)
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    out = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:  # closed meanwhile
-            continue
-        if target.startswith("socket:["):
-            out.add(target[8:-1])
-    return out
-
-
-def _owner_of(local_ports: list[int], server_port: int, pids: list[int]) -> list[int]:
-    """For each client port, the server process holding the other end (Linux /proc)."""
-    inode_of = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        f = line.split()
-        local, remote, inode = f[1], f[2], f[9]
-        if int(local.split(":")[1], 16) == server_port:
-            inode_of[int(remote.split(":")[1], 16)] = inode
-    held = {pid: _socket_inodes(pid) for pid in pids}
-    return [next(p for p, inodes in held.items() if inode_of[q] in inodes) for q in local_ports]
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
@@ -142,11 +119,7 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
         assert proc.stdout is not None
         port = int(re.search(rb":(\d+)/", proc.stdout.readline()).group(1))
         _wait(lambda: _health(port), timeout=120)
-        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        # The workers (multiprocessing's resource tracker, a child too, ends on its own).
-        children = [
-            int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
-        ]
+        children = workers_of(proc.pid)
         assert len(children) == 2
         conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(24)]
         for c in conns:
@@ -155,7 +128,8 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
         for c in conns:
             c.request("POST", "/api/predict", pixels, {"Content-Type": "application/json"})
         assert [c.getresponse().status for c in conns] == [200] * 24
-        owners = _owner_of([c.sock.getsockname()[1] for c in conns], port, children)
+        held = holders(port, children)
+        owners = [held[c.sock.getsockname()[1]] for c in conns]
         assert sorted(collections.Counter(owners).values()) == [12, 12]
     finally:
         for c in conns:
