@@ -20,7 +20,7 @@ import pytest
 
 from cnnscope.server import workers
 from cnnscope.server.workers import Balancer, least_loaded
-from tests.support.handed import pid_worker
+from tests.support.handed import hung_worker, pid_worker
 from tests.support.sockets import holders, workers_of
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="no socket passing here")
@@ -89,12 +89,62 @@ def test_a_worker_that_dies_is_replaced_and_the_others_serve_meanwhile() -> None
         _wait(lambda: None in balancer.open_counts())  # noticed
         assert set(_pids(port, 4)) <= {*first, *_restarted(balancer, victim)}
         _wait(lambda: None not in balancer.open_counts())  # a new one is ready
+        _wait(lambda: balancer.open_counts() == [0, 0])  # the closes above are counted
         after = set(_pids(port, 4))
         assert len(after) == 2 and victim not in after
 
 
 def _restarted(balancer: Balancer, old: int) -> set[int]:
     return {w.process.pid for w in balancer._workers if w is not None} - {old}
+
+
+def test_a_hung_worker_is_stopped_and_started_again(monkeypatch) -> None:
+    """A worker that stops answering (a deadlock) is killed after HUNG_S and replaced."""
+    monkeypatch.setattr(workers, "PING_S", 0.2)
+    monkeypatch.setattr(workers, "HUNG_S", 1.0)
+    sock = socket.create_server(("127.0.0.1", 0))
+    balancer = Balancer(sock, 1, hung_worker)
+    thread = threading.Thread(target=balancer.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: balancer._workers[0] is not None and balancer._workers[0].ready)
+        first = balancer._workers[0].process
+        _wait(lambda: not first.is_alive(), timeout=30)  # killed
+        _wait(
+            lambda: balancer._workers[0] is not None and balancer._workers[0].process is not first
+        )
+    finally:
+        balancer.stop()
+        thread.join(15)
+        sock.close()
+
+
+def test_connections_wait_while_no_worker_is_ready() -> None:
+    """A connection that arrives before the workers are ready, or just as every worker
+    died, waits (in the backlog or in the supervisor) and is answered by the next one
+    ready; none is accepted only to be closed."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    early = socket.create_connection(("127.0.0.1", port), timeout=60)  # before any worker
+    balancer = Balancer(sock, 2, pid_worker)
+    thread = threading.Thread(target=balancer.run, daemon=True)
+    thread.start()
+    try:
+        early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert early.recv(4096).startswith(b"HTTP/1.1 200")
+        early.close()
+        for w in list(balancer._workers):
+            assert w is not None
+            os.kill(w.process.pid, signal.SIGKILL)
+        _wait(lambda: balancer.open_counts() == [None, None])  # both noticed
+        late = socket.create_connection(("127.0.0.1", port), timeout=60)
+        with late:
+            late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert late.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        balancer.stop()
+        thread.join(15)
+        sock.close()
 
 
 def test_stopping_stops_every_worker() -> None:
@@ -118,7 +168,7 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
     try:
         assert proc.stdout is not None
         port = int(re.search(rb":(\d+)/", proc.stdout.readline()).group(1))
-        _wait(lambda: _health(port), timeout=120)
+        assert _health(port)  # waits in the backlog while the workers load
         children = workers_of(proc.pid)
         assert len(children) == 2
         conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(24)]
@@ -130,7 +180,10 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
         assert [c.getresponse().status for c in conns] == [200] * 24
         held = holders(port, children)
         owners = [held[c.sock.getsockname()[1]] for c in conns]
-        assert sorted(collections.Counter(owners).values()) == [12, 12]
+        # 12 and 12, give or take a health check whose close is still on its way (a shared
+        # socket gave 3 and 21)
+        low, high = sorted(collections.Counter(owners).values())
+        assert low + high == 24 and high - low <= 2
     finally:
         for c in conns:
             c.close()
@@ -145,7 +198,7 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
 
 
 def _health(port: int) -> bool:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=180)
     try:
         c.request("GET", "/api/health")
         return c.getresponse().status == 200

@@ -1,8 +1,9 @@
 """A stand-in worker for :class:`cnnscope.server.workers.Balancer`: no torch, no uvicorn.
 
 It speaks the balancer's protocol (``READY`` once, a socket with each ``HANDED`` byte,
-``CLOSED`` as each connection ends) and answers every request on a connection with
-its own pid, so a test sees which worker got which connection.
+``CLOSED`` as each connection ends, ``PONG`` for each ``PING``) and answers every request
+on a connection with its own pid, so a test sees which worker got which connection.
+``hung_worker`` stops answering anything once ready.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import time
 
-from cnnscope.server.workers import CLOSED, READY
+from cnnscope.server.workers import CLOSED, PING, PONG, READY
 
 
 def pid_worker(channel: socket.socket) -> None:
@@ -28,6 +30,8 @@ def pid_worker(channel: socket.socket) -> None:
                 data, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
                 if not data and not fds:
                     return  # the supervisor is gone
+                if data == PING:
+                    channel.send(PONG)
                 for fd in fds:
                     sel.register(socket.socket(fileno=fd), selectors.EVENT_READ, "conn")
                 continue
@@ -39,3 +43,10 @@ def pid_worker(channel: socket.socket) -> None:
                 sel.unregister(conn)
                 conn.close()
                 channel.send(CLOSED)
+
+
+def hung_worker(channel: socket.socket) -> None:
+    """Say ``READY``, then never read or answer anything again (a deadlocked worker)."""
+    channel.send(READY)
+    while True:
+        time.sleep(60)
