@@ -156,6 +156,54 @@ def test_distance_transform_is_scipys() -> None:
         assert np.array_equal(_edt(~mask, at=mask), ndimage.distance_transform_edt(~mask)[mask])
 
 
+def test_stroke_distances_are_scipys() -> None:
+    """_inside_squared's squared distances, worked out from the strokes' edges, are SciPy's
+    exactly: thin and bold strokes, a speckle, a blob past its passes (SciPy's then), a
+    run long enough for int32, and an empty mask."""
+    from scipy import ndimage
+
+    from cnnscope.preprocess import _inside_squared, _width_and_extent
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.indices((300, 300)) - 150
+    masks = [ndimage.binary_opening(rng.random(s) > 0.3) for s in [(37, 53), (120, 90)]]
+    masks += [rng.random((40, 60)) > 0.5, _ring(120, 40, 3) > 0.5, _ring(120, 40, 30) > 0.5]
+    masks += [np.hypot(yy, xx) < 140, np.ones((30, 260), bool), np.zeros((9, 7), bool)]
+    for mask in masks:
+        padded = np.pad(mask, 1)
+        ink, squared = _inside_squared(padded)
+        assert np.array_equal(ink, np.flatnonzero(padded))
+        distances = np.sqrt(squared.astype(np.float64))
+        assert np.array_equal(distances, ndimage.distance_transform_edt(padded)[padded])
+        if mask.any():
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+            assert _width_and_extent(mask) == (4.0 * (distances - 0.5).mean(), extent)
+
+
+def test_median_and_clean_maximum_are_numpys() -> None:
+    """The border's median and the clean image's maximum, found in fewer passes, are
+    numpy's to the bit."""
+    from cnnscope.preprocess import _cleaned, _median
+
+    rng = np.random.default_rng(0)
+    for values in [
+        np.zeros(100, np.float32),
+        rng.random(1001).astype(np.float32),
+        np.round(rng.random(1000) * 3).astype(np.float32) / 3,
+        (rng.random(64) * 255).astype(np.uint8),
+        np.array([0.0, -0.0, 0.0, 0.25], np.float32),
+    ]:
+        assert np.float64(_median(values)).tobytes() == np.float64(np.median(values)).tobytes()
+    assert np.isnan(_median(np.array([0.0, np.nan, 1.0], np.float32)))
+    clean = rng.random((30, 20)).astype(np.float32)
+    image, top = _cleaned(clean)
+    assert image is clean and top.tobytes() == clean.max().tobytes()
+    clean[3, 4] = -0.0  # clean as well: found by the float reductions, without the bits' max
+    assert _cleaned(clean)[0] is clean
+    assert _cleaned(np.full((2, 2), 2.0, np.float32))[1] is None
+
+
 def test_nan_inf_and_out_of_range_values_are_cleaned_and_the_input_kept() -> None:
     from cnnscope.preprocess import _clean
 
