@@ -171,5 +171,7 @@ def test_the_background_thread_yields_the_cpu_to_requests(small, monkeypatch) ->
     thread.join(10)
     here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     # The niceness is the thread's alone: this thread (a request's, say) keeps its own.
-    assert seen == [min(here + background.NICE, 19)]  # one call: one served model
+    # One call (one served model), at the background's niceness, or the server's own
+    # when that is lower already (a suite run under `nice -n 15` is not raised to 10).
+    assert seen == [max(background.NICE, here)]
     assert os.getpriority(os.PRIO_PROCESS, os.getpid()) <= here

@@ -51,7 +51,9 @@ def finish(thread: threading.Thread | None, timeout_s: float = 10.0) -> None:
 
 def _index_all(state: AppState) -> None:
     with contextlib.suppress(AttributeError, OSError):  # per thread on Linux; elsewhere not
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        me = threading.get_native_id()
+        # Never above the server's own priority: a server started with `nice` keeps it.
+        os.setpriority(os.PRIO_PROCESS, me, max(NICE, os.getpriority(os.PRIO_PROCESS, me)))
     for m in state.models:
         # The models the server was started with; a run's checkpoints (many, replaced as
         # it trains) are indexed on their first click instead.
