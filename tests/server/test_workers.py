@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,7 +169,9 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
     try:
         assert proc.stdout is not None
         port = int(re.search(rb":(\d+)/", proc.stdout.readline()).group(1))
-        assert _health(port)  # waits in the backlog while the workers load
+        # Waits in the backlog while the workers load.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=180) as r:
+            assert r.status == 200
         children = workers_of(proc.pid)
         assert len(children) == 2
         conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(24)]
@@ -195,14 +198,3 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-
-
-def _health(port: int) -> bool:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=180)
-    try:
-        c.request("GET", "/api/health")
-        return c.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        c.close()
