@@ -69,7 +69,8 @@ def add(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int_in(1, 64),
         default=1,
-        help="server processes sharing the port and the disk caches; about one per core",
+        help="server processes sharing the disk caches, each handed its share of the "
+        "connections; about one per core (a classroom: --workers 2 on two cores)",
     )
 
 
