@@ -15,6 +15,7 @@ from cnnscope.server.serving import HeaderTimeout, uvicorn_options
 
 class _QuickTimeout(HeaderTimeout):
     header_timeout_s = 1.0  # generous: a loaded machine may stall the loop for a while
+    body_timeout_s = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,17 @@ def test_slow_headers_are_cut_off(port) -> None:
     assert took is not None and took < 5.0
     with socket.create_connection(("127.0.0.1", port)) as s:  # silent from the start
         assert _closed_after(s, 6.0) is not None
+
+
+def test_a_body_that_stops_half_way_is_cut_off(port) -> None:
+    """A request whose body stalls held its connection (one of a worker's 256) forever."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pixels": ['
+        )
+        took = _closed_after(s, 8.0)
+    assert took is not None and took < 6.0
 
 
 def test_complete_requests_and_keep_alive_still_work(port) -> None:

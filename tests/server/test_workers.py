@@ -21,7 +21,7 @@ import pytest
 
 from cnnscope.server import workers
 from cnnscope.server.workers import Balancer, least_loaded
-from tests.support.handed import hung_worker, pid_worker
+from tests.support.handed import hung_worker, mute_worker, pid_worker
 from tests.support.sockets import holders, workers_of
 
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="no socket passing here")
@@ -120,6 +120,26 @@ def test_a_hung_worker_is_stopped_and_started_again(monkeypatch) -> None:
         sock.close()
 
 
+def test_a_worker_hung_while_it_loads_is_stopped_and_started_again(monkeypatch) -> None:
+    monkeypatch.setattr(workers, "LOADING_S", 1.0)
+    monkeypatch.setattr(workers, "RESTART_S", (0.1, 0.1))
+    sock = socket.create_server(("127.0.0.1", 0))
+    balancer = Balancer(sock, 1, mute_worker)
+    thread = threading.Thread(target=balancer.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: balancer._workers[0] is not None)
+        first = balancer._workers[0].process
+        _wait(lambda: not first.is_alive(), timeout=30)  # killed
+        _wait(
+            lambda: balancer._workers[0] is not None and balancer._workers[0].process is not first
+        )
+    finally:
+        balancer.stop()
+        thread.join(15)
+        sock.close()
+
+
 def test_connections_wait_while_no_worker_is_ready() -> None:
     """A connection that arrives before the workers are ready, or just as every worker
     died, waits (in the backlog or in the supervisor) and is answered by the next one
@@ -161,14 +181,22 @@ def test_stopping_stops_every_worker() -> None:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
     """The real ``cnnscope serve --workers 2``: 24 drawers connecting at once get 12 and
-    12, every one is answered, and SIGTERM leaves no process behind."""
+    12, every one is answered, and Ctrl-C (SIGINT to the terminal's whole process group)
+    stops every process as one server would: "interrupted", 130, no worker's traceback."""
     cmd = [sys.executable, "-m", "cnnscope", "serve", "--port", "0", "--model", "lenet5"]
-    proc = subprocess.Popen([*cmd, "--workers", "2", "--threads", "1"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's
+    )
     children: list[int] = []
     conns: list[http.client.HTTPConnection] = []
     try:
-        assert proc.stdout is not None
-        port = int(re.search(rb":(\d+)/", proc.stdout.readline()).group(1))
+        assert proc.stdout is not None and proc.stderr is not None
+        banner = proc.stdout.readline()
+        assert b"(2 worker processes)" in banner
+        port = int(re.search(rb":(\d+)/", banner).group(1))
         # Waits in the backlog while the workers load.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=180) as r:
             assert r.status == 200
@@ -190,10 +218,10 @@ def test_serve_workers_share_a_class_evenly_and_answer_drawings() -> None:
     finally:
         for c in conns:
             c.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        proc.stdout.close()
-    assert proc.returncode == 0
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"interrupted" in err
+    assert b"Traceback" not in err, err.decode(errors="replace")
     time.sleep(0.5)
     for pid in children:
         with pytest.raises(ProcessLookupError):

@@ -3,7 +3,7 @@
 It speaks the balancer's protocol (``READY`` once, a socket with each ``HANDED`` byte,
 ``CLOSED`` as each connection ends, ``PONG`` for each ``PING``) and answers every request
 on a connection with its own pid, so a test sees which worker got which connection.
-``hung_worker`` stops answering anything once ready.
+``hung_worker`` stops answering anything once ready; ``mute_worker`` never gets ready.
 """
 
 from __future__ import annotations
@@ -48,5 +48,11 @@ def pid_worker(channel: socket.socket) -> None:
 def hung_worker(channel: socket.socket) -> None:
     """Say ``READY``, then never read or answer anything again (a deadlocked worker)."""
     channel.send(READY)
+    while True:
+        time.sleep(60)
+
+
+def mute_worker(channel: socket.socket) -> None:
+    """Never say ``READY``: a worker hung while it loads."""
     while True:
         time.sleep(60)

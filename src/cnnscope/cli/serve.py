@@ -52,7 +52,7 @@ def add(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="folder of the Train tab's runs (default: the user cache's cnnscope/runs)",
+        help="folder of the Train tab's runs (the user cache's cnnscope/runs if not given)",
     )
     p.add_argument(
         "--allow-training",
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         # Printed only now: a browser pointed at the URL connects (the backlog holds it
         # until uvicorn accepts), it is never refused.
         served = ", ".join(m.id for m in models)
-        print(f"cnnscope {__version__}: serving {served} at {url}", flush=True)
+        processes = f" ({args.workers} worker processes)" if args.workers > 1 else ""
+        print(f"cnnscope {__version__}: serving {served} at {url}{processes}", flush=True)
         if args.open:
             import threading
             import webbrowser

@@ -3,7 +3,8 @@
 uvicorn times out idle keep-alive connections but not a client that opens a connection
 and sends its request headers slowly, or never (slowloris): each such connection is held
 forever. :class:`HeaderTimeout` closes a connection whose request line and headers have
-not all arrived within ``HEADER_TIMEOUT_S`` of its first byte (or of the connection).
+not all arrived within ``HEADER_TIMEOUT_S`` of its first byte (or of the connection), or
+whose body has not all arrived within ``BODY_TIMEOUT_S`` of its headers.
 
 ``serve --workers N`` runs N processes (:func:`run_workers`), each handed its share of the
 connections by the one that accepts them (:mod:`.workers`): each builds its own app with
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "BODY_TIMEOUT_S",
     "HEADER_TIMEOUT_S",
     "HeaderTimeout",
     "ModelSpec",
@@ -44,6 +46,9 @@ __all__ = [
 ]
 
 HEADER_TIMEOUT_S = 10.0  # as Apache's RequestReadTimeout (header=20-40) and Go's ReadHeaderTimeout
+# A body (a drawing, at most MAX_BODY_BYTES) that stops half way held its connection, one of
+# a worker's MAX_CONNECTIONS, forever; Apache's RequestReadTimeout body=20,MinRate=500.
+BODY_TIMEOUT_S = 30.0
 # uvicorn answers 503 beyond this many open connections and tasks, per process: a class of
 # 64 drawers (one connection each, several while a page loads) with room to spare.
 MAX_CONNECTIONS = 256
@@ -57,9 +62,11 @@ WORKER_HEALTHCHECK_S = 60
 
 
 class HeaderTimeout(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing connections whose headers take too long."""
+    """uvicorn's httptools protocol, closing connections whose headers or body take too
+    long to arrive."""
 
     header_timeout_s = HEADER_TIMEOUT_S
+    body_timeout_s = BODY_TIMEOUT_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,16 +83,21 @@ class HeaderTimeout(HttpToolsProtocol):
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._arm(self.body_timeout_s)  # the body has its own time to arrive
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float | None = None) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._timed_out)
+        limit = self.header_timeout_s if seconds is None else seconds
+        self._header_timer = self.loop.call_later(limit, self._timed_out)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
@@ -217,13 +229,24 @@ def run_workers(sock: socket.socket, settings: Settings, workers: int) -> None:
         Multiprocess(worker_config(workers), sockets=[sock]).run()
         return
     balancer = balancing.Balancer(sock, workers, balancing.serve_handed)
-    stop = lambda *_: balancer.stop()  # noqa: E731
+    received: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        balancer.stop()
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         balancer.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    # Ended as one process would: Ctrl-C as KeyboardInterrupt ("interrupted", 130), a
+    # SIGTERM by that signal once the workers have stopped (as uvicorn re-raises it).
+    if received and received[0] == signal.SIGINT:
+        raise KeyboardInterrupt
+    if received:
+        signal.raise_signal(received[0])
 
 
 def worker_config(workers: int) -> uvicorn.Config:

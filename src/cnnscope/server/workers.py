@@ -46,6 +46,7 @@ STOP_S = 8.0  # a worker stopping gets this long (its graceful shutdown is 2 s) 
 START_S = 60.0  # listening waits this long for every worker, then starts with those ready
 PING_S = 10.0  # a ready worker is pinged this often …
 HUNG_S = 60.0  # … and killed (then started again) when it has said nothing for this long
+LOADING_S = 300.0  # a worker not ready after this long is hung in its start: killed too
 RESTART_S = (1.0, 60.0)  # a worker that died before it was ready: delay, doubled, capped
 
 
@@ -179,10 +180,11 @@ class Balancer:
                     self._start(i)
             elif not w.process.is_alive():
                 self._lost(i)  # also one that died before it took its end: no EOF came
-            elif w.ready and now - w.heard > HUNG_S:
+            elif now - w.heard > (HUNG_S if w.ready else LOADING_S):
+                what = "answered" if w.ready else "started serving"
                 print(
-                    f"cnnscope: worker {i} (pid {w.process.pid}) has not answered for "
-                    f"{HUNG_S:.0f} s; stopping it",
+                    f"cnnscope: worker {i} (pid {w.process.pid}) has not {what} for "
+                    f"{now - w.heard:.0f} s; stopping it",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -318,12 +320,16 @@ def serve_handed(channel: socket.socket) -> None:
     connections the supervisor hands over on ``channel``."""
     from .serving import app_from_env, uvicorn_options
 
+    # Ctrl-C reaches every process of the terminal's group: the supervisor stops the
+    # workers (SIGTERM), and a worker's own KeyboardInterrupt would only print tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # No WebSocket: the app has no such route, and an upgraded connection would leave the
     # HTTP protocol without a connection_lost, so its close would never be counted.
     config = uvicorn.Config(
         app_from_env, factory=True, log_level="warning", ws="none", **uvicorn_options()
     )
-    HandedServer(config, channel).run()
+    with contextlib.suppress(KeyboardInterrupt):
+        HandedServer(config, channel).run()
 
 
 class HandedServer(uvicorn.Server):
