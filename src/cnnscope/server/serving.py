@@ -175,8 +175,9 @@ def freeze_heap() -> None:
     one took 286 ms, in the middle of a 64-drawer load, and every request in flight
     waited for it (p99 of /api/predict 414 ms; 197 ms with the heap frozen). Frozen, a
     full collection walks only what was made since. As Instagram's servers do
-    (``gc.freeze``, Python ≥ 3.7)."""
-    gc.collect()
+    (``gc.freeze``, Python ≥ 3.7). No collection first: it would take 150–300 ms while
+    the socket already listens, in front of the page's first request; the little garbage
+    of start-up stays (``gc.freeze`` itself takes microseconds)."""
     gc.freeze()
 
 
