@@ -43,19 +43,27 @@ def _wait(condition, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def _balanced(n: int) -> Iterator[tuple[Balancer, int]]:
+def _running(n: int, target) -> Iterator[tuple[Balancer, int]]:
+    """A balancer of ``n`` workers running ``target``, on a free port, stopped after."""
     sock = socket.create_server(("127.0.0.1", 0))
-    balancer = Balancer(sock, n, pid_worker)
+    balancer = Balancer(sock, n, target)
     thread = threading.Thread(target=balancer.run, daemon=True)
     thread.start()
     try:
-        _wait(lambda: None not in balancer.open_counts())
         yield balancer, sock.getsockname()[1]
     finally:
         balancer.stop()
         thread.join(15)
         sock.close()
     assert not thread.is_alive()
+
+
+@contextmanager
+def _balanced(n: int) -> Iterator[tuple[Balancer, int]]:
+    """``n`` pid workers, every one ready."""
+    with _running(n, pid_worker) as (balancer, port):
+        _wait(lambda: None not in balancer.open_counts())
+        yield balancer, port
 
 
 def _pids(port: int, n: int) -> list[int]:
@@ -99,61 +107,34 @@ def _restarted(balancer: Balancer, old: int) -> set[int]:
     return {w.process.pid for w in balancer._workers if w is not None} - {old}
 
 
-def test_a_hung_worker_is_stopped_and_started_again(monkeypatch) -> None:
-    """A worker that stops answering (a deadlock) is killed after HUNG_S and replaced."""
-    monkeypatch.setattr(workers, "PING_S", 0.2)
-    monkeypatch.setattr(workers, "HUNG_S", 1.0)
-    sock = socket.create_server(("127.0.0.1", 0))
-    balancer = Balancer(sock, 1, hung_worker)
-    thread = threading.Thread(target=balancer.run, daemon=True)
-    thread.start()
-    try:
-        _wait(lambda: balancer._workers[0] is not None and balancer._workers[0].ready)
-        first = balancer._workers[0].process
-        _wait(lambda: not first.is_alive(), timeout=30)  # killed
-        _wait(
-            lambda: balancer._workers[0] is not None and balancer._workers[0].process is not first
-        )
-    finally:
-        balancer.stop()
-        thread.join(15)
-        sock.close()
-
-
-def test_a_worker_hung_while_it_loads_is_stopped_and_started_again(monkeypatch) -> None:
-    monkeypatch.setattr(workers, "LOADING_S", 1.0)
-    monkeypatch.setattr(workers, "RESTART_S", (0.1, 0.1))
-    sock = socket.create_server(("127.0.0.1", 0))
-    balancer = Balancer(sock, 1, mute_worker)
-    thread = threading.Thread(target=balancer.run, daemon=True)
-    thread.start()
-    try:
+@pytest.mark.parametrize(
+    ("target", "limits"),
+    [
+        (hung_worker, {"PING_S": 0.2, "HUNG_S": 1.0}),  # ready, then deadlocked
+        (mute_worker, {"LOADING_S": 1.0, "RESTART_S": (0.1, 0.1)}),  # hung while it loads
+    ],
+)
+def test_a_hung_worker_is_stopped_and_started_again(monkeypatch, target, limits) -> None:
+    for name, value in limits.items():
+        monkeypatch.setattr(workers, name, value)
+    with _running(1, target) as (balancer, _):
         _wait(lambda: balancer._workers[0] is not None)
         first = balancer._workers[0].process
         _wait(lambda: not first.is_alive(), timeout=30)  # killed
         _wait(
             lambda: balancer._workers[0] is not None and balancer._workers[0].process is not first
         )
-    finally:
-        balancer.stop()
-        thread.join(15)
-        sock.close()
 
 
 def test_connections_wait_while_no_worker_is_ready() -> None:
     """A connection that arrives before the workers are ready, or just as every worker
     died, waits (in the backlog or in the supervisor) and is answered by the next one
     ready; none is accepted only to be closed."""
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    early = socket.create_connection(("127.0.0.1", port), timeout=60)  # before any worker
-    balancer = Balancer(sock, 2, pid_worker)
-    thread = threading.Thread(target=balancer.run, daemon=True)
-    thread.start()
-    try:
-        early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert early.recv(4096).startswith(b"HTTP/1.1 200")
-        early.close()
+    with _running(2, pid_worker) as (balancer, port):
+        early = socket.create_connection(("127.0.0.1", port), timeout=60)
+        with early:
+            early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert early.recv(4096).startswith(b"HTTP/1.1 200")
         for w in list(balancer._workers):
             assert w is not None
             os.kill(w.process.pid, signal.SIGKILL)
@@ -162,10 +143,6 @@ def test_connections_wait_while_no_worker_is_ready() -> None:
         with late:
             late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert late.recv(4096).startswith(b"HTTP/1.1 200")
-    finally:
-        balancer.stop()
-        thread.join(15)
-        sock.close()
 
 
 def test_stopping_stops_every_worker() -> None:
